@@ -1,0 +1,410 @@
+/**
+ * Every failure a caller of the gateway can see, as one union of tagged, schema-described
+ * errors. Messages say what happened and what to do; none carries a secret, a token or the
+ * text of a prompt.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
+
+/**
+ * Rate-limit headers the platform sends (`inin-ratelimit-count/allowed/reset`, or the
+ * OpenAI-style `x-ratelimit-*`), kept as written.
+ *
+ * @since 0.1.0
+ */
+export const RateLimitInfo = Schema.Struct({
+  count: Schema.optional(Schema.String),
+  allowed: Schema.optional(Schema.String),
+  reset: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type RateLimitInfo = typeof RateLimitInfo.Type
+
+/**
+ * What an upstream HTTP response told us about itself: status, the Genesys `code` and
+ * `contextId`, the `ININ-Correlation-Id` header and the rate-limit headers.
+ *
+ * @since 0.1.0
+ */
+const upstreamFields = {
+  status: Schema.Number,
+  code: Schema.optional(Schema.String),
+  detail: Schema.optional(Schema.String),
+  contextId: Schema.optional(Schema.String),
+  correlationId: Schema.optional(Schema.String),
+  rateLimit: Schema.optional(RateLimitInfo)
+}
+
+/**
+ * True when at least one byte of the response body had reached us: such a failure is final
+ * (a retry would repeat tokens the caller has already seen).
+ */
+const partialField = { partial: Schema.Boolean }
+
+const describe = (e: { readonly code?: string | undefined; readonly detail?: string | undefined; readonly contextId?: string | undefined; readonly correlationId?: string | undefined }) => {
+  const parts: Array<string> = []
+  if (e.code !== undefined) parts.push(`code ${e.code}`)
+  if (e.detail !== undefined) parts.push(e.detail)
+  if (e.contextId !== undefined) parts.push(`contextId ${e.contextId}`)
+  if (e.correlationId !== undefined) parts.push(`correlationId ${e.correlationId}`)
+  return parts.length === 0 ? "" : ` (${parts.join("; ")})`
+}
+
+const partialNote = (partial: boolean) =>
+  partial ? " The reply had already started, so it was not retried; the text received so far is incomplete." : ""
+
+/**
+ * The token endpoint refused the client credentials, or answered with something that is not a
+ * token. Carries the OAuth `error` and `error_description`.
+ *
+ * @since 0.1.0
+ */
+export class AuthError extends Schema.TaggedError<AuthError>("@llm-gateway/core/AuthError")("AuthError", {
+  error: Schema.String,
+  description: Schema.optional(Schema.String),
+  status: Schema.optional(Schema.Number)
+}) {
+  get isRetryable(): boolean {
+    return this.status !== undefined && (this.status >= 500 || this.status === 429)
+  }
+  override get message(): string {
+    const desc = this.description === undefined ? "" : `: ${this.description}`
+    const status = this.status === undefined ? "" : ` (HTTP ${this.status})`
+    return `Authentication failed with ${this.error}${desc}${status}. Check the client id, secret and environment of the OAuth client.`
+  }
+}
+
+/**
+ * The gateway answered 403: the OAuth client lacks a permission. Retrying will not help;
+ * grant the role to the client.
+ *
+ * @since 0.1.0
+ */
+export class PermissionDenied extends Schema.TaggedError<PermissionDenied>("@llm-gateway/core/PermissionDenied")(
+  "PermissionDenied",
+  upstreamFields
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The gateway denied the request (HTTP ${this.status})${describe(this)}. Grant the OAuth client the permission it needs.`
+  }
+}
+
+/**
+ * The gateway answered 429 and we gave up: attempts or the deadline ran out, or it asked us to
+ * wait longer than the retry policy allows. `retryAfter` is how long it asked for.
+ *
+ * @since 0.1.0
+ */
+export class RateLimited extends Schema.TaggedError<RateLimited>("@llm-gateway/core/RateLimited")("RateLimited", {
+  ...upstreamFields,
+  retryAfter: Schema.optional(Schema.DurationFromSelf)
+}) {
+  get isRetryable(): boolean {
+    return true
+  }
+  override get message(): string {
+    const after = this.retryAfter === undefined ? "" : ` The gateway asked to wait ${Duration.format(this.retryAfter)}.`
+    return `Rate limited by the gateway (HTTP ${this.status})${describe(this)}.${after} Lower the request rate or retry later.`
+  }
+}
+
+/**
+ * The account's quota is spent (a 429 whose code says so). Waiting a few seconds will not help.
+ *
+ * @since 0.1.0
+ */
+export class QuotaExhausted extends Schema.TaggedError<QuotaExhausted>("@llm-gateway/core/QuotaExhausted")(
+  "QuotaExhausted",
+  upstreamFields
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The gateway quota is exhausted (HTTP ${this.status})${describe(this)}. Raise the quota or wait for it to reset.`
+  }
+}
+
+/**
+ * The gateway rejected the request as malformed or unknown (400, 404, 413, 422 …).
+ *
+ * @since 0.1.0
+ */
+export class BadRequest extends Schema.TaggedError<BadRequest>("@llm-gateway/core/BadRequest")(
+  "BadRequest",
+  upstreamFields
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The gateway rejected the request (HTTP ${this.status})${describe(this)}. Check the model id, the endpoint path and the request body.`
+  }
+}
+
+/**
+ * The gateway failed (5xx or another unexpected status), or sent an error object inside a
+ * stream that had started with 200.
+ *
+ * @since 0.1.0
+ */
+export class UpstreamError extends Schema.TaggedError<UpstreamError>("@llm-gateway/core/UpstreamError")(
+  "UpstreamError",
+  { ...upstreamFields, ...partialField }
+) {
+  get isRetryable(): boolean {
+    return !this.partial && [408, 429, 500, 502, 503, 504].includes(this.status)
+  }
+  override get message(): string {
+    return `The gateway failed (HTTP ${this.status})${describe(this)}.${partialNote(this.partial)}`
+  }
+}
+
+/**
+ * The connection failed or was reset.
+ *
+ * @since 0.1.0
+ */
+export class ConnectionError extends Schema.TaggedError<ConnectionError>("@llm-gateway/core/ConnectionError")(
+  "ConnectionError",
+  { reason: Schema.String, ...partialField }
+) {
+  get isRetryable(): boolean {
+    return !this.partial
+  }
+  override get message(): string {
+    return `The connection to the gateway failed: ${this.reason}.${partialNote(this.partial)}`
+  }
+}
+
+/**
+ * Which deadline ran out: until the response headers (`handshake`), until the first text
+ * (`firstToken`), between two events (`idle`; keep-alive comments do not count), or for the
+ * whole request (`total`).
+ *
+ * @since 0.1.0
+ */
+export const TimeoutPhase = Schema.Literal("handshake", "firstToken", "idle", "total")
+
+/**
+ * @since 0.1.0
+ */
+export type TimeoutPhase = typeof TimeoutPhase.Type
+
+/**
+ * A deadline ran out.
+ *
+ * @since 0.1.0
+ */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>("@llm-gateway/core/RequestTimeout")(
+  "RequestTimeout",
+  { phase: TimeoutPhase, after: Schema.DurationFromSelf, ...partialField }
+) {
+  get isRetryable(): boolean {
+    return this.phase === "handshake" && !this.partial
+  }
+  override get message(): string {
+    return `The gateway did not answer in time: the ${this.phase} timeout of ${Duration.format(this.after)} ran out.${
+      partialNote(this.partial)
+    }`
+  }
+}
+
+/**
+ * The response body broke the wire format: malformed SSE or JSON, an event over the size
+ * limit, an unexpected content type.
+ *
+ * @since 0.1.0
+ */
+export class StreamProtocolError extends Schema.TaggedError<StreamProtocolError>(
+  "@llm-gateway/core/StreamProtocolError"
+)("StreamProtocolError", { reason: Schema.String, ...partialField }) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The gateway's stream broke the protocol: ${this.reason}.${partialNote(this.partial)}`
+  }
+}
+
+/**
+ * The stream ended without `data: [DONE]` and without a finish reason: the reply is cut off.
+ *
+ * @since 0.1.0
+ */
+export class StreamTruncated extends Schema.TaggedError<StreamTruncated>("@llm-gateway/core/StreamTruncated")(
+  "StreamTruncated",
+  { ...partialField }
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The gateway closed the stream before the reply was complete.${partialNote(this.partial)}`
+  }
+}
+
+/**
+ * The conversation cannot fit the model's context window even after dropping old messages:
+ * the system instruction and the newest user message alone are too long. Raised before any
+ * network call.
+ *
+ * @since 0.1.0
+ */
+export class ContextWindowExceeded extends Schema.TaggedError<ContextWindowExceeded>(
+  "@llm-gateway/core/ContextWindowExceeded"
+)("ContextWindowExceeded", {
+  model: Schema.String,
+  limit: Schema.Number,
+  required: Schema.Number
+}) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The prompt needs ${this.required} tokens but ${this.model} allows ${this.limit} (after reserving room for the reply). Shorten the system instruction or the newest message, or lower maxTokens.`
+  }
+}
+
+/**
+ * The prompt was blocked by the safety policy. Names the rule, never the offending text.
+ *
+ * @since 0.1.0
+ */
+export class SafetyViolation extends Schema.TaggedError<SafetyViolation>("@llm-gateway/core/SafetyViolation")(
+  "SafetyViolation",
+  { category: Schema.String, rule: Schema.String }
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The prompt was blocked by the safety policy (${this.category}: ${this.rule}). Rephrase the request.`
+  }
+}
+
+/**
+ * The request would exceed a cost budget.
+ *
+ * @since 0.1.0
+ */
+export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>("@llm-gateway/core/BudgetExceeded")(
+  "BudgetExceeded",
+  {
+    budget: Schema.String,
+    limitUsd: Schema.Number,
+    spentUsd: Schema.Number,
+    requestedUsd: Schema.Number
+  }
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The ${this.budget} budget of $${this.limitUsd} would be exceeded: $${this.spentUsd} spent or reserved, this request may cost up to $${this.requestedUsd}. Raise the budget or wait for it to reset.`
+  }
+}
+
+/**
+ * A prompt template could not be rendered: a variable is missing, or a `$` starts no valid
+ * placeholder. `line` and `column` are 1-based.
+ *
+ * @since 0.1.0
+ */
+export class TemplateError extends Schema.TaggedError<TemplateError>("@llm-gateway/core/TemplateError")(
+  "TemplateError",
+  {
+    reason: Schema.Literal("MissingVariable", "InvalidPlaceholder"),
+    key: Schema.optional(Schema.String),
+    line: Schema.optional(Schema.Number),
+    column: Schema.optional(Schema.Number)
+  }
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    const at = this.line === undefined ? "" : ` at line ${this.line}, column ${this.column}`
+    return this.reason === "MissingVariable"
+      ? `The template uses $${this.key ?? "?"}${at} but no variable of that name was given.`
+      : `The template has an invalid placeholder${at}: write $$ for a literal dollar sign, or $name / \${name}.`
+  }
+}
+
+/**
+ * The request itself is malformed (a field of the wrong type, an empty model id …). Names the
+ * fields, never their values.
+ *
+ * @since 0.1.0
+ */
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>("@llm-gateway/core/InvalidRequest")(
+  "InvalidRequest",
+  { issues: Schema.Array(Schema.String) }
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The request is invalid: ${this.issues.join("; ")}.`
+  }
+}
+
+/**
+ * Every failure of the gateway pipeline.
+ *
+ * @since 0.1.0
+ */
+export const GatewayError = Schema.Union(
+  AuthError,
+  PermissionDenied,
+  RateLimited,
+  QuotaExhausted,
+  BadRequest,
+  UpstreamError,
+  ConnectionError,
+  RequestTimeout,
+  StreamProtocolError,
+  StreamTruncated,
+  ContextWindowExceeded,
+  SafetyViolation,
+  BudgetExceeded,
+  TemplateError,
+  InvalidRequest
+)
+
+/**
+ * @since 0.1.0
+ */
+export type GatewayError = typeof GatewayError.Type
+
+/**
+ * The errors the transport (Auth + Http) can fail with.
+ *
+ * @since 0.1.0
+ */
+export type TransportError =
+  | AuthError
+  | PermissionDenied
+  | RateLimited
+  | QuotaExhausted
+  | BadRequest
+  | UpstreamError
+  | ConnectionError
+  | RequestTimeout
+  | StreamProtocolError
+  | StreamTruncated
+
+/**
+ * Whether an error may succeed if the same request is sent again.
+ *
+ * @since 0.1.0
+ */
+export const isRetryable = (error: GatewayError): boolean => error.isRetryable

@@ -1,0 +1,89 @@
+/**
+ * The parts of the public reply stream: text as it arrives, notices about what the pipeline
+ * did, and one final `Finish`.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import { Cost, FinishReason, RedactionCount, Usage, UsageSource } from "./Chat.js"
+
+/**
+ * A piece of the reply text, already redacted.
+ *
+ * @since 0.1.0
+ */
+export class TextDelta extends Schema.TaggedClass<TextDelta>("@llm-gateway/core/TextDelta")("TextDelta", {
+  text: Schema.String
+}) {}
+
+/**
+ * PII was redacted from the prompt before it left the process (`input`), or from the reply
+ * before it reached the caller (`output`). Counts only, never the matches.
+ *
+ * @since 0.1.0
+ */
+export class RedactionNotice extends Schema.TaggedClass<RedactionNotice>("@llm-gateway/core/RedactionNotice")(
+  "RedactionNotice",
+  {
+    direction: Schema.Literal("input", "output"),
+    redactions: Schema.Array(RedactionCount)
+  }
+) {}
+
+/**
+ * Old messages were dropped so the conversation fits the model's context window.
+ *
+ * @since 0.1.0
+ */
+export class ContextTrimmed extends Schema.TaggedClass<ContextTrimmed>("@llm-gateway/core/ContextTrimmed")(
+  "ContextTrimmed",
+  {
+    droppedMessages: Schema.Int,
+    promptTokens: Schema.Int,
+    limit: Schema.Int
+  }
+) {}
+
+/**
+ * An extra choice (`n > 1`): index 0 is streamed as `TextDelta`s, the others arrive whole at
+ * the end, redacted like the main reply.
+ *
+ * @since 0.1.0
+ */
+export const Alternative = Schema.Struct({
+  index: Schema.Int,
+  text: Schema.String,
+  finishReason: Schema.optional(FinishReason)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type Alternative = typeof Alternative.Type
+
+/**
+ * The last part of every successful stream.
+ *
+ * @since 0.1.0
+ */
+export class Finish extends Schema.TaggedClass<Finish>("@llm-gateway/core/Finish")("Finish", {
+  reason: FinishReason,
+  usage: Usage,
+  usageSource: UsageSource,
+  cost: Cost,
+  cached: Schema.Boolean,
+  requestHash: Schema.String,
+  alternatives: Schema.Array(Alternative)
+}) {}
+
+/**
+ * Any part of the reply stream.
+ *
+ * @since 0.1.0
+ */
+export const Part = Schema.Union(TextDelta, RedactionNotice, ContextTrimmed, Finish)
+
+/**
+ * @since 0.1.0
+ */
+export type Part = typeof Part.Type
