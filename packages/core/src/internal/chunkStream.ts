@@ -1,0 +1,207 @@
+/**
+ * From server-sent events to decoded `chat.completion.chunk`s: `[DONE]` handling, in-stream
+ * error objects, malformed data and truncation, in one Stream stage.
+ *
+ * @internal
+ */
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { ChatChunk } from "../ChatChunk.js"
+import { StreamProtocolError, StreamTruncated, UpstreamError } from "../GatewayError.js"
+import type * as Sse from "../Sse.js"
+
+/**
+ * What to do with an event whose data is not a chat chunk (not JSON, or JSON of the wrong
+ * shape): fail the stream (`"fail"`), or skip it (`"skip"`), in which case `onSkip` receives the
+ * running count of skipped events and a warning is logged (without the data, which may hold
+ * personal data).
+ *
+ * @internal
+ */
+export interface ChunkStreamOptions {
+  readonly onMalformedJson: "fail" | "skip"
+  readonly onSkip?: (count: number) => void
+}
+
+const decodeChatChunk = Schema.decodeUnknownEither(ChatChunk)
+
+/** Paths of the fields that did not match, never their values (which may be user text). */
+const describeShapeError = (error: ParseResult.ParseError): string => {
+  const paths = ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
+    issue.path.length === 0 ? "(root)" : issue.path.join(".")
+  )
+  return `an event's data does not have the chat.completion.chunk shape (at ${[...new Set(paths)].join(", ")})`
+}
+
+const NOT_JSON = "an event's data is not valid JSON"
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const toStatus = (u: unknown): number | undefined => {
+  const n = typeof u === "number" ? u : typeof u === "string" && /^[0-9]{3}$/.test(u) ? Number(u) : Number.NaN
+  return Number.isInteger(n) && n >= 100 && n <= 599 ? n : undefined
+}
+
+/** A human-readable message is kept bounded: it is the gateway's text, shown to operators. */
+const clip = (s: string) => (s.length > 1000 ? `${s.slice(0, 1000)}…` : s)
+
+/**
+ * The typed error for an error the gateway reported inside a started stream: an
+ * `{"error": {...}}` object (OpenAI), an `{"object": "error", ...}` object, an `event: error`
+ * event with such an object, a bare error object or plain text. The status comes from the error
+ * when it holds a numeric one, else 200 (the status of the stream it arrived in).
+ */
+const upstreamError = (error: unknown): UpstreamError => {
+  if (!isRecord(error)) {
+    return new UpstreamError({
+      status: 200,
+      partial: true,
+      ...(typeof error === "string" && error !== "" ? { detail: clip(error) } : {})
+    })
+  }
+  const status = toStatus(error.status) ?? toStatus(error.code) ?? 200
+  const code = typeof error.code === "string" && error.code !== ""
+    ? error.code
+    : typeof error.code === "number"
+    ? String(error.code)
+    : typeof error.type === "string" && error.type !== ""
+    ? error.type
+    : undefined
+  const detail = typeof error.message === "string" ? clip(error.message) : undefined
+  return new UpstreamError({
+    status,
+    partial: true,
+    ...(code !== undefined ? { code } : {}),
+    ...(detail !== undefined ? { detail } : {})
+  })
+}
+
+/** The error carried by a parsed chunk, if it is one. */
+const errorOf = (json: unknown): UpstreamError | undefined => {
+  if (!isRecord(json)) return undefined
+  if (json.error !== undefined && json.error !== null) return upstreamError(json.error)
+  if (json.object === "error") return upstreamError(json)
+  return undefined
+}
+
+const errorFromEvent = (data: string): UpstreamError => {
+  let json: unknown
+  try {
+    json = JSON.parse(data)
+  } catch {
+    return upstreamError(data)
+  }
+  return errorOf(json) ?? upstreamError(json)
+}
+
+const isDone = (data: string) => data === "[DONE]" || (data.length < 16 && data.trim() === "[DONE]")
+
+type Failure = StreamProtocolError | UpstreamError | StreamTruncated
+
+/**
+ * Decodes server-sent events into chat chunks, whole chunks of events at a time.
+ *
+ * - `data: [DONE]` ends the stream; nothing after it is read.
+ * - An `event: error` event, or data holding an error object, fails with `UpstreamError`
+ *   (`partial: true`; status from the error when numeric, else 200).
+ * - Events of any other type are chat chunks (OpenAI sends only the default type; a gateway
+ *   that names its events does not lose text).
+ * - Data that is not a chat chunk fails with `StreamProtocolError`, or is skipped and counted
+ *   under `onMalformedJson: "skip"`.
+ * - An end without `[DONE]` is a success once some choice has reported a `finish_reason`,
+ *   otherwise `StreamTruncated` (`partial: true`).
+ *
+ * One `JSON.parse` per event, then the `ChatChunk` schema on the parsed value (the same work as
+ * `Schema.parseJson(ChatChunk)`, with the parsed value also checked for an error object).
+ *
+ * @internal
+ */
+export const decodeChunks = (options: ChunkStreamOptions) =>
+<E, R>(
+  self: Stream.Stream<Sse.Event, E, R>
+): Stream.Stream<ChatChunk, E | StreamProtocolError | UpstreamError | StreamTruncated, R> =>
+  Stream.pipeThroughChannel(
+    self,
+    Channel.suspend(() => {
+      let sawFinish = false
+      let skipped = 0
+      const skip = options.onMalformedJson === "skip"
+
+      const reportSkips = (inChunk: number, kinds: ReadonlySet<string>) =>
+        Effect.zipRight(
+          Effect.sync(() => options.onSkip?.(skipped)),
+          Effect.logWarning(`Skipped ${inChunk} streamed event(s) whose data is not a chat chunk`).pipe(
+            Effect.annotateLogs({ skippedTotal: skipped, reasons: [...kinds].join("; ") })
+          )
+        )
+
+      type Out = Channel.Channel<Chunk.Chunk<ChatChunk>, Chunk.Chunk<Sse.Event>, E | Failure, E, unknown, unknown>
+
+      const loop: Out = Channel.readWithCause({
+        onInput: (input: Chunk.Chunk<Sse.Event>): Out => {
+          const events = Chunk.toReadonlyArray(input)
+          const out: Array<ChatChunk> = []
+          let end: "done" | Failure | undefined
+          let skippedHere = 0
+          let kinds: Set<string> | undefined
+          for (let i = 0; i < events.length; i++) {
+            const event = events[i]!
+            if (event.event === "error") {
+              end = errorFromEvent(event.data)
+              break
+            }
+            if (isDone(event.data)) {
+              end = "done"
+              break
+            }
+            let json: unknown
+            let reason: string | undefined
+            try {
+              json = JSON.parse(event.data)
+            } catch {
+              reason = NOT_JSON
+            }
+            if (reason === undefined) {
+              const error = errorOf(json)
+              if (error !== undefined) {
+                end = error
+                break
+              }
+              const decoded = decodeChatChunk(json)
+              if (Either.isRight(decoded)) {
+                const chunk = decoded.right
+                for (let c = 0; c < chunk.choices.length; c++) {
+                  const finish = chunk.choices[c]!.finish_reason
+                  if (finish !== undefined && finish !== null) sawFinish = true
+                }
+                out.push(chunk)
+                continue
+              }
+              reason = describeShapeError(decoded.left)
+            }
+            if (!skip) {
+              end = new StreamProtocolError({ reason, partial: true })
+              break
+            }
+            skipped++
+            skippedHere++
+            ;(kinds ??= new Set()).add(reason)
+          }
+
+          const next: Out = end === undefined ? loop : end === "done" ? Channel.void : Channel.fail(end)
+          const afterSkips: Out = skippedHere === 0
+            ? next
+            : Channel.zipRight(Channel.fromEffect(reportSkips(skippedHere, kinds!)), next)
+          return out.length === 0 ? afterSkips : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), afterSkips)
+        },
+        onFailure: (cause) => Channel.failCause(cause),
+        onDone: (): Out => (sawFinish ? Channel.void : Channel.fail(new StreamTruncated({ partial: true })))
+      })
+      return loop
+    })
+  )
