@@ -1,12 +1,39 @@
 /**
  * Auth: where the bearer token for the gateway comes from.
  *
+ * Two sources ship here: Genesys Cloud OAuth client credentials (`layerGenesys`,
+ * `layerGenesysConfig`), which fetch, cache and refresh a token, and a static bearer token or
+ * API key (`layerStatic`, `layerStaticConfig`).
+ *
  * @since 0.1.0
  */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
-import type * as Redacted from "effect/Redacted"
-import type { AuthError } from "./GatewayError.js"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
+import * as Equal from "effect/Equal"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Environment from "./Environment.js"
+import { AuthError } from "./GatewayError.js"
 
 /**
  * @since 0.1.0
@@ -28,3 +55,459 @@ export interface Service {
  * @since 0.1.0
  */
 export class Auth extends Context.Tag("@llm-gateway/core/Auth")<Auth, Service>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Static token
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * An Auth that always hands out the same bearer token (an API key). `invalidate` does nothing:
+ * there is no other token to fetch, so a 401 with a static key is final and surfaces to the
+ * caller.
+ *
+ * @since 0.1.0
+ */
+export const makeStatic = (token: Redacted.Redacted<string>): Service => ({
+  token: Effect.succeed(token),
+  invalidate: () => Effect.void
+})
+
+/**
+ * Auth from a static bearer token or API key. See `makeStatic`: a 401 is final.
+ *
+ * @since 0.1.0
+ */
+export const layerStatic = (token: Redacted.Redacted<string>): Layer.Layer<Auth> =>
+  Layer.succeed(Auth, makeStatic(token))
+
+/**
+ * Auth from the static key in `LLM_GATEWAY_API_KEY` (read as a redacted, non-empty value).
+ * A missing or empty variable fails the Layer at start-up with a `ConfigError` naming it.
+ *
+ * @since 0.1.0
+ */
+export const layerStaticConfig = (): Layer.Layer<Auth, ConfigError.ConfigError> =>
+  Layer.effect(Auth, Effect.map(Config.redacted(Config.nonEmptyString("LLM_GATEWAY_API_KEY")), makeStatic))
+
+// ---------------------------------------------------------------------------------------------
+// Genesys Cloud client credentials
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options for Genesys Cloud client credentials.
+ *
+ * - `clientId`, `clientSecret`: the OAuth client (grant type "Client Credentials"); the roles
+ *   of the client decide what the token may do, so no scope is requested.
+ * - `environment`: the region, e.g. `mypurecloud.com` or `usw2.pure.cloud` (see
+ *   `Environment.resolve` for what is accepted).
+ * - `loginUrl`: overrides `https://login.{environment}` (a simulator or a proxy); https is
+ *   required unless the host is loopback.
+ * - `requestTimeout`: how long one token request may take (default 10 seconds).
+ * - `retry`: the pause between attempts after a connection failure, timeout, 408, 429 or 5xx
+ *   (default `defaultTokenRetry`). Other failures are never retried, whatever the schedule.
+ *
+ * @since 0.1.0
+ */
+export interface GenesysOptions {
+  readonly clientId: string
+  readonly clientSecret: Redacted.Redacted<string>
+  readonly environment: string
+  readonly loginUrl?: string | undefined
+  readonly requestTimeout?: Duration.DurationInput | undefined
+  readonly retry?: Schedule.Schedule<unknown, AuthError> | undefined
+}
+
+/**
+ * The default retry of a token request: two more attempts after about 200 ms and 400 ms
+ * (jittered). Short on purpose: callers are waiting, and a longer outage of the login server
+ * is better reported than hidden.
+ *
+ * @since 0.1.0
+ */
+export const defaultTokenRetry: Schedule.Schedule<unknown, AuthError> = Schedule.exponential("200 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(2))
+)
+
+/**
+ * How long before expiry a token is replaced: min(300 s, 10 % of its lifetime), so a request
+ * never leaves with a token about to expire, and short-lived tokens are still used for most
+ * of their life.
+ *
+ * @since 0.1.0
+ */
+export const refreshMargin = (lifetime: Duration.DurationInput): Duration.Duration =>
+  Duration.min(Duration.seconds(300), Duration.times(Duration.decode(lifetime), 0.1))
+
+const TokenResponse = Schema.Struct({
+  access_token: Schema.NonEmptyString,
+  token_type: Schema.String,
+  expires_in: Schema.Number.pipe(Schema.finite(), Schema.positive())
+})
+
+const OAuthErrorBody = Schema.Struct({
+  error: Schema.String,
+  error_description: Schema.optional(Schema.String)
+})
+
+/** Some platform gateways in front of the login server answer in the API error shape. */
+const ApiErrorBody = Schema.Struct({
+  code: Schema.String,
+  message: Schema.optional(Schema.String)
+})
+
+const decodeTokenResponse = Schema.decodeUnknownEither(TokenResponse)
+const decodeErrorBody = Schema.decodeUnknownOption(Schema.Union(OAuthErrorBody, ApiErrorBody))
+
+/** A token response is a few hundred bytes; anything far larger is not one. */
+const maxResponseBytes = 64 * 1024
+const maxDescriptionLength = 500
+
+interface Issued {
+  readonly token: Redacted.Redacted<string>
+  /** Epoch milliseconds (Clock time) from which the token is replaced. */
+  readonly refreshAt: number
+  /** Epoch milliseconds (Clock time) at which the server said the token expires. */
+  readonly expiresAt: number
+}
+
+type State =
+  | { readonly _tag: "Empty" }
+  | { readonly _tag: "Ready"; readonly issued: Issued }
+  | {
+    readonly _tag: "Fetching"
+    readonly deferred: Deferred.Deferred<Redacted.Redacted<string>, AuthError>
+    /** The token being replaced, still valid: the fallback if the refresh fails. */
+    readonly previous: Issued | undefined
+  }
+
+const empty: State = { _tag: "Empty" }
+
+const isTransient = (error: AuthError): boolean =>
+  error.error === "connection_failed" || error.error === "timeout" ||
+  (error.status !== undefined && (error.status === 408 || error.status === 429 || error.status >= 500))
+
+/** After a failed refresh while the old token is still valid, wait this long before the next attempt. */
+const refreshRetryPause = 10_000
+
+/**
+ * Build the client-credentials Auth against a resolved token URL. `scrub` removes the secret
+ * and the Basic credentials from any text that came from outside (server messages, socket
+ * errors) before it enters an error or a log.
+ */
+const makeWithTokenUrl = (options: {
+  readonly tokenUrl: string
+  readonly clientId: string
+  readonly clientSecret: Redacted.Redacted<string>
+  readonly requestTimeout: Duration.Duration
+  readonly retry: Schedule.Schedule<unknown, AuthError>
+}): Effect.Effect<Service, never, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const client = (yield* HttpClient.HttpClient).pipe(HttpClient.withScope)
+    const scope = yield* Effect.scope
+    const { tokenUrl, requestTimeout } = options
+
+    const credentials = Encoding.encodeBase64(`${options.clientId}:${Redacted.value(options.clientSecret)}`)
+    const authorization = Redacted.make(`Basic ${credentials}`)
+    const forbidden = [Redacted.value(options.clientSecret), credentials].filter((s) => s.length > 0)
+    const scrub = (text: string): string => {
+      let out = text
+      for (const secret of forbidden) out = out.split(secret).join("<redacted>")
+      return out.length > maxDescriptionLength ? `${out.slice(0, maxDescriptionLength - 3)}...` : out
+    }
+
+    const request = HttpClientRequest.post(tokenUrl).pipe(
+      HttpClientRequest.setHeader("authorization", Redacted.value(authorization)),
+      HttpClientRequest.acceptJson,
+      HttpClientRequest.bodyUrlParams({ grant_type: "client_credentials" })
+    )
+
+    const connectionFailed = (cause: { readonly message: string }, status?: number) =>
+      new AuthError({
+        error: "connection_failed",
+        description: scrub(`could not reach ${tokenUrl}: ${cause.message}`),
+        ...(status === undefined ? {} : { status })
+      })
+
+    const readBody = (response: HttpClientResponse.HttpClientResponse) =>
+      response.stream.pipe(
+        Stream.mapError((cause) => connectionFailed(cause, response.status)),
+        Stream.runFoldEffect({ parts: [] as Array<Uint8Array>, size: 0 }, (acc, bytes) => {
+          acc.size += bytes.length
+          acc.parts.push(bytes)
+          return acc.size > maxResponseBytes
+            ? Effect.fail(
+              new AuthError({
+                error: "invalid_response",
+                description: `the token endpoint sent more than ${maxResponseBytes} bytes`,
+                status: response.status
+              })
+            )
+            : Effect.succeed(acc)
+        }),
+        Effect.map(({ parts, size }) => {
+          const all = new Uint8Array(size)
+          let offset = 0
+          for (const part of parts) {
+            all.set(part, offset)
+            offset += part.length
+          }
+          return new TextDecoder().decode(all)
+        })
+      )
+
+    const parseJson = (text: string): Option.Option<unknown> => {
+      try {
+        return Option.some(JSON.parse(text))
+      } catch {
+        return Option.none()
+      }
+    }
+
+    const interpret = (status: number, text: string, startedAt: number): Either.Either<Issued, AuthError> => {
+      const json = parseJson(text)
+      if (status < 200 || status >= 300) {
+        const body = Option.flatMap(json, decodeErrorBody)
+        if (Option.isNone(body)) {
+          return Either.left(
+            new AuthError({
+              error: "invalid_response",
+              description: `the token endpoint answered HTTP ${status} without an OAuth error`,
+              status
+            })
+          )
+        }
+        const value = body.value
+        const description = "error" in value ? value.error_description : value.message
+        return Either.left(
+          new AuthError({
+            error: scrub("error" in value ? value.error : value.code),
+            ...(description === undefined ? {} : { description: scrub(description) }),
+            status
+          })
+        )
+      }
+      if (Option.isNone(json)) {
+        return Either.left(
+          new AuthError({ error: "invalid_response", description: "the token response is not JSON", status })
+        )
+      }
+      const decoded = decodeTokenResponse(json.value)
+      if (Either.isLeft(decoded)) {
+        // Only the field names: the values may include the token itself.
+        const fields = [
+          ...new Set(
+            ParseResult.ArrayFormatter.formatErrorSync(decoded.left).map((issue) => issue.path.join(".") || "(root)")
+          )
+        ]
+        return Either.left(
+          new AuthError({
+            error: "invalid_response",
+            description: `the token response lacks a valid ${fields.join(", ")}`,
+            status
+          })
+        )
+      }
+      if (decoded.right.token_type.toLowerCase() !== "bearer") {
+        return Either.left(
+          new AuthError({ error: "invalid_response", description: "the token type is not bearer", status })
+        )
+      }
+      const lifetime = decoded.right.expires_in * 1000
+      const expiresAt = startedAt + lifetime
+      return Either.right({
+        token: Redacted.make(decoded.right.access_token),
+        expiresAt,
+        refreshAt: expiresAt - Duration.toMillis(refreshMargin(Duration.millis(lifetime)))
+      })
+    }
+
+    const attempt: Effect.Effect<Issued, AuthError> = Effect.gen(function*() {
+      // The lifetime counts from before the request left, so the token never outlives our view of it.
+      const startedAt = yield* Clock.currentTimeMillis
+      const response = yield* client.execute(request).pipe(Effect.mapError((cause) => connectionFailed(cause)))
+      const text = yield* readBody(response)
+      return yield* interpret(response.status, text, startedAt)
+    }).pipe(
+      Effect.scoped,
+      Effect.timeoutFail({
+        duration: requestTimeout,
+        onTimeout: () =>
+          new AuthError({
+            error: "timeout",
+            description: `no answer from ${tokenUrl} within ${Duration.format(requestTimeout)}`
+          })
+      }),
+      Effect.tapError((error) =>
+        Effect.logDebug("Token request attempt failed").pipe(
+          Effect.annotateLogs({ error: error.error, status: error.status ?? "none" })
+        )
+      )
+    )
+
+    const fetchToken: Effect.Effect<Issued, AuthError> = attempt.pipe(
+      Effect.retry({ schedule: options.retry, while: isTransient }),
+      Effect.tap((issued) =>
+        Effect.logDebug("Obtained an access token").pipe(
+          Effect.annotateLogs({ expiresAt: new Date(issued.expiresAt).toISOString() })
+        )
+      ),
+      Effect.withSpan("Auth.fetchToken", { attributes: { "url.full": tokenUrl } }),
+      Effect.annotateLogs({ service: "Auth", tokenUrl })
+    )
+
+    const state = yield* Ref.make<State>(empty)
+
+    /** Runs in its own fiber in the Layer's scope, so an interrupted caller does not cancel a fetch others wait for. */
+    const runFetch = (deferred: Deferred.Deferred<Redacted.Redacted<string>, AuthError>) =>
+      Effect.interruptible(fetchToken).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Ref.modify(state, (s): [Exit.Exit<Redacted.Redacted<string>, AuthError>, State] => {
+              if (Exit.isSuccess(exit)) return [Exit.succeed(exit.value.token), { _tag: "Ready", issued: exit.value }]
+              const previous = s._tag === "Fetching" ? s.previous : undefined
+              if (previous !== undefined && now < previous.expiresAt) {
+                // A refresh failed early: keep serving the still-valid token and try again shortly.
+                const refreshAt = now + Math.min(refreshRetryPause, (previous.expiresAt - now) / 2)
+                return [Exit.succeed(previous.token), { _tag: "Ready", issued: { ...previous, refreshAt } }]
+              }
+              return [Exit.mapBoth(exit, { onFailure: (e) => e, onSuccess: (issued) => issued.token }), empty]
+            }).pipe(
+              Effect.tap((result) =>
+                Exit.isFailure(exit) && Exit.isSuccess(result)
+                  ? Effect.logWarning("Token refresh failed; using the current token until it expires").pipe(
+                    Effect.annotateLogs({
+                      service: "Auth",
+                      error: Exit.isFailure(exit)
+                        ? Option.match(Cause.failureOption(exit.cause), { onNone: () => "interrupted", onSome: (e) => e.error })
+                        : ""
+                    })
+                  )
+                  : Effect.void
+              )
+            )
+          )
+        ),
+        Effect.flatMap((result) => Deferred.done(deferred, result))
+      )
+
+    const token: Effect.Effect<Redacted.Redacted<string>, AuthError> = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatten(Ref.modify(state, (s): [Effect.Effect<Redacted.Redacted<string>, AuthError>, State] => {
+          if (s._tag === "Ready" && now < s.issued.refreshAt) return [Effect.succeed(s.issued.token), s]
+          if (s._tag === "Fetching") return [restore(Deferred.await(s.deferred)), s]
+          const deferred = Deferred.unsafeMake<Redacted.Redacted<string>, AuthError>(FiberId.none)
+          const previous = s._tag === "Ready" && now < s.issued.expiresAt ? s.issued : undefined
+          return [
+            Effect.zipRight(Effect.forkIn(runFetch(deferred), scope), restore(Deferred.await(deferred))),
+            { _tag: "Fetching", deferred, previous }
+          ]
+        }))
+      )
+    )
+
+    const invalidate = (stale: Redacted.Redacted<string>): Effect.Effect<void> =>
+      Ref.update(state, (s): State => {
+        if (s._tag === "Ready" && Equal.equals(s.issued.token, stale)) return empty
+        if (s._tag === "Fetching" && s.previous !== undefined && Equal.equals(s.previous.token, stale)) {
+          return { ...s, previous: undefined }
+        }
+        return s
+      })
+
+    return { token, invalidate } satisfies Service
+  })
+
+const resolveOptions = (options: GenesysOptions): Either.Either<string, Environment.InvalidEnvironment> =>
+  Either.flatMap(Environment.resolve(options.environment), (env) =>
+    options.loginUrl === undefined
+      ? Either.right(Environment.loginBaseUrl(env))
+      : Environment.resolveLoginUrl(options.loginUrl))
+
+const tokenPath = "/oauth/token"
+
+/**
+ * The Genesys Cloud client-credentials Auth, exactly as the platform does it: `POST
+ * {login}/oauth/token` with `Authorization: Basic base64(id:secret)` and the form body
+ * `grant_type=client_credentials`. The token is cached until min(300 s, 10 % of its lifetime)
+ * before it expires (measured with the Effect `Clock`); concurrent callers share one in-flight
+ * request; a failed request is not cached, so the next call tries again. If an early refresh
+ * fails while the current token is still valid, that token keeps being served and the refresh
+ * is tried again 10 seconds later. Fails with `InvalidEnvironment` when `environment` or
+ * `loginUrl` is unusable. The in-flight request runs in the given `Scope`.
+ *
+ * @since 0.1.0
+ */
+export const makeGenesys = (
+  options: GenesysOptions
+): Effect.Effect<Service, Environment.InvalidEnvironment, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.flatMap(resolveOptions(options), (loginBase) =>
+    makeWithTokenUrl({
+      tokenUrl: `${loginBase}${tokenPath}`,
+      clientId: options.clientId,
+      clientSecret: options.clientSecret,
+      requestTimeout: Duration.decode(options.requestTimeout ?? defaultRequestTimeout),
+      retry: options.retry ?? defaultTokenRetry
+    }))
+
+/**
+ * The default time one token request may take.
+ *
+ * @since 0.1.0
+ */
+export const defaultRequestTimeout: Duration.Duration = Duration.seconds(10)
+
+/**
+ * Auth from Genesys Cloud client credentials; see `makeGenesys`. Needs an `HttpClient`
+ * (`FetchHttpClient.layer`, or `NodeHttpClient.layerUndici` from `@effect/platform-node`).
+ *
+ * @example
+ * import { FetchHttpClient } from "@effect/platform"
+ * import * as Layer from "effect/Layer"
+ * import * as Redacted from "effect/Redacted"
+ * import { Auth } from "@llm-gateway/core"
+ *
+ * const AuthLive = Auth.layerGenesys({
+ *   clientId: "7de3af06-c0b3-4f9b-af45-72f4a1403797",
+ *   clientSecret: Redacted.make("the-client-secret"),
+ *   environment: "mypurecloud.de"
+ * }).pipe(Layer.provide(FetchHttpClient.layer))
+ *
+ * @since 0.1.0
+ */
+export const layerGenesys = (
+  options: GenesysOptions
+): Layer.Layer<Auth, Environment.InvalidEnvironment, HttpClient.HttpClient> =>
+  Layer.scoped(Auth, makeGenesys(options))
+
+const validated = <A>(config: Config.Config<string>, f: (value: string) => Either.Either<A, Environment.InvalidEnvironment>) =>
+  Config.mapOrFail(config, (value) => Either.mapLeft(f(value), (error) => ConfigError.InvalidData([], error.message)))
+
+/**
+ * Auth from Genesys Cloud client credentials read from the environment: `GENESYS_CLIENT_ID`,
+ * `GENESYS_CLIENT_SECRET` (redacted), `GENESYS_ENVIRONMENT` (validated with
+ * `Environment.resolve`) and optionally `GENESYS_LOGIN_URL`. A missing, empty or invalid
+ * variable fails the Layer at start-up with a `ConfigError` naming it.
+ *
+ * @since 0.1.0
+ */
+export const layerGenesysConfig = (): Layer.Layer<Auth, ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Layer.scoped(
+    Auth,
+    Effect.gen(function*() {
+      const config = yield* Config.all({
+        clientId: Config.nonEmptyString("GENESYS_CLIENT_ID"),
+        clientSecret: Config.redacted(Config.nonEmptyString("GENESYS_CLIENT_SECRET")),
+        environment: validated(Config.string("GENESYS_ENVIRONMENT"), Environment.resolve),
+        loginUrl: Config.option(validated(Config.string("GENESYS_LOGIN_URL"), Environment.resolveLoginUrl))
+      })
+      return yield* makeWithTokenUrl({
+        tokenUrl: `${Option.getOrElse(config.loginUrl, () => Environment.loginBaseUrl(config.environment))}${tokenPath}`,
+        clientId: config.clientId,
+        clientSecret: config.clientSecret,
+        requestTimeout: defaultRequestTimeout,
+        retry: defaultTokenRetry
+      })
+    })
+  )
