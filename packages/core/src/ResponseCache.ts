@@ -2,13 +2,32 @@
  * ResponseCache: replies to repeated requests, keyed by the SHA-256 of the request as sent.
  * Only clean finishes are stored, and only redacted text.
  *
+ * Three stores ship here: `layerMemory` (LRU bounded by entry count, with a time to live),
+ * `layerFileSystem` (one JSON file per key, shared by the processes of one host, surviving
+ * restarts) and `layerPersistence` (any `@effect/experimental` `BackingPersistence`, such as
+ * Redis, for several hosts). Every store treats a storage fault as a miss and logs it at warning
+ * level: the cache can make a request cheaper, never make it fail. Identical requests in flight
+ * at the same time are merged by the pipeline, not by the store.
+ *
  * @since 0.1.0
  */
+import * as Persistence from "@effect/experimental/Persistence"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
-import type * as Option from "effect/Option"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import { FinishReason, Usage, UsageSource } from "./Chat.js"
+import type * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
+import { FinishReason, type OutboundRequest, Usage, UsageSource } from "./Chat.js"
+import { canonicalJson } from "./internal/canonicalJson.js"
+import { sha256Hex } from "./internal/hash.js"
 import { Alternative } from "./Part.js"
 
 /**
@@ -46,3 +65,396 @@ export interface Service {
  * @since 0.1.0
  */
 export class ResponseCache extends Context.Tag("@llm-gateway/core/ResponseCache")<ResponseCache, Service>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Request keys
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The version tag hashed in front of every request key. Changing how requests are serialized
+ * changes this tag, so entries written by an older version can never be read as hits.
+ *
+ * @since 0.1.0
+ */
+export const requestKeyVersion = "llm-gateway/request-key/v1"
+
+/**
+ * The cache key of a request: the SHA-256 (64 lowercase hex digits) of `requestKeyVersion`, a
+ * newline, and the canonical JSON of the request (keys sorted at every depth, no whitespace,
+ * fields whose value is `undefined` left out). Two requests get the same key exactly when they
+ * carry the same data, whatever the order of their keys. Every field takes part, including
+ * fields added to `OutboundRequest` later: a field that changes the reply must change the key,
+ * and an unknown field costing a miss is cheaper than a wrong hit. `profile` names the wire
+ * profile, so two gateways never share entries.
+ *
+ * The request must already be redacted (the pipeline hashes what it sends); only the hex key
+ * may leave the process, never the serialization.
+ *
+ * @example
+ * import { requestKey } from "@llm-gateway/core/ResponseCache"
+ *
+ * const key = requestKey({
+ *   model: "gpt-4o-mini",
+ *   system: "Be brief.",
+ *   messages: [{ role: "user", content: "Hello" }],
+ *   temperature: 0,
+ *   maxTokens: 64,
+ *   profile: "openai"
+ * })
+ *
+ * @since 0.1.0
+ */
+export const requestKey = (request: OutboundRequest & { readonly profile?: string | undefined }): string =>
+  sha256Hex(requestKeyVersion + "\n" + canonicalJson(request))
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options of the in-memory store.
+ *
+ * - `capacity`: the most entries kept; the least recently used entry is evicted first. `0`
+ *   stores nothing. Replies are kept whole, so size it by your typical reply length.
+ * - `timeToLive`: how long an entry stays readable after it was stored, measured with the
+ *   Effect `Clock`. An entry is expired once exactly `timeToLive` has passed.
+ *
+ * @since 0.1.0
+ */
+export interface MemoryOptions {
+  readonly capacity: number
+  readonly timeToLive: Duration.DurationInput
+}
+
+interface MemoryEntry {
+  readonly reply: CachedReply
+  readonly expiresAt: number
+}
+
+/**
+ * An in-memory LRU store with a time to live. A JavaScript `Map` keeps insertion order, so
+ * moving an entry to the end on every hit makes its first key the least recently used one; get
+ * and set are O(1).
+ *
+ * @since 0.1.0
+ */
+export const makeMemory = (options: MemoryOptions): Effect.Effect<Service> =>
+  Effect.sync(() => {
+    const capacity = Number.isFinite(options.capacity) ? Math.max(0, Math.floor(options.capacity)) : 0
+    const timeToLive = Duration.toMillis(Duration.decode(options.timeToLive))
+    const entries = new Map<string, MemoryEntry>()
+
+    const get = (key: string): Effect.Effect<Option.Option<CachedReply>> =>
+      Effect.clockWith((clock) =>
+        Effect.sync(() => {
+          const entry = entries.get(key)
+          if (entry === undefined) return Option.none()
+          entries.delete(key)
+          if (clock.unsafeCurrentTimeMillis() >= entry.expiresAt) return Option.none()
+          entries.set(key, entry)
+          return Option.some(entry.reply)
+        })
+      )
+
+    const set = (key: string, reply: CachedReply): Effect.Effect<void> =>
+      Effect.clockWith((clock) =>
+        Effect.sync(() => {
+          if (capacity === 0 || timeToLive <= 0) return
+          entries.delete(key)
+          entries.set(key, { reply, expiresAt: clock.unsafeCurrentTimeMillis() + timeToLive })
+          while (entries.size > capacity) {
+            const oldest = entries.keys().next()
+            if (oldest.done === true) break
+            entries.delete(oldest.value)
+          }
+        })
+      )
+
+    return { get, set }
+  })
+
+/**
+ * The in-memory store as a Layer (see `MemoryOptions`).
+ *
+ * @example
+ * import { ResponseCache } from "@llm-gateway/core"
+ *
+ * const CacheLive = ResponseCache.layerMemory({ capacity: 1_000, timeToLive: "1 hour" })
+ *
+ * @since 0.1.0
+ */
+export const layerMemory = (options: MemoryOptions): Layer.Layer<ResponseCache> =>
+  Layer.effect(ResponseCache, makeMemory(options))
+
+// ---------------------------------------------------------------------------------------------
+// File system
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options of the file-system store.
+ *
+ * - `directory`: where entries live, created if missing. Give the cache its own directory: the
+ *   periodic sweep removes expired and unreadable `*.json` files in it.
+ * - `timeToLive`: how long an entry stays readable after it was written. It is checked on every
+ *   read against the time written in the entry, so lowering it takes effect at once.
+ * - `sweepInterval`: how often expired entries and abandoned temporary files are removed in the
+ *   background (default 1 hour; the first sweep runs at start-up). Reads never depend on it.
+ *
+ * @since 0.1.0
+ */
+export interface FileSystemOptions {
+  readonly directory: string
+  readonly timeToLive: Duration.DurationInput
+  readonly sweepInterval?: Duration.DurationInput | undefined
+}
+
+const entryFormat = "llm-gateway/response-cache/v1"
+
+/** What one cache file holds: the reply, the key it answers and when it was written. */
+const FileEntry = Schema.parseJson(Schema.Struct({
+  format: Schema.Literal(entryFormat),
+  key: Schema.String,
+  writtenAt: Schema.Number,
+  reply: CachedReply
+}))
+
+const decodeFileEntry = Schema.decodeEither(FileEntry)
+const encodeFileEntry = Schema.encodeEither(FileEntry)
+
+/** Keys that are safe file names are used as they are; any other key is hashed first. */
+const fileNameOf = (key: string): string =>
+  /^[A-Za-z0-9_-]{1,128}$/.test(key) ? `${key}.json` : `${sha256Hex(key)}.json`
+
+/** Abandoned temporary files (a process died between write and rename) older than this go. */
+const staleTemporaryMillis = 10 * 60 * 1000
+
+/** Logs a storage fault at warning level and carries on; interruption is passed through. */
+const logFault = (message: string) => (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+  Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.logWarning(message, cause)
+
+/**
+ * A store of one JSON file per key under `options.directory`. Writes go to a temporary file in
+ * the same directory and are renamed over the entry, so a reader sees the old entry or the new
+ * one, never half of one. Every read is validated against the entry schema: a corrupt,
+ * truncated or foreign file reads as a miss, is logged at warning level and removed. Expiry is
+ * checked on read. Entries are not fsynced (a lost entry is only a miss). File names are the
+ * hex keys, which carry nothing of the request.
+ *
+ * @since 0.1.0
+ */
+export const makeFileSystem = (
+  options: FileSystemOptions
+): Effect.Effect<Service, never, FileSystem.FileSystem | Path.Path | Scope.Scope> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const directory = options.directory
+    const timeToLive = Duration.toMillis(Duration.decode(options.timeToLive))
+
+    const ensureDirectory = fs.makeDirectory(directory, { recursive: true })
+    yield* ensureDirectory.pipe(
+      Effect.catchAllCause(logFault("ResponseCache: could not create the cache directory; entries will miss"))
+    )
+
+    const removeQuietly = (file: string) => Effect.ignore(fs.remove(file))
+
+    const read = (key: string, file: string): Effect.Effect<Option.Option<CachedReply>, unknown> =>
+      Effect.gen(function*() {
+        const text = yield* fs.readFileString(file).pipe(
+          Effect.map(Option.some),
+          Effect.catchIf(
+            (error) => error._tag === "SystemError" && error.reason === "NotFound",
+            () => Effect.succeedNone
+          )
+        )
+        if (Option.isNone(text)) return Option.none()
+        const decoded = decodeFileEntry(text.value)
+        if (Either.isLeft(decoded) || decoded.right.key !== key) {
+          yield* Effect.logWarning(
+            "ResponseCache: an entry file is corrupt or does not belong to its key; it is removed and read as a miss"
+          )
+          yield* removeQuietly(file)
+          return Option.none()
+        }
+        const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        if (now >= decoded.right.writtenAt + timeToLive) {
+          yield* removeQuietly(file)
+          return Option.none()
+        }
+        return Option.some(decoded.right.reply)
+      })
+
+    const get = (key: string): Effect.Effect<Option.Option<CachedReply>> => {
+      const file = path.join(directory, fileNameOf(key))
+      return read(key, file).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.as(logFault("ResponseCache: reading an entry failed; treated as a miss")(cause), Option.none())
+        ),
+        Effect.annotateLogs({ "responseCache.key": key, "responseCache.file": file })
+      )
+    }
+
+    const set = (key: string, reply: CachedReply): Effect.Effect<void> => {
+      if (timeToLive <= 0) return Effect.void
+      const name = fileNameOf(key)
+      const file = path.join(directory, name)
+      const write = Effect.gen(function*() {
+        const writtenAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        const encoded = encodeFileEntry({ format: entryFormat, key, writtenAt, reply })
+        if (Either.isLeft(encoded)) {
+          return yield* Effect.logWarning("ResponseCache: the reply does not match the CachedReply schema; not stored")
+        }
+        yield* ensureDirectory
+        const temporary = path.join(directory, `.${name}.${randomUUID()}.tmp`)
+        yield* fs.writeFileString(temporary, encoded.right, { mode: 0o600 }).pipe(
+          Effect.zipRight(fs.rename(temporary, file)),
+          Effect.onError(() => removeQuietly(temporary))
+        )
+      })
+      return write.pipe(
+        Effect.uninterruptible,
+        Effect.catchAllCause(logFault("ResponseCache: storing an entry failed; the reply was not cached")),
+        Effect.annotateLogs({ "responseCache.key": key, "responseCache.file": file })
+      )
+    }
+
+    const sweep = Effect.gen(function*() {
+      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const names = yield* fs.readDirectory(directory)
+      for (const name of names) {
+        const file = path.join(directory, name)
+        if (name.startsWith(".") && name.endsWith(".tmp")) {
+          const info = yield* Effect.option(fs.stat(file))
+          const modified = Option.flatMap(info, (_) => _.mtime)
+          if (Option.isSome(modified) && now - modified.value.getTime() > staleTemporaryMillis) {
+            yield* removeQuietly(file)
+          }
+        } else if (name.endsWith(".json")) {
+          const text = yield* Effect.option(fs.readFileString(file))
+          if (Option.isNone(text)) continue
+          const decoded = decodeFileEntry(text.value)
+          if (Either.isLeft(decoded) || now >= decoded.right.writtenAt + timeToLive) {
+            yield* removeQuietly(file)
+          }
+        }
+      }
+    })
+    const sweepInterval = options.sweepInterval === undefined
+      ? Duration.hours(1)
+      : Duration.decode(options.sweepInterval)
+    yield* sweep.pipe(
+      Effect.catchAllCause(logFault("ResponseCache: sweeping expired entries failed")),
+      Effect.repeat(Schedule.spaced(sweepInterval)),
+      Effect.forkScoped
+    )
+
+    return { get, set }
+  })
+
+/**
+ * The file-system store as a Layer (see `makeFileSystem`). Needs `FileSystem` and `Path`, for
+ * example from `NodeContext.layer`.
+ *
+ * @example
+ * import { NodeContext } from "@effect/platform-node"
+ * import { ResponseCache } from "@llm-gateway/core"
+ * import * as Layer from "effect/Layer"
+ *
+ * const CacheLive = ResponseCache.layerFileSystem({ directory: ".cache/llm", timeToLive: "1 day" }).pipe(
+ *   Layer.provide(NodeContext.layer)
+ * )
+ *
+ * @since 0.1.0
+ */
+export const layerFileSystem = (
+  options: FileSystemOptions
+): Layer.Layer<ResponseCache, never, FileSystem.FileSystem | Path.Path> =>
+  Layer.scoped(ResponseCache, makeFileSystem(options))
+
+// ---------------------------------------------------------------------------------------------
+// Persistence (Redis, LMDB, key-value stores)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options of the persistence-backed store. `storeId` namespaces the keys in the backing store
+ * (default `"llm-gateway/response-cache/v1"`); `timeToLive` is handed to the backing store.
+ *
+ * @since 0.1.0
+ */
+export interface PersistenceOptions {
+  readonly storeId?: string | undefined
+  readonly timeToLive: Duration.DurationInput
+}
+
+const decodeStoredReply = Schema.decodeUnknownEither(CachedReply)
+const encodeStoredReply = Schema.encodeEither(CachedReply)
+
+/**
+ * A store on an `@effect/experimental` `BackingPersistence`: `Persistence.layerMemory`, a
+ * `KeyValueStore`, or `Persistence/Redis` for a cache shared by several hosts. Values are
+ * validated with `CachedReply` on read (an invalid value is a logged miss and is removed);
+ * backing-store errors are logged misses.
+ *
+ * @since 0.1.0
+ */
+export const makePersistence = (
+  options: PersistenceOptions
+): Effect.Effect<Service, never, Persistence.BackingPersistence | Scope.Scope> =>
+  Effect.gen(function*() {
+    const backing = yield* Persistence.BackingPersistence
+    const store = yield* backing.make(options.storeId ?? entryFormat)
+    const timeToLive = Duration.decode(options.timeToLive)
+
+    const get = (key: string): Effect.Effect<Option.Option<CachedReply>> =>
+      store.get(key).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.succeedNone,
+          onSome: (value) => {
+            const decoded = decodeStoredReply(value)
+            return Either.isRight(decoded)
+              ? Effect.succeedSome(decoded.right)
+              : Effect.logWarning("ResponseCache: a stored value is not a CachedReply; removed and read as a miss").pipe(
+                Effect.zipRight(Effect.ignore(store.remove(key))),
+                Effect.as(Option.none())
+              )
+          }
+        })),
+        Effect.catchAllCause((cause) =>
+          Effect.as(logFault("ResponseCache: reading an entry failed; treated as a miss")(cause), Option.none())
+        ),
+        Effect.annotateLogs({ "responseCache.key": key })
+      )
+
+    const set = (key: string, reply: CachedReply): Effect.Effect<void> => {
+      if (Duration.isZero(timeToLive)) return Effect.void
+      const encoded = encodeStoredReply(reply)
+      const write = Either.isLeft(encoded)
+        ? Effect.logWarning("ResponseCache: the reply does not match the CachedReply schema; not stored")
+        : store.set(key, encoded.right, Duration.isFinite(timeToLive) ? Option.some(timeToLive) : Option.none())
+      return write.pipe(
+        Effect.catchAllCause(logFault("ResponseCache: storing an entry failed; the reply was not cached")),
+        Effect.annotateLogs({ "responseCache.key": key })
+      )
+    }
+
+    return { get, set }
+  })
+
+/**
+ * The persistence-backed store as a Layer (see `makePersistence`).
+ *
+ * @example
+ * import * as Persistence from "@effect/experimental/Persistence"
+ * import { ResponseCache } from "@llm-gateway/core"
+ * import * as Layer from "effect/Layer"
+ *
+ * const CacheLive = ResponseCache.layerPersistence({ timeToLive: "1 hour" }).pipe(
+ *   Layer.provide(Persistence.layerMemory)
+ * )
+ *
+ * @since 0.1.0
+ */
+export const layerPersistence = (
+  options: PersistenceOptions
+): Layer.Layer<ResponseCache, never, Persistence.BackingPersistence> =>
+  Layer.scoped(ResponseCache, makePersistence(options))
