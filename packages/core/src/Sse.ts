@@ -26,10 +26,11 @@ export interface Event {
 }
 
 /**
- * Limits for the decoder. `maxEventSize` bounds, in UTF-16 code units, both the data of the
- * event being assembled and any single line, including one whose terminator has not arrived;
- * past it the stream fails with `StreamProtocolError` rather than buffering without end.
- * Defaults to {@link defaultMaxEventSize}.
+ * Limits for the decoder. `maxEventSize` bounds, in UTF-16 code units, both any single line
+ * (field name included, and also a line whose terminator has not arrived yet) and the data of
+ * the event being assembled (its data lines joined); past it the stream fails with
+ * `StreamProtocolError` rather than buffering without end. Defaults to
+ * {@link defaultMaxEventSize}.
  *
  * @since 0.1.0
  */
