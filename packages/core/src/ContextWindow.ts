@@ -1,13 +1,26 @@
 /**
- * ContextWindow: counts tokens with the model's own tokenizer (js-tiktoken) and fits the
- * conversation into the model's context window.
+ * ContextWindow: counts tokens with the model's own tokenizer (js-tiktoken's encodings) and
+ * fits the conversation into the model's context window.
+ *
+ * Prompt tokens follow OpenAI's accounting for chat: every message costs 3 tokens plus the
+ * tokens of its role, content and name (a name costs 1 more), and 3 tokens prime the reply. The
+ * system instruction counts as a system message. Encodings load on first use and are shared by
+ * every layer in the process.
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import type { ChatMessage } from "./Chat.js"
-import type { ContextWindowExceeded } from "./GatewayError.js"
+import { ContextWindowExceeded } from "./GatewayError.js"
+import * as Tokenizer from "./internal/tokenizer.js"
+import * as Models from "./Models.js"
 
 /**
  * The conversation after fitting.
@@ -53,3 +66,206 @@ export interface Service {
  * @since 0.1.0
  */
 export class ContextWindow extends Context.Tag("@llm-gateway/core/ContextWindow")<ContextWindow, Service>() {}
+
+/**
+ * Options of `make` and `layer`.
+ *
+ * - `models`: extra or replacement models by exact id or family name (see `Models`).
+ * - `fallback`: what unknown models get instead of `Models.defaultFallback`.
+ * - `defaultReserveForReply`: tokens kept free for the reply when a request sets no
+ *   `maxTokens`; without it, `Models.defaultReserveForReply` of the model.
+ * - `preload`: encodings to build while the layer starts, so the first request does not pay
+ *   for it.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly models?: Readonly<Record<string, Models.ModelInfo>> | undefined
+  readonly fallback?: Models.ModelInfo | undefined
+  readonly defaultReserveForReply?: number | undefined
+  readonly preload?: ReadonlyArray<Models.Encoding> | undefined
+}
+
+/** Every reply is primed with `<|start|>assistant<|message|>`. */
+const REPLY_PRIMING = 3
+/** `<|start|>`, `<|message|>` (or the role separator) and `<|end|>` around every message. */
+const TOKENS_PER_MESSAGE = 3
+const TOKENS_PER_NAME = 1
+/** Unknown model ids we have already warned about; bounded so odd ids cannot grow it forever. */
+const MAX_WARNED = 1_000
+
+const decodeModelInfo = Schema.decodeUnknownEither(Models.ModelInfo)
+const decodeReserve = Schema.decodeUnknownEither(Schema.NonNegativeInt)
+
+const invalid = (path: Array<string>, error: ParseResult.ParseError) =>
+  ConfigError.InvalidData(path, ParseResult.TreeFormatter.formatErrorSync(error))
+
+const validate = (options: Options): Either.Either<Models.Registry, ConfigError.ConfigError> => {
+  const models: Record<string, Models.ModelInfo> = {}
+  for (const [id, model] of Object.entries(options.models ?? {})) {
+    const decoded = decodeModelInfo(model)
+    if (Either.isLeft(decoded)) return Either.left(invalid(["models", id], decoded.left))
+    models[id] = decoded.right
+  }
+  let fallback: Models.ModelInfo | undefined
+  if (options.fallback !== undefined) {
+    const decoded = decodeModelInfo(options.fallback)
+    if (Either.isLeft(decoded)) return Either.left(invalid(["fallback"], decoded.left))
+    fallback = decoded.right
+  }
+  if (options.defaultReserveForReply !== undefined) {
+    const decoded = decodeReserve(options.defaultReserveForReply)
+    if (Either.isLeft(decoded)) return Either.left(invalid(["defaultReserveForReply"], decoded.left))
+  }
+  return Either.right(Models.make({ models, fallback }))
+}
+
+/**
+ * Builds the service. Registered models, the fallback and the default reserve are validated
+ * first; an invalid one is a `ConfigError` naming it (e.g. `models.acme-chat`).
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.ConfigError> =>
+  Effect.gen(function*() {
+    const registry = yield* validate(options)
+    const ready = new Map<Models.Encoding, Tokenizer.Tokenizer>()
+    const warned = new Set<string>()
+
+    const tokenizer = (encoding: Models.Encoding): Effect.Effect<Tokenizer.Tokenizer> => {
+      const found = ready.get(encoding)
+      return found !== undefined
+        ? Effect.succeed(found)
+        : Effect.promise(() => Tokenizer.load(encoding)).pipe(Effect.tap((t) => ready.set(encoding, t)))
+    }
+
+    const resolve = (model: string): Effect.Effect<Models.Resolved> => {
+      const resolved = Models.resolve(model, registry)
+      if (resolved.matched !== undefined || warned.has(model) || warned.size >= MAX_WARNED) {
+        return Effect.succeed(resolved)
+      }
+      warned.add(model)
+      return Effect.logWarning(
+        "Unknown model: using the fallback window and encoding; register the model in ContextWindow.layer({ models })"
+      ).pipe(
+        Effect.annotateLogs({
+          model,
+          contextWindow: registry.fallback.contextWindow,
+          encoding: registry.fallback.encoding
+        }),
+        Effect.as(resolved)
+      )
+    }
+
+    const messageTokens = (tk: Tokenizer.Tokenizer, message: ChatMessage): number =>
+      TOKENS_PER_MESSAGE + tk.count(message.role) + tk.count(message.content) +
+      (message.name === undefined ? 0 : tk.count(message.name) + TOKENS_PER_NAME)
+
+    const fixedTokens = (tk: Tokenizer.Tokenizer, system: string | undefined): number =>
+      REPLY_PRIMING + (system === undefined ? 0 : TOKENS_PER_MESSAGE + tk.count("system") + tk.count(system))
+
+    const reserveFor = (info: Models.ModelInfo, requested: number | undefined): number =>
+      requested !== undefined && Number.isFinite(requested) && requested >= 0
+        ? requested
+        : options.defaultReserveForReply ?? Models.defaultReserveForReply(info)
+
+    const fit: Service["fit"] = ({ messages, model, reserveForReply, system }) =>
+      Effect.gen(function*() {
+        const { info } = yield* resolve(model)
+        const tk = yield* tokenizer(info.encoding)
+        const limit = Math.max(0, info.contextWindow - reserveFor(info, reserveForReply))
+        const n = messages.length
+        // Each message is tokenized exactly once; trimming only subtracts.
+        const costs = new Array<number>(n)
+        let newestUser = -1
+        for (let i = 0; i < n; i++) {
+          costs[i] = messageTokens(tk, messages[i]!)
+          if (messages[i]!.role === "user") newestUser = i
+        }
+        const pinned = (i: number) => i === newestUser || messages[i]!.role === "system"
+        let total = fixedTokens(tk, system)
+        let required = total
+        for (let i = 0; i < n; i++) {
+          total += costs[i]!
+          if (pinned(i)) required += costs[i]!
+        }
+        if (total <= limit) {
+          return { messages, promptTokens: total, droppedMessages: 0, limit } satisfies Fitted
+        }
+        if (required > limit) {
+          return yield* new ContextWindowExceeded({ model, limit, required })
+        }
+        const dropped = new Uint8Array(n)
+        const drop = (i: number) => {
+          dropped[i] = 1
+          total -= costs[i]!
+        }
+        // Oldest first; stops before running out because the pinned messages alone fit.
+        for (let i = 0; i < n && total > limit; i++) {
+          if (!pinned(i)) drop(i)
+        }
+        // A trimmed conversation starts with a user turn: drop assistant and tool messages left
+        // leading once older turns are gone.
+        for (let i = 0; i < n; i++) {
+          const role = messages[i]!.role
+          if (dropped[i] === 1 || role === "system") continue
+          if (role === "user") break
+          drop(i)
+        }
+        // Tool results whose assistant call was dropped go with it.
+        let previous = -1
+        for (let i = 0; i < n; i++) {
+          const role = messages[i]!.role
+          if (role === "system") continue
+          if (role === "tool" && dropped[i] === 0 && previous !== -1 && dropped[previous] === 1) drop(i)
+          previous = i
+        }
+        const kept = messages.filter((_, i) => dropped[i] === 0)
+        return { messages: kept, promptTokens: total, droppedMessages: n - kept.length, limit } satisfies Fitted
+      }).pipe(Effect.withSpan("ContextWindow.fit", { attributes: { model } }))
+
+    const countPrompt: Service["countPrompt"] = (model, system, messages) =>
+      Effect.gen(function*() {
+        const { info } = yield* resolve(model)
+        const tk = yield* tokenizer(info.encoding)
+        let total = fixedTokens(tk, system)
+        for (const message of messages) total += messageTokens(tk, message)
+        return total
+      })
+
+    const countText: Service["countText"] = (model, text) =>
+      Effect.gen(function*() {
+        const { info } = yield* resolve(model)
+        const tk = yield* tokenizer(info.encoding)
+        return tk.count(text)
+      })
+
+    if (options.preload !== undefined) {
+      yield* Effect.forEach(options.preload, tokenizer, { discard: true })
+    }
+
+    return ContextWindow.of({ fit, countPrompt, countText })
+  })
+
+/**
+ * The service with the built-in models and default reserve. With options, the registered
+ * models, fallback and reserve are validated while the layer starts (`ConfigError` otherwise).
+ *
+ * @since 0.1.0
+ */
+export function layer(): Layer.Layer<ContextWindow>
+export function layer(options: Options): Layer.Layer<ContextWindow, ConfigError.ConfigError>
+export function layer(options?: Options): Layer.Layer<ContextWindow, ConfigError.ConfigError> {
+  return Layer.effect(ContextWindow, make(options))
+}
+
+/**
+ * The service from configuration, e.g.
+ * `layerConfig({ models: Models.config("LLM_MODELS"), defaultReserveForReply: Config.integer("LLM_RESERVE_FOR_REPLY") })`.
+ * A missing or invalid setting fails the layer with a `ConfigError` naming the variable; wrap a
+ * setting in `Config.option`/`Config.withDefault` to make it optional.
+ *
+ * @since 0.1.0
+ */
+export const layerConfig = (options: Config.Config.Wrap<Options>): Layer.Layer<ContextWindow, ConfigError.ConfigError> =>
+  Layer.effect(ContextWindow, Effect.flatMap(Config.unwrap(options), make))

@@ -1,0 +1,244 @@
+/**
+ * Token counting with the tiktoken encodings shipped by js-tiktoken.
+ *
+ * The rank tables and pre-tokenization patterns come from `js-tiktoken/ranks/<encoding>`; the
+ * byte-pair merge is our own because the library's merge is quadratic in the length of a
+ * pre-token with a large constant (a 16,000-character run without spaces takes over 20 s and
+ * blocks the event loop). Here a long pre-token is merged with a heap in O(n log n); the result
+ * is the same merge sequence (lowest rank first, leftmost on ties), hence the same token count.
+ *
+ * Each encoding is built once per process, on first use, and shared by every layer: building
+ * `o200k_base` takes a noticeable fraction of a second, so it never happens at import time and
+ * never twice.
+ *
+ * @internal
+ */
+import type { Encoding } from "../Models.js"
+
+/** A ready tokenizer for one encoding. */
+export interface Tokenizer {
+  readonly encoding: Encoding
+  /** Tokens of `text`; special-token spellings such as `<|endoftext|>` count as plain text. */
+  readonly count: (text: string) => number
+}
+
+interface RankFile {
+  readonly pat_str: string
+  readonly bpe_ranks: string
+}
+
+const importRanks = (encoding: Encoding): Promise<RankFile> => {
+  switch (encoding) {
+    case "o200k_base":
+      return import("js-tiktoken/ranks/o200k_base").then((m) => m.default)
+    case "cl100k_base":
+      return import("js-tiktoken/ranks/cl100k_base").then((m) => m.default)
+  }
+}
+
+/**
+ * Parses the compressed rank file: lines of `! <offset> <base64 token> <base64 token> ...`.
+ * Tokens are keyed by their bytes as a Latin-1 string (one char per byte), which `atob` yields
+ * directly and which is far cheaper to hash than a list of numbers.
+ */
+const parseRanks = (bpeRanks: string): Map<string, number> => {
+  const ranks = new Map<string, number>()
+  for (const line of bpeRanks.split("\n")) {
+    if (line.length === 0) continue
+    const fields = line.split(" ")
+    const offset = Number.parseInt(fields[1]!, 10)
+    for (let i = 2; i < fields.length; i++) ranks.set(atob(fields[i]!), offset + i - 2)
+  }
+  return ranks
+}
+
+/** The UTF-8 bytes of `text` as a Latin-1 string; lone surrogates become U+FFFD like `TextEncoder`. */
+export const utf8Key = (text: string): string => {
+  let ascii = true
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) > 0x7f) {
+      ascii = false
+      break
+    }
+  }
+  if (ascii) return text
+  const bytes: Array<number> = []
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i)
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00)
+        i++
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd
+    if (c < 0x80) bytes.push(c)
+    else if (c < 0x800) bytes.push(0xc0 | (c >> 6), 0x80 | (c & 0x3f))
+    else if (c < 0x10000) bytes.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f))
+    else bytes.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 0x3f), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f))
+  }
+  let out = ""
+  for (let i = 0; i < bytes.length; i += 4096) {
+    out += String.fromCharCode.apply(null, bytes.slice(i, i + 4096))
+  }
+  return out
+}
+
+/** Pre-tokens up to this many bytes are merged with the simple array algorithm. */
+const SMALL_PIECE = 48
+
+/**
+ * Byte-pair merge of one pre-token, returning the number of tokens. The array algorithm: find
+ * the lowest-ranked adjacent pair (leftmost on ties), merge it, update its two neighbours.
+ */
+export const mergeCountSmall = (piece: string, ranks: ReadonlyMap<string, number>): number => {
+  const n = piece.length
+  const starts: Array<number> = new Array(n + 1)
+  for (let i = 0; i <= n; i++) starts[i] = i
+  const pairRank: Array<number> = new Array(n - 1)
+  for (let i = 0; i < n - 1; i++) pairRank[i] = ranks.get(piece.slice(i, i + 2)) ?? Infinity
+  let parts = n
+  while (parts > 1) {
+    let best = Infinity
+    let at = -1
+    for (let k = 0; k < parts - 1; k++) {
+      if (pairRank[k]! < best) {
+        best = pairRank[k]!
+        at = k
+      }
+    }
+    if (at < 0) break
+    starts.splice(at + 1, 1)
+    pairRank.splice(at, 1)
+    parts--
+    if (at < parts - 1) pairRank[at] = ranks.get(piece.slice(starts[at]!, starts[at + 2]!)) ?? Infinity
+    if (at > 0) pairRank[at - 1] = ranks.get(piece.slice(starts[at - 1]!, starts[at + 1]!)) ?? Infinity
+  }
+  return parts
+}
+
+/**
+ * Byte-pair merge of a long pre-token in O(n log n): parts form a linked list over byte
+ * offsets, candidate pairs sit in a binary heap ordered by (rank, offset) and stale entries are
+ * skipped when popped. Popping the least valid entry picks exactly the pair the array algorithm
+ * would pick, so both produce the same parts.
+ */
+export const mergeCountLarge = (piece: string, ranks: ReadonlyMap<string, number>): number => {
+  const n = piece.length
+  // next[i]: start of the part after the part starting at i (n at the end); prev[i] likewise.
+  const next = new Int32Array(n + 1)
+  const prev = new Int32Array(n + 1)
+  const alive = new Uint8Array(n)
+  const rankAt = new Float64Array(n)
+  for (let i = 0; i < n; i++) {
+    next[i] = i + 1
+    prev[i] = i - 1
+    alive[i] = 1
+  }
+  // Heap of rank * 2^32 + offset (exact in a double: ranks < 2^20, offsets < 2^32).
+  const SHIFT = 4294967296
+  let heap = new Float64Array(Math.max(16, n))
+  let size = 0
+  const push = (value: number) => {
+    if (size === heap.length) {
+      const bigger = new Float64Array(heap.length * 2)
+      bigger.set(heap)
+      heap = bigger
+    }
+    let i = size++
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (heap[parent]! <= value) break
+      heap[i] = heap[parent]!
+      i = parent
+    }
+    heap[i] = value
+  }
+  const pop = (): number => {
+    const top = heap[0]!
+    const last = heap[--size]!
+    let i = 0
+    for (;;) {
+      const left = 2 * i + 1
+      if (left >= size) break
+      const right = left + 1
+      const child = right < size && heap[right]! < heap[left]! ? right : left
+      if (heap[child]! >= last) break
+      heap[i] = heap[child]!
+      i = child
+    }
+    heap[i] = last
+    return top
+  }
+  const pairRank = (start: number): number => {
+    const mid = next[start]!
+    if (mid >= n) return Infinity
+    return ranks.get(piece.slice(start, next[mid]!)) ?? Infinity
+  }
+  const update = (start: number) => {
+    const rank = pairRank(start)
+    rankAt[start] = rank
+    if (rank !== Infinity) push(rank * SHIFT + start)
+  }
+  for (let i = 0; i < n; i++) update(i)
+  let parts = n
+  while (size > 0) {
+    const entry = pop()
+    const rank = Math.floor(entry / SHIFT)
+    const start = entry - rank * SHIFT
+    if (alive[start] === 0 || rankAt[start] !== rank) continue
+    // Merge the part at `start` with the one after it.
+    const mid = next[start]!
+    alive[mid] = 0
+    next[start] = next[mid]!
+    if (next[mid]! < n) prev[next[mid]!] = start
+    parts--
+    update(start)
+    if (prev[start]! >= 0) update(prev[start]!)
+  }
+  return parts
+}
+
+const makeTokenizer = (encoding: Encoding, file: RankFile): Tokenizer => {
+  const ranks = parseRanks(file.bpe_ranks)
+  const pattern = new RegExp(file.pat_str, "gu")
+  const count = (text: string): number => {
+    if (text.length === 0) return 0
+    // `count` is synchronous and never re-entered, so one RegExp with its lastIndex is safe.
+    pattern.lastIndex = 0
+    let tokens = 0
+    let match: RegExpExecArray | null
+    while ((match = pattern.exec(text)) !== null) {
+      const piece = match[0]
+      if (piece.length === 0) {
+        pattern.lastIndex++
+        continue
+      }
+      const key = utf8Key(piece)
+      if (key.length === 1 || ranks.has(key)) tokens += 1
+      else if (key.length <= SMALL_PIECE) tokens += mergeCountSmall(key, ranks)
+      else tokens += mergeCountLarge(key, ranks)
+    }
+    return tokens
+  }
+  return { encoding, count }
+}
+
+const loaded = new Map<Encoding, Promise<Tokenizer>>()
+
+/**
+ * The tokenizer of `encoding`, built on first request and shared afterwards (concurrent first
+ * requests share one build). A failed import is not cached, so a later call tries again.
+ */
+export const load = (encoding: Encoding): Promise<Tokenizer> => {
+  const existing = loaded.get(encoding)
+  if (existing !== undefined) return existing
+  const building = importRanks(encoding).then((file) => makeTokenizer(encoding, file))
+  loaded.set(encoding, building)
+  building.catch(() => loaded.delete(encoding))
+  return building
+}
+
+/** The tokenizer of `encoding` if it is already built (no loading). */
+export const peek = (encoding: Encoding): Promise<Tokenizer> | undefined => loaded.get(encoding)
