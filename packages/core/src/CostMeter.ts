@@ -2,12 +2,26 @@
  * CostMeter: prices token usage per model, reserves the worst case against budgets before a
  * request leaves, and settles the real cost afterwards.
  *
+ * Money is counted exactly: prices and budgets are converted once to integer units of 1e-18
+ * US dollars (bigint), every sum is taken in those units, and a number of dollars is produced
+ * only for output, as the double nearest to the exact decimal. Summing a million requests
+ * gives the same total as pricing their combined usage.
+ *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as HashMap from "effect/HashMap"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import type { Cost, Usage } from "./Chat.js"
-import type { BudgetExceeded } from "./GatewayError.js"
+import { BudgetExceeded } from "./GatewayError.js"
 
 /**
  * A hold on budget for one request in flight.
@@ -21,7 +35,26 @@ export interface Reservation {
 }
 
 /**
- * Totals so far.
+ * The state of the periodic budget: its name, limit, what was spent in the current period,
+ * what is held by requests in flight, what remains, and when (epoch milliseconds) the period
+ * resets.
+ *
+ * @since 0.1.0
+ */
+export interface PeriodSummary {
+  readonly name: string
+  readonly limitUsd: number
+  readonly spentUsd: number
+  readonly reservedUsd: number
+  readonly remainingUsd: number
+  readonly resetsAt: number
+}
+
+/**
+ * Totals so far. `requests` counts settled reservations that recorded usage; `totalUsd` is
+ * what they cost; `reservedUsd` is held by requests still in flight; `remainingUsd` is the
+ * total budget minus both (never below zero). `period` is present when a periodic budget is
+ * set.
  *
  * @since 0.1.0
  */
@@ -33,6 +66,7 @@ export interface Summary {
   readonly reservedUsd: number
   readonly budgetUsd: number | undefined
   readonly remainingUsd: number | undefined
+  readonly period?: PeriodSummary | undefined
 }
 
 /**
@@ -58,3 +92,549 @@ export interface Service {
  * @since 0.1.0
  */
 export class CostMeter extends Context.Tag("@llm-gateway/core/CostMeter")<CostMeter, Service>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Prices
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The price of a model in US dollars per million tokens, for prompt (input) and completion
+ * (output) tokens.
+ *
+ * @since 0.1.0
+ */
+export const ModelPrice = Schema.Struct({
+  promptPerMillion: Schema.Number.pipe(Schema.finite(), Schema.nonNegative()),
+  completionPerMillion: Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
+})
+
+/**
+ * @since 0.1.0
+ */
+export type ModelPrice = typeof ModelPrice.Type
+
+/**
+ * A pricing table: model id prefix → price. The key `"*"` sets the price of models no other
+ * key matches.
+ *
+ * @since 0.1.0
+ */
+export const Pricing = Schema.Record({ key: Schema.String, value: ModelPrice })
+
+/**
+ * @since 0.1.0
+ */
+export type Pricing = typeof Pricing.Type
+
+/**
+ * When the built-in prices were last checked against OpenAI's published list prices.
+ *
+ * @since 0.1.0
+ */
+export const pricesCheckedOn = "2026-04"
+
+const price = (promptPerMillion: number, completionPerMillion: number): ModelPrice => ({
+  promptPerMillion,
+  completionPerMillion
+})
+
+/**
+ * Built-in list prices (standard tier, uncached input, USD per million tokens) of common
+ * OpenAI chat models as of `pricesCheckedOn`. Azure's `gpt-35-turbo` spelling is included.
+ * Dated snapshots (`gpt-4o-2024-08-06`) match their family through prefix matching; the few
+ * snapshots priced differently from their family have their own entry. Prices change: pass
+ * your own table (`pricing` option or `LLM_GATEWAY_PRICING`) for the models you use.
+ *
+ * @since 0.1.0
+ */
+export const defaultPricing: Pricing = {
+  "gpt-5.4": price(2.5, 15),
+  "gpt-5.4-mini": price(0.75, 4.5),
+  "gpt-5.4-nano": price(0.2, 1.25),
+  "gpt-5.2": price(1.75, 14),
+  "gpt-5.1": price(1.25, 10),
+  "gpt-5": price(1.25, 10),
+  "gpt-5-mini": price(0.25, 2),
+  "gpt-5-nano": price(0.05, 0.4),
+  "gpt-4.5": price(75, 150),
+  "gpt-4.1": price(2, 8),
+  "gpt-4.1-mini": price(0.4, 1.6),
+  "gpt-4.1-nano": price(0.1, 0.4),
+  "gpt-4o": price(2.5, 10),
+  "gpt-4o-2024-05-13": price(5, 15),
+  "chatgpt-4o-latest": price(5, 15),
+  "gpt-4o-mini": price(0.15, 0.6),
+  "gpt-4-turbo": price(10, 30),
+  "gpt-4-1106": price(10, 30),
+  "gpt-4-0125": price(10, 30),
+  "gpt-4-vision": price(10, 30),
+  "gpt-4": price(30, 60),
+  "gpt-4-32k": price(60, 120),
+  "gpt-3.5-turbo": price(0.5, 1.5),
+  "gpt-3.5-turbo-instruct": price(1.5, 2),
+  "gpt-35-turbo": price(0.5, 1.5),
+  "o1": price(15, 60),
+  "o1-preview": price(15, 60),
+  "o1-mini": price(1.1, 4.4),
+  "o1-pro": price(150, 600),
+  "o3": price(2, 8),
+  "o3-mini": price(1.1, 4.4),
+  "o3-pro": price(20, 80),
+  "o4-mini": price(1.1, 4.4)
+}
+
+/**
+ * The price of a model that no table entry matches: $30 per million prompt tokens and $60 per
+ * million completion tokens (GPT-4's list price). It is high on purpose, so that a model
+ * missing from the table cannot slip under a budget; a warning names each such model once.
+ * Override it with the `"*"` key of a pricing table.
+ *
+ * @since 0.1.0
+ */
+export const unknownModelPrice: ModelPrice = price(30, 60)
+
+/** Characters that may follow a table key for the key to match a longer model id. */
+const separators = new Set(["-", ":", "@", "_"])
+
+/**
+ * Finds the price of `model` in a table: the longest key that equals the model id or is
+ * followed in it by `-`, `:`, `@` or `_` (so `gpt-4o-mini-2024-07-18` matches `gpt-4o-mini`,
+ * and `gpt-4o` does not match `gpt-4`, nor `gpt-5.4` `gpt-5`). Matching ignores case and any
+ * provider prefix before the last `/` (`openai/gpt-4o`). `None` when no key matches.
+ *
+ * @since 0.1.0
+ */
+export const lookupPrice = (pricing: Pricing, model: string): Option.Option<ModelPrice> =>
+  Option.map(findKey(sortedKeys(pricing), model), (key) => pricing[key]!)
+
+const sortedKeys = (pricing: Pricing): ReadonlyArray<string> =>
+  Object.keys(pricing).filter((key) => key !== "*").sort((a, b) => b.length - a.length)
+
+const normalize = (model: string): string => {
+  const lower = model.trim().toLowerCase()
+  return lower.slice(lower.lastIndexOf("/") + 1)
+}
+
+const findKey = (keys: ReadonlyArray<string>, model: string): Option.Option<string> => {
+  const id = normalize(model)
+  for (const key of keys) {
+    const k = key.toLowerCase()
+    if (id === k || (id.startsWith(k) && separators.has(id.charAt(k.length)))) return Option.some(key)
+  }
+  return Option.none()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact money
+// ---------------------------------------------------------------------------------------------
+
+/** 1e-18 US dollars per unit: a price per million tokens (12 decimals) times a token count. */
+const unitsPerDollar = 10n ** 18n
+const unitsPerPicodollar = 10n ** 6n
+
+/** The exact decimal value of a non-negative finite number rounded to 12 decimals, in units. */
+const unitsOfDollars = (usd: number): bigint =>
+  BigInt(usd.toFixed(12).replace(".", "")) * unitsPerPicodollar
+
+/** A price per million tokens in picodollars: times a token count, that is units of 1e-18 USD. */
+const picodollarsPerMillion = (usd: number): bigint => BigInt(usd.toFixed(12).replace(".", ""))
+
+/** The double nearest to the exact decimal value of `units`. */
+const dollarsOfUnits = (units: bigint): number => {
+  const negative = units < 0n
+  const abs = negative ? -units : units
+  const whole = abs / unitsPerDollar
+  const fraction = (abs % unitsPerDollar).toString().padStart(18, "0")
+  return Number(`${negative ? "-" : ""}${whole}.${fraction}`)
+}
+
+/** A token count as a bigint: negative or NaN counts as 0, unbounded as the largest safe integer. */
+const tokens = (n: number): bigint =>
+  Number.isNaN(n) || n <= 0 ? 0n : BigInt(Math.floor(Math.min(n, Number.MAX_SAFE_INTEGER)))
+
+interface Rate {
+  readonly prompt: bigint
+  readonly completion: bigint
+  readonly known: boolean
+}
+
+interface ExactCost {
+  readonly prompt: bigint
+  readonly completion: bigint
+}
+
+const toCost = (cost: ExactCost): Cost => ({
+  promptUsd: dollarsOfUnits(cost.prompt),
+  completionUsd: dollarsOfUnits(cost.completion),
+  totalUsd: dollarsOfUnits(cost.prompt + cost.completion)
+})
+
+/**
+ * A pricing function over a table merged onto `defaultPricing` (entries of `pricing` win),
+ * exact to 1e-18 USD before the final conversion to a number.
+ *
+ * @example
+ * import { CostMeter } from "@llm-gateway/core"
+ *
+ * const priceOf = CostMeter.makePrice()
+ * priceOf("gpt-4o-mini", { promptTokens: 1_000, completionTokens: 500, totalTokens: 1_500 })
+ * // { promptUsd: 0.00015, completionUsd: 0.0003, totalUsd: 0.00045 }
+ *
+ * @since 0.1.0
+ */
+export const makePrice = (pricing?: Pricing): (model: string, usage: Usage) => Cost => {
+  const rateOf = makeRates(pricing)
+  return (model, usage) => toCost(exactCost(rateOf(model), usage.promptTokens, usage.completionTokens))
+}
+
+const makeRates = (pricing: Pricing | undefined): (model: string) => Rate => {
+  const table: Pricing = { ...defaultPricing, ...pricing }
+  const keys = sortedKeys(table)
+  const fallback = table["*"] ?? unknownModelPrice
+  const cache = new Map<string, Rate>()
+  return (model) => {
+    const cached = cache.get(model)
+    if (cached !== undefined) return cached
+    const key = findKey(keys, model)
+    const p = Option.isSome(key) ? table[key.value]! : fallback
+    const rate: Rate = {
+      prompt: picodollarsPerMillion(p.promptPerMillion),
+      completion: picodollarsPerMillion(p.completionPerMillion),
+      known: Option.isSome(key)
+    }
+    if (cache.size < 10_000) cache.set(model, rate)
+    return rate
+  }
+}
+
+const exactCost = (rate: Rate, promptTokens: number, completionTokens: number): ExactCost => ({
+  prompt: rate.prompt * tokens(promptTokens),
+  completion: rate.completion * tokens(completionTokens)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Budgets
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A budget that starts afresh every `period`. Periods are aligned to the Unix epoch on the
+ * Effect `Clock` (a `"1 day"` period resets at midnight UTC). `name` appears in
+ * `BudgetExceeded` (default `"daily"`, `"hourly"`, or `"per-<period>"`).
+ *
+ * @since 0.1.0
+ */
+export interface PeriodBudget {
+  readonly limitUsd: number
+  readonly period: Duration.DurationInput
+  readonly name?: string | undefined
+}
+
+/**
+ * Options of a meter. `budgetUsd` caps the meter's whole lifetime; `periodBudget` caps every
+ * period; `pricing` is merged onto `defaultPricing`. Without budgets the meter only prices and
+ * records.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly budgetUsd?: number | undefined
+  readonly periodBudget?: PeriodBudget | undefined
+  readonly pricing?: Pricing | undefined
+}
+
+interface Hold {
+  readonly model: string
+  readonly units: bigint
+}
+
+interface State {
+  readonly nextId: number
+  readonly holds: HashMap.HashMap<string, Hold>
+  readonly reserved: bigint
+  readonly spent: bigint
+  readonly periodIndex: number
+  readonly periodSpent: bigint
+  readonly requests: number
+  readonly promptTokens: number
+  readonly completionTokens: number
+}
+
+const periodName = (millis: number): string =>
+  millis === 86_400_000 ? "daily" : millis === 3_600_000 ? "hourly" : `per-${Duration.format(millis)}`
+
+const invalid = (what: string): never => {
+  throw new Error(`CostMeter: ${what}`)
+}
+
+const checkDollars = (what: string, usd: number): number =>
+  Number.isFinite(usd) && usd >= 0 && usd < 1e15 ? usd : invalid(`${what} must be a non-negative number of US dollars below 1e15`)
+
+/**
+ * A meter held in memory. Reservations, settlements and period roll-overs are single atomic
+ * `Ref.modify` steps, so reservations made concurrently can never together exceed a budget.
+ *
+ * A reservation holds the worst-case cost: the prompt plus `maxCompletionTokens`, priced for
+ * the model. It counts against every budget until it is settled. `settle` releases the hold and
+ * adds the real cost (priced for the reserved model) to the spent totals and to the current
+ * period; it is idempotent (a second settle of the same reservation records nothing and
+ * returns the same cost). A real cost above the hold is still recorded in full, so a budget
+ * can end slightly over its limit; further reservations then fail. A reservation fails with
+ * `BudgetExceeded` when spent + held + requested would exceed a limit (reaching it exactly is
+ * allowed). Invalid options (a negative budget, a period of zero) are a defect at start-up.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options = {}): Effect.Effect<Service> =>
+  Effect.gen(function*() {
+    const budget = options.budgetUsd === undefined
+      ? undefined
+      : unitsOfDollars(checkDollars("budgetUsd", options.budgetUsd))
+    const period = options.periodBudget === undefined ? undefined : (() => {
+      const periodBudget = options.periodBudget
+      const millis = Duration.toMillis(Duration.decode(periodBudget.period))
+      if (!(Number.isFinite(millis) && millis >= 1)) invalid("periodBudget.period must be a finite duration of 1 ms or more")
+      return {
+        name: periodBudget.name ?? periodName(millis),
+        limit: unitsOfDollars(checkDollars("periodBudget.limitUsd", periodBudget.limitUsd)),
+        millis
+      }
+    })()
+    if (options.pricing !== undefined) {
+      for (const [model, p] of Object.entries(options.pricing)) {
+        checkDollars(`the prompt price of ${model}`, p.promptPerMillion)
+        checkDollars(`the completion price of ${model}`, p.completionPerMillion)
+      }
+    }
+    const rateOf = makeRates(options.pricing)
+
+    const initialIndex = period === undefined
+      ? 0
+      : Math.floor((yield* Effect.clockWith((clock) => clock.currentTimeMillis)) / period.millis)
+    const state = yield* Ref.make<State>({
+      nextId: 0,
+      holds: HashMap.empty(),
+      reserved: 0n,
+      spent: 0n,
+      periodIndex: initialIndex,
+      periodSpent: 0n,
+      requests: 0,
+      promptTokens: 0,
+      completionTokens: 0
+    })
+
+    const warned = new Set<string>()
+    const warnUnknown = (model: string, rate: Rate): Effect.Effect<void> =>
+      rate.known || warned.has(model) || warned.size >= 1_000
+        ? Effect.void
+        : Effect.suspend(() => {
+          warned.add(model)
+          return Effect.logWarning(
+            `CostMeter: no price is known for model "${model}"; it is priced at the default for unknown models. Add it to the pricing table.`
+          )
+        })
+
+    const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+    /** The state moved on to the period containing `millis` (never backwards). */
+    const roll = (s: State, millis: number): State => {
+      if (period === undefined) return s
+      const index = Math.floor(millis / period.millis)
+      return index > s.periodIndex ? { ...s, periodIndex: index, periodSpent: 0n } : s
+    }
+
+    const reserve = (
+      model: string,
+      promptTokens: number,
+      maxCompletionTokens: number
+    ): Effect.Effect<Reservation, BudgetExceeded> =>
+      Effect.gen(function*() {
+        const rate = rateOf(model)
+        yield* warnUnknown(model, rate)
+        const cost = exactCost(rate, promptTokens, maxCompletionTokens)
+        const requested = cost.prompt + cost.completion
+        const at = yield* now
+        const outcome = yield* Ref.modify(state, (current): [Either.Either<Reservation, BudgetExceeded>, State] => {
+          const s = roll(current, at)
+          if (budget !== undefined && s.spent + s.reserved + requested > budget) {
+            return [Either.left(exceeded("total", budget, s.spent + s.reserved, requested)), s]
+          }
+          if (period !== undefined && s.periodSpent + s.reserved + requested > period.limit) {
+            return [Either.left(exceeded(period.name, period.limit, s.periodSpent + s.reserved, requested)), s]
+          }
+          const id = `r${s.nextId}`
+          return [
+            Either.right({ id, model, amountUsd: dollarsOfUnits(requested) }),
+            {
+              ...s,
+              nextId: s.nextId + 1,
+              holds: HashMap.set(s.holds, id, { model, units: requested }),
+              reserved: s.reserved + requested
+            }
+          ]
+        })
+        return yield* outcome
+      })
+
+    const settle = (reservation: Reservation, usage: Usage | undefined): Effect.Effect<Cost> =>
+      Effect.gen(function*() {
+        const at = yield* now
+        const result = yield* Ref.modify(state, (current): [{ cost: ExactCost; model: string } | undefined, State] => {
+          const s = roll(current, at)
+          const hold = HashMap.get(s.holds, reservation.id)
+          if (Option.isNone(hold)) return [undefined, s]
+          const cost = usage === undefined
+            ? { prompt: 0n, completion: 0n }
+            : exactCost(rateOf(hold.value.model), usage.promptTokens, usage.completionTokens)
+          const total = cost.prompt + cost.completion
+          return [{ cost, model: hold.value.model }, {
+            ...s,
+            holds: HashMap.remove(s.holds, reservation.id),
+            reserved: s.reserved - hold.value.units,
+            spent: s.spent + total,
+            periodSpent: s.periodSpent + total,
+            requests: usage === undefined ? s.requests : s.requests + 1,
+            promptTokens: usage === undefined ? s.promptTokens : s.promptTokens + Number(tokens(usage.promptTokens)),
+            completionTokens: usage === undefined
+              ? s.completionTokens
+              : s.completionTokens + Number(tokens(usage.completionTokens))
+          }]
+        })
+        if (result !== undefined) return toCost(result.cost)
+        yield* Effect.logDebug("CostMeter: a reservation was settled twice or is unknown; nothing recorded").pipe(
+          Effect.annotateLogs({ "costMeter.reservation": reservation.id })
+        )
+        return usage === undefined
+          ? toCost({ prompt: 0n, completion: 0n })
+          : toCost(exactCost(rateOf(reservation.model), usage.promptTokens, usage.completionTokens))
+      })
+
+    const summary: Effect.Effect<Summary> = Effect.gen(function*() {
+      const at = yield* now
+      const s = yield* Ref.modify(state, (current) => {
+        const next = roll(current, at)
+        return [next, next]
+      })
+      const remaining = (limit: bigint, spent: bigint) => {
+        const left = limit - spent - s.reserved
+        return dollarsOfUnits(left > 0n ? left : 0n)
+      }
+      return {
+        requests: s.requests,
+        promptTokens: s.promptTokens,
+        completionTokens: s.completionTokens,
+        totalUsd: dollarsOfUnits(s.spent),
+        reservedUsd: dollarsOfUnits(s.reserved),
+        budgetUsd: budget === undefined ? undefined : dollarsOfUnits(budget),
+        remainingUsd: budget === undefined ? undefined : remaining(budget, s.spent),
+        ...(period === undefined ? {} : {
+          period: {
+            name: period.name,
+            limitUsd: dollarsOfUnits(period.limit),
+            spentUsd: dollarsOfUnits(s.periodSpent),
+            reservedUsd: dollarsOfUnits(s.reserved),
+            remainingUsd: remaining(period.limit, s.periodSpent),
+            resetsAt: (s.periodIndex + 1) * period.millis
+          }
+        })
+      }
+    })
+
+    return {
+      price: (model, usage) => toCost(exactCost(rateOf(model), usage.promptTokens, usage.completionTokens)),
+      reserve,
+      settle,
+      summary
+    }
+  })
+
+const exceeded = (budget: string, limit: bigint, committed: bigint, requested: bigint) =>
+  new BudgetExceeded({
+    budget,
+    limitUsd: dollarsOfUnits(limit),
+    spentUsd: dollarsOfUnits(committed),
+    requestedUsd: dollarsOfUnits(requested)
+  })
+
+/**
+ * A meter held in memory (see `make`), for one process.
+ *
+ * @example
+ * import { CostMeter } from "@llm-gateway/core"
+ *
+ * const CostMeterLive = CostMeter.layerMemory({
+ *   budgetUsd: 100,
+ *   periodBudget: { limitUsd: 10, period: "1 day" },
+ *   pricing: { "my-gateway-model": { promptPerMillion: 1, completionPerMillion: 4 } }
+ * })
+ *
+ * @since 0.1.0
+ */
+export const layerMemory = (options: Options = {}): Layer.Layer<CostMeter> => Layer.effect(CostMeter, make(options))
+
+const dollars = (name: string) =>
+  Config.number(name).pipe(
+    Config.validate({
+      message: "Expected a non-negative number of US dollars below 1e15",
+      validation: (n) => Number.isFinite(n) && n >= 0 && n < 1e15
+    }),
+    Config.option,
+    Config.map(Option.getOrUndefined)
+  )
+
+const decodePricing = Schema.decodeUnknownEither(Schema.parseJson(Pricing))
+
+/**
+ * Where `layerConfig` reads its settings:
+ *
+ * - `LLM_GATEWAY_BUDGET_USD`: total budget (optional).
+ * - `LLM_GATEWAY_PERIOD_BUDGET_USD`: budget per period (optional).
+ * - `LLM_GATEWAY_BUDGET_PERIOD`: the period, e.g. `1 day` (default) or `1 hour`.
+ * - `LLM_GATEWAY_PRICING`: a JSON pricing table merged onto the built-in one, e.g.
+ *   `{"my-model":{"promptPerMillion":1,"completionPerMillion":4},"*":{"promptPerMillion":5,"completionPerMillion":15}}`.
+ *
+ * @since 0.1.0
+ */
+export const config: Config.Config<Options> = Config.all({
+  budgetUsd: dollars("LLM_GATEWAY_BUDGET_USD"),
+  periodLimit: dollars("LLM_GATEWAY_PERIOD_BUDGET_USD"),
+  period: Config.duration("LLM_GATEWAY_BUDGET_PERIOD").pipe(
+    Config.validate({
+      message: "Expected a finite duration of 1 ms or more",
+      validation: (d) => Duration.isFinite(d) && Duration.toMillis(d) >= 1
+    }),
+    Config.withDefault(Duration.days(1))
+  ),
+  pricing: Config.nested(
+    Config.mapOrFail(Config.string(), (text) =>
+      Either.mapLeft(decodePricing(text), () =>
+        ConfigError.InvalidData(
+          [],
+          "Expected a JSON object of model prefix to {\"promptPerMillion\": number, \"completionPerMillion\": number}"
+        ))),
+    "LLM_GATEWAY_PRICING"
+  ).pipe(Config.option, Config.map(Option.getOrUndefined))
+}).pipe(
+  Config.map(({ budgetUsd, period, periodLimit, pricing }): Options => ({
+    budgetUsd,
+    periodBudget: periodLimit === undefined ? undefined : { limitUsd: periodLimit, period },
+    pricing
+  }))
+)
+
+/**
+ * A meter held in memory, configured from the environment (see `config`). A malformed
+ * setting fails the Layer with a `ConfigError` naming the variable. `overrides` are applied
+ * over what the environment sets.
+ *
+ * @since 0.1.0
+ */
+export const layerConfig = (overrides: Options = {}): Layer.Layer<CostMeter, ConfigError.ConfigError> =>
+  Layer.effect(
+    CostMeter,
+    Effect.flatMap(config, (options) =>
+      make({
+        budgetUsd: overrides.budgetUsd ?? options.budgetUsd,
+        periodBudget: overrides.periodBudget ?? options.periodBudget,
+        pricing: { ...options.pricing, ...overrides.pricing }
+      }))
+  )
