@@ -239,21 +239,22 @@ describe("Sse.decode", () => {
 
     it.effect("fails an endless line with no newline instead of buffering it (default limit)", () =>
       Effect.gen(function*() {
-        const endless = Stream.repeatValue(bytes("x".repeat(4096)))
+        // Four times the default limit: without the limit this would end quietly, not fail.
+        const endless = Stream.take(Stream.repeatValue(bytes("x".repeat(4096))), 1024)
         const error = yield* endless.pipe(Sse.decode(), Stream.runDrain, Effect.flip)
         expect(isOverLimit(error)).toBe(true)
       }))
 
     it.effect("fails an endless comment line too", () =>
       Effect.gen(function*() {
-        const endless = Stream.concat(Stream.make(bytes(":")), Stream.repeatValue(bytes("ping ")))
+        const endless = Stream.concat(Stream.make(bytes(":")), Stream.take(Stream.repeatValue(bytes("ping ")), 10_000))
         const error = yield* endless.pipe(Sse.decode({ maxEventSize: 10_000 }), Stream.runDrain, Effect.flip)
         expect(isOverLimit(error)).toBe(true)
       }))
 
     it.effect("fails an endless event of many short lines", () =>
       Effect.gen(function*() {
-        const endless = Stream.repeatValue(bytes("data: x\n"))
+        const endless = Stream.take(Stream.repeatValue(bytes("data: x\n")), 10_000)
         const error = yield* endless.pipe(Sse.decode({ maxEventSize: 10_000 }), Stream.runDrain, Effect.flip)
         expect(isOverLimit(error)).toBe(true)
       }))
