@@ -235,7 +235,8 @@ const tokensOf = (reply: Reply): ReadonlyArray<string> => typeof reply === "stri
  * @since 0.1.0
  */
 export const render = (scenario: Scenario, request: ScriptRequest, attempt: number): Script => {
-  const prng = Prng.make(Prng.mix(scenario.seed ?? 1, attempt))
+  // The name takes part so that scenarios sharing a seed still get distinct ids.
+  const prng = Prng.make(Prng.mix(Prng.mix(scenario.seed ?? 1, Prng.hashString(scenario.name)), attempt))
   const correlationId = Prng.uuid(prng)
   const baseHeaders: Record<string, string> = request.profile === "gateway"
     ? { "inin-correlation-id": correlationId }
