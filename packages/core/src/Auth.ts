@@ -150,7 +150,7 @@ const OAuthErrorBody = Schema.Struct({
   error_description: Schema.optional(Schema.String)
 })
 
-/** Some platform gateways in front of the login server answer in the API error shape. */
+/** The platform's API error shape (`{message, code, status}`), accepted too so its `code` is kept. */
 const ApiErrorBody = Schema.Struct({
   code: Schema.String,
   message: Schema.optional(Schema.String)
@@ -360,37 +360,35 @@ const makeWithTokenUrl = (options: {
 
     /** Runs in its own fiber in the Layer's scope, so an interrupted caller does not cancel a fetch others wait for. */
     const runFetch = (deferred: Deferred.Deferred<Redacted.Redacted<string>, AuthError>) =>
-      Effect.interruptible(fetchToken).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            Ref.modify(state, (s): [Exit.Exit<Redacted.Redacted<string>, AuthError>, State] => {
-              if (Exit.isSuccess(exit)) return [Exit.succeed(exit.value.token), { _tag: "Ready", issued: exit.value }]
-              const previous = s._tag === "Fetching" ? s.previous : undefined
-              if (previous !== undefined && now < previous.expiresAt) {
-                // A refresh failed early: keep serving the still-valid token and try again shortly.
-                const refreshAt = now + Math.min(refreshRetryPause, (previous.expiresAt - now) / 2)
-                return [Exit.succeed(previous.token), { _tag: "Ready", issued: { ...previous, refreshAt } }]
-              }
-              return [Exit.mapBoth(exit, { onFailure: (e) => e, onSuccess: (issued) => issued.token }), empty]
-            }).pipe(
-              Effect.tap((result) =>
-                Exit.isFailure(exit) && Exit.isSuccess(result)
-                  ? Effect.logWarning("Token refresh failed; using the current token until it expires").pipe(
-                    Effect.annotateLogs({
-                      service: "Auth",
-                      error: Exit.isFailure(exit)
-                        ? Option.match(Cause.failureOption(exit.cause), { onNone: () => "interrupted", onSome: (e) => e.error })
-                        : ""
-                    })
-                  )
-                  : Effect.void
-              )
-            )
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(Effect.interruptible(fetchToken))
+        const now = yield* Clock.currentTimeMillis
+        const [result, fellBack] = yield* Ref.modify(
+          state,
+          (s): [readonly [Exit.Exit<Redacted.Redacted<string>, AuthError>, boolean], State] => {
+            if (Exit.isSuccess(exit)) {
+              return [[Exit.succeed(exit.value.token), false], { _tag: "Ready", issued: exit.value }]
+            }
+            const previous = s._tag === "Fetching" ? s.previous : undefined
+            if (previous !== undefined && now < previous.expiresAt) {
+              // A refresh failed early: keep serving the still-valid token and try again shortly.
+              const refreshAt = now + Math.min(refreshRetryPause, (previous.expiresAt - now) / 2)
+              return [[Exit.succeed(previous.token), true], { _tag: "Ready", issued: { ...previous, refreshAt } }]
+            }
+            return [[Exit.map(exit, (issued) => issued.token), false], empty]
+          }
+        )
+        if (fellBack && Exit.isFailure(exit)) {
+          const reason = Option.match(Cause.failureOption(exit.cause), {
+            onNone: () => "interrupted",
+            onSome: (error) => error.error
+          })
+          yield* Effect.logWarning("Token refresh failed; using the current token until it expires").pipe(
+            Effect.annotateLogs({ service: "Auth", error: reason })
           )
-        ),
-        Effect.flatMap((result) => Deferred.done(deferred, result))
-      )
+        }
+        yield* Deferred.done(deferred, result)
+      })
 
     const token: Effect.Effect<Redacted.Redacted<string>, AuthError> = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -418,6 +416,13 @@ const makeWithTokenUrl = (options: {
 
     return { token, invalidate } satisfies Service
   })
+
+/**
+ * The default time one token request may take.
+ *
+ * @since 0.1.0
+ */
+export const defaultRequestTimeout: Duration.Duration = Duration.seconds(10)
 
 const resolveOptions = (options: GenesysOptions): Either.Either<string, Environment.InvalidEnvironment> =>
   Either.flatMap(Environment.resolve(options.environment), (env) =>
@@ -450,13 +455,6 @@ export const makeGenesys = (
       requestTimeout: Duration.decode(options.requestTimeout ?? defaultRequestTimeout),
       retry: options.retry ?? defaultTokenRetry
     }))
-
-/**
- * The default time one token request may take.
- *
- * @since 0.1.0
- */
-export const defaultRequestTimeout: Duration.Duration = Duration.seconds(10)
 
 /**
  * Auth from Genesys Cloud client credentials; see `makeGenesys`. Needs an `HttpClient`
