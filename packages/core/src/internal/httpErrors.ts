@@ -1,0 +1,201 @@
+/**
+ * The edge where HTTP meets our error union: statuses, error bodies and platform failures
+ * become `TransportError`s carrying what an operator needs (status, Genesys `code` and
+ * `contextId`, correlation id, rate-limit headers) and nothing secret.
+ *
+ * @internal
+ */
+import type * as Headers from "@effect/platform/Headers"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
+import {
+  AuthError,
+  BadRequest,
+  ConnectionError,
+  PermissionDenied,
+  QuotaExhausted,
+  RateLimited,
+  type RateLimitInfo,
+  type TransportError,
+  UpstreamError
+} from "../GatewayError.js"
+import * as RetryPolicy from "../RetryPolicy.js"
+
+/** The most of an error body we read: enough for any JSON error, bounded against a hostile server. */
+export const maxErrorBodyBytes = 64 * 1024
+
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text)
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const str = (u: unknown): string | undefined =>
+  typeof u === "string" && u !== "" ? u : typeof u === "number" && Number.isFinite(u) ? String(u) : undefined
+
+/** What an error body said about itself. */
+export interface ErrorBody {
+  readonly code?: string | undefined
+  readonly type?: string | undefined
+  readonly message?: string | undefined
+  readonly contextId?: string | undefined
+}
+
+/**
+ * Reads a Genesys Cloud error (`{message, code, status, contextId, details, limit}`) or an
+ * OpenAI-style error (`{error: {message, type, code}}`). Anything else yields its text as the
+ * message (proxies answer with HTML or plain text).
+ */
+export const parseErrorBody = (text: string | undefined): ErrorBody => {
+  if (text === undefined) return {}
+  const trimmed = text.trim()
+  if (trimmed === "") return {}
+  let json: unknown
+  try {
+    json = JSON.parse(trimmed)
+  } catch {
+    return { message: trimmed.replace(/\s+/g, " ") }
+  }
+  if (!isRecord(json)) return {}
+  const inner = isRecord(json.error) ? json.error : json
+  return {
+    code: str(inner.code),
+    type: str(inner.type),
+    message: str(inner.message) ?? (typeof json.error === "string" ? json.error : undefined),
+    contextId: str(json.contextId) ?? str(inner.contextId)
+  }
+}
+
+const header = (headers: Headers.Headers, name: string): string | undefined => {
+  const value = headers[name]
+  return value === undefined || value === "" ? undefined : value
+}
+
+/**
+ * The platform's rate-limit headers (`inin-ratelimit-count/allowed/reset`), else the
+ * OpenAI-style `x-ratelimit-limit-requests` / `x-ratelimit-reset-requests`.
+ */
+export const rateLimitInfo = (headers: Headers.Headers): RateLimitInfo | undefined => {
+  const count = header(headers, "inin-ratelimit-count")
+  const allowed = header(headers, "inin-ratelimit-allowed") ?? header(headers, "x-ratelimit-limit-requests")
+  const reset = header(headers, "inin-ratelimit-reset") ?? header(headers, "x-ratelimit-reset-requests")
+  if (count === undefined && allowed === undefined && reset === undefined) return undefined
+  return {
+    ...(count !== undefined ? { count } : {}),
+    ...(allowed !== undefined ? { allowed } : {}),
+    ...(reset !== undefined ? { reset } : {})
+  }
+}
+
+/** `ININ-Correlation-Id`, else the `x-request-id` OpenAI-compatible servers send. */
+export const correlationId = (headers: Headers.Headers): string | undefined =>
+  header(headers, "inin-correlation-id") ?? header(headers, "x-request-id")
+
+/**
+ * Removes every occurrence of the given secrets (the bearer token we sent) from text that
+ * came from the server, in case it was echoed back.
+ */
+export const scrub = (text: string, secrets: ReadonlyArray<string>): string => {
+  let out = text
+  for (const secret of secrets) {
+    if (secret !== "") out = out.split(secret).join("<redacted>")
+  }
+  return out
+}
+
+const QUOTA = /quota|exhausted|insufficient_quota/i
+
+/** Whether a 429 means the account's quota is spent rather than a short-term rate limit. */
+export const isQuota = (body: ErrorBody): boolean =>
+  (body.code !== undefined && QUOTA.test(body.code)) || (body.type !== undefined && QUOTA.test(body.type))
+
+/** The response facts `fromStatus` needs. */
+export interface ResponseFacts {
+  readonly status: number
+  readonly headers: Headers.Headers
+  readonly body: string | undefined
+  /** The current time (epoch ms, from `Clock`), to read an HTTP-date `Retry-After`. */
+  readonly now: number
+  /** Secrets that must not appear in an error (the bearer token sent). */
+  readonly secrets: ReadonlyArray<string>
+}
+
+/**
+ * The typed error for a non-2xx response:
+ * 401 → `AuthError`, 403 → `PermissionDenied`, 429 → `RateLimited{retryAfter}` (or
+ * `QuotaExhausted` when the body's code says the quota is spent), other 4xx except 408 →
+ * `BadRequest`, 408, 5xx and anything else → `UpstreamError` (not partial).
+ */
+export const fromStatus = (facts: ResponseFacts): TransportError => {
+  const body = parseErrorBody(facts.body)
+  const detail = body.message === undefined ? undefined : clip(scrub(body.message, facts.secrets), 500)
+  const rateLimit = rateLimitInfo(facts.headers)
+  const correlation = correlationId(facts.headers)
+  const fields = {
+    status: facts.status,
+    ...(body.code !== undefined ? { code: clip(body.code, 200) } : {}),
+    ...(detail !== undefined ? { detail } : {}),
+    ...(body.contextId !== undefined ? { contextId: clip(body.contextId, 200) } : {}),
+    ...(correlation !== undefined ? { correlationId: clip(correlation, 200) } : {}),
+    ...(rateLimit !== undefined ? { rateLimit } : {})
+  }
+  const status = facts.status
+  if (status === 401) {
+    return new AuthError({
+      error: body.code ?? "unauthorized",
+      description: `the gateway rejected the bearer token${detail === undefined ? "" : ` (${detail})`}`,
+      status
+    })
+  }
+  if (status === 403) return new PermissionDenied(fields)
+  if (status === 429) {
+    if (isQuota(body)) return new QuotaExhausted(fields)
+    const retryAfter: Option.Option<Duration.Duration> = RetryPolicy.parseRetryAfter(facts.headers, facts.now)
+    return new RateLimited(Option.isSome(retryAfter) ? { ...fields, retryAfter: retryAfter.value } : fields)
+  }
+  if (status >= 400 && status < 500 && status !== 408) return new BadRequest(fields)
+  return new UpstreamError({ ...fields, partial: false })
+}
+
+/**
+ * A short description of a network failure: the system error code and message (never the
+ * request, whose headers hold the token).
+ */
+export const describeCause = (cause: unknown): string => {
+  const parts: Array<string> = []
+  let current: unknown = cause
+  for (let depth = 0; depth < 3 && current !== undefined && current !== null; depth++) {
+    if (current instanceof Error || isRecord(current)) {
+      const code = str((current as { code?: unknown }).code)
+      const message = str((current as { message?: unknown }).message)
+      const text = code !== undefined && message !== undefined && !message.includes(code)
+        ? `${code}: ${message}`
+        : message ?? code
+      if (text !== undefined && !parts.includes(text)) parts.push(text)
+      current = (current as { cause?: unknown }).cause
+    } else {
+      if (typeof current === "string") parts.push(current)
+      break
+    }
+  }
+  return parts.length === 0 ? "unknown network error" : clip(parts.join(" ← "), 300)
+}
+
+/** A platform failure before the response headers: always a (retryable) `ConnectionError`. */
+export const fromRequestError = (error: HttpClientError.HttpClientError): ConnectionError =>
+  new ConnectionError({
+    reason: error.reason === "Transport"
+      ? describeCause(error.cause)
+      : `${error.reason.toLowerCase()} failure: ${describeCause(error.cause)}`,
+    partial: false
+  })
+
+/** A failure while reading the body: the stream ends here, never retried. */
+export const fromBodyError = (error: HttpClientError.HttpClientError, partial: boolean): ConnectionError =>
+  new ConnectionError({
+    reason: `the response body broke off: ${describeCause(error.cause ?? error.reason)}`,
+    partial
+  })
+
+/** Whether a `Content-Type` is `text/event-stream` (parameters and case ignored). */
+export const isEventStream = (contentType: string | undefined): boolean =>
+  contentType !== undefined && contentType.split(";")[0]!.trim().toLowerCase() === "text/event-stream"
