@@ -2,12 +2,44 @@
  * SafetyFilter: blocks unsafe prompts and redacts PII, from the prompt before it leaves and
  * from the reply as it streams.
  *
+ * Redaction replaces each match of a recognizer with its marker (`[EMAIL]`, `[PHONE]`, `[SSN]`,
+ * `[CARD]`, `[IBAN]`, `[IP]`) and reports counts per kind, never the matches. Block rules are
+ * checked on the redacted prompt and fail the request with a `SafetyViolation` that names the
+ * rule, never the text.
+ *
+ * Streaming redaction is exact: for any split of a reply into chunks, the concatenated output
+ * of `push` and `end` equals `redact` of the whole reply. `push` holds back only text that
+ * could still become part of a match: the current word, or a trailing run of characters a
+ * recognizer can consume that has not yet reached that recognizer's `maxLength`. So a stream
+ * never holds more than the largest `maxLength` (514 characters for the email recognizer,
+ * under 130 for the others), plus 64 characters of already-emitted context for lookbehind.
+ * Nothing longer than `maxLength` can match, so no match is ever cut in two.
+ *
+ * @example
+ * import * as Effect from "effect/Effect"
+ * import * as SafetyFilter from "@llm-gateway/core/SafetyFilter"
+ *
+ * const program = Effect.gen(function*() {
+ *   const safety = yield* SafetyFilter.SafetyFilter
+ *   const { text } = safety.redact("My order #12345 has not arrived and my email is test@example.com")
+ *   // "My order #12345 has not arrived and my email is [EMAIL]"
+ *   return text
+ * }).pipe(Effect.provide(SafetyFilter.layerDefault))
+ *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type { ChatMessage, RedactionCount } from "./Chat.js"
-import type { SafetyViolation } from "./GatewayError.js"
+import { SafetyViolation } from "./GatewayError.js"
+import * as Redaction from "./internal/redaction.js"
+import * as Recognizers from "./internal/redactionRecognizers.js"
+import * as Rules from "./internal/redactionRules.js"
 
 /**
  * The prompt after the input guard.
@@ -54,3 +86,347 @@ export interface Service {
  * @since 0.1.0
  */
 export class SafetyFilter extends Context.Tag("@llm-gateway/core/SafetyFilter")<SafetyFilter, Service>() {}
+
+// ---------------------------------------------------------------------------------------------
+// recognizers and rules
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A kind of PII and how to find it. Every match of `pattern` that `validate` accepts is
+ * replaced by `marker` and counted under `kind`.
+ *
+ * - `name`: what `Policy.disable` refers to (default: `kind`); `ipv4` and `ipv6` share the
+ *   kind `ip`.
+ * - `pattern`: the flags `g` and `y` are ignored. It must not match more than `maxLength`
+ *   characters and lookbehind must read at most 64 characters back.
+ * - `maxLength`: the most characters the pattern examines from where a match starts,
+ *   lookahead included (1 to 4096). It bounds what a stream holds back.
+ * - `alphabet` / `start` (optional, one-character classes such as `/[0-9 \-]/`): every
+ *   character a match can consume / begin with; a lookahead may read the first character
+ *   outside `alphabet`, no further. Giving them lets a stream emit text as soon as it cannot
+ *   become a match (without them it holds the last `maxLength - 1` characters). A wrong
+ *   alphabet breaks the guarantee that streaming equals whole-text redaction.
+ * - `validate` (optional): receives the matched text; `true` accepts it, `false` rejects it (the
+ *   search resumes one character later), a positive number keeps only that many leading
+ *   characters as the match. Must be a pure function of the matched text.
+ *
+ * @since 0.1.0
+ */
+export interface Recognizer {
+  readonly kind: string
+  readonly name?: string
+  readonly marker: string
+  readonly pattern: RegExp
+  readonly maxLength: number
+  readonly alphabet?: RegExp
+  readonly start?: RegExp
+  readonly validate?: (match: string) => boolean | number
+}
+
+/**
+ * A prohibited-content rule, checked on each redacted message and the redacted system
+ * instruction. A match fails the request with `SafetyViolation{category, rule}`; the text is
+ * never reported. A RegExp is used without its `g`/`y` flags.
+ *
+ * @since 0.1.0
+ */
+export interface BlockRule {
+  readonly category: string
+  readonly rule: string
+  readonly test: RegExp | ((text: string) => boolean)
+}
+
+/**
+ * Email addresses → `[EMAIL]` (kind `email`): a local part of up to 64 characters (letters of
+ * any script, digits, `_.%+'-`), `@`, up to six labels and an alphabetic top-level label.
+ *
+ * @since 0.1.0
+ */
+export const email: Recognizer = Recognizers.email
+
+/**
+ * Payment card numbers → `[CARD]` (kind `card`): 13–19 digits, unseparated or grouped 4-4-4-4
+ * or 4-6-5 with spaces or dashes, starting with 2–6 and passing the Luhn check.
+ *
+ * @since 0.1.0
+ */
+export const card: Recognizer = Recognizers.card
+
+/**
+ * US social security numbers → `[SSN]` (kind `ssn`): `123-45-6789`, `123 45 6789`, or nine
+ * digits right after "SSN"/"social security number". Area 000, 666 and 900–999, group 00 and
+ * serial 0000 (never issued) are not matched.
+ *
+ * @since 0.1.0
+ */
+export const ssn: Recognizer = Recognizers.ssn
+
+/**
+ * IBANs → `[IBAN]` (kind `iban`): upper case, with or without spaces, a known country code
+ * with exactly that country's length, and a valid mod-97 check digit.
+ *
+ * @since 0.1.0
+ */
+export const iban: Recognizer = Recognizers.iban
+
+/**
+ * IPv4 addresses → `[IP]` (kind `ip`, name `ipv4`): dotted quads with octets 0–255, not inside
+ * a longer dotted number or right after a letter (`v1.2.3.4`).
+ *
+ * @since 0.1.0
+ */
+export const ipv4: Recognizer = { ...Recognizers.ipv4, name: "ipv4" }
+
+/**
+ * IPv6 addresses → `[IP]` (kind `ip`, name `ipv6`): full, compressed, or with an IPv4 tail; at
+ * least two non-empty groups and four hex digits, so `::1`, times and MAC addresses are left.
+ *
+ * @since 0.1.0
+ */
+export const ipv6: Recognizer = { ...Recognizers.ipv6, name: "ipv6" }
+
+/**
+ * Phone numbers → `[PHONE]` (kind `phone`). Phone-shaped text (an optional `+`, up to seven
+ * digit groups separated by one space, dot or dash, one of which may be a parenthesized area
+ * code) is confirmed with libphonenumber-js: numbers starting with `+` by their own country
+ * code, others as national numbers of `regions` (ISO 3166 codes, default `["US"]`; unknown
+ * codes are ignored here and rejected by `Policy.phoneRegions`). Order numbers (`#12345`),
+ * prices, years and dates are not phone numbers; a number directly after another number
+ * (`1234 212 555 0123`) is not matched.
+ *
+ * @since 0.1.0
+ */
+export const phone = (regions: ReadonlyArray<string> = Recognizers.defaultPhoneRegions): Recognizer =>
+  Recognizers.phone(regions)
+
+/**
+ * The built-in recognizers, in priority order (when two match at the same place, the earlier
+ * one wins): email, card, ssn, iban, ipv4, ipv6, phone (US national numbers).
+ *
+ * @since 0.1.0
+ */
+export const defaultRecognizers: ReadonlyArray<Recognizer> = [email, card, ssn, iban, ipv4, ipv6, phone()]
+
+/**
+ * The built-in block rules. Each looks for a request rather than a topic, so people describing
+ * what happened to them pass ("my account was hacked", "I got a phishing email"):
+ *
+ * - `malware`: `malware-authoring` ("write me a keylogger", "create ransomware").
+ * - `credential-theft`: `phishing-kit` ("build a fake login page"), `credential-stealing`
+ *   ("steal someone's passwords"), `account-takeover` ("hack into my ex's instagram").
+ * - `prompt-injection`: `ignore-instructions` ("ignore all previous instructions"),
+ *   `reveal-system-prompt` ("print your system prompt"), `jailbreak-persona` ("you are now
+ *   DAN", "act as an unrestricted AI").
+ *
+ * @since 0.1.0
+ */
+export const defaultBlockRules: ReadonlyArray<BlockRule> = Rules.defaultBlockRules
+
+/**
+ * What the filter does.
+ *
+ * - `defaults` (default `true`): start from `defaultRecognizers` and `defaultBlockRules`.
+ * - `disable`: names of built-in recognizers (`email`, `card`, `ssn`, `iban`, `ipv4`, `ipv6`,
+ *   `phone`, or the kind `ip`), block rules or block-rule categories to turn off. An unknown
+ *   name is an error, so a typo cannot silently keep a rule on.
+ * - `phoneRegions`: ISO 3166 regions whose national phone numbers are recognized (default
+ *   `["US"]`). Numbers written with `+` are recognized whatever the region.
+ * - `recognizers` / `blockRules`: your own, added to the defaults. Your recognizers come first,
+ *   so they win over a built-in one that matches at the same place.
+ *
+ * @since 0.1.0
+ */
+export interface Policy {
+  readonly defaults?: boolean
+  readonly disable?: ReadonlyArray<string>
+  readonly phoneRegions?: ReadonlyArray<string>
+  readonly recognizers?: ReadonlyArray<Recognizer>
+  readonly blockRules?: ReadonlyArray<BlockRule>
+}
+
+// ---------------------------------------------------------------------------------------------
+// construction
+// ---------------------------------------------------------------------------------------------
+
+interface Resolved {
+  readonly recognizers: ReadonlyArray<Recognizer>
+  readonly blockRules: ReadonlyArray<BlockRule>
+}
+
+const nameOf = (r: Recognizer) => r.name ?? r.kind
+
+const invalid = (path: Array<string>, message: string) => Either.left(ConfigError.InvalidData(path, message))
+
+/** Checks a policy and turns it into the final lists, or says which setting is wrong. */
+const resolve = (policy: Policy): Either.Either<Resolved, ConfigError.ConfigError> => {
+  const useDefaults = policy.defaults ?? true
+  let recognizers: ReadonlyArray<Recognizer> = useDefaults ? defaultRecognizers : []
+  let blockRules: ReadonlyArray<BlockRule> = useDefaults ? defaultBlockRules : []
+
+  if (policy.phoneRegions !== undefined) {
+    const unknown = Recognizers.unknownRegions(policy.phoneRegions)
+    if (unknown.length > 0) {
+      return invalid(["phoneRegions"], `unknown phone regions ${unknown.join(", ")} (expected ISO 3166 codes such as US, GB)`)
+    }
+    const regional = phone(policy.phoneRegions)
+    recognizers = recognizers.map((r) => (nameOf(r) === "phone" ? regional : r))
+  }
+
+  if (policy.disable !== undefined && policy.disable.length > 0) {
+    const off = new Set(policy.disable)
+    const known = new Set<string>()
+    for (const r of recognizers) known.add(nameOf(r)).add(r.kind)
+    for (const b of blockRules) known.add(b.rule).add(b.category)
+    const unknown = policy.disable.filter((name) => !known.has(name))
+    if (unknown.length > 0) {
+      return invalid(
+        ["disable"],
+        `unknown recognizer or rule ${unknown.join(", ")} (known: ${Array.from(known).join(", ")})`
+      )
+    }
+    recognizers = recognizers.filter((r) => !off.has(nameOf(r)) && !off.has(r.kind))
+    blockRules = blockRules.filter((b) => !off.has(b.rule) && !off.has(b.category))
+  }
+
+  const extra = policy.recognizers ?? []
+  for (let i = 0; i < extra.length; i++) {
+    const problem = Redaction.checkSpec(extra[i]!)
+    if (problem !== undefined) return invalid(["recognizers", String(i), problem.field], problem.message)
+  }
+  const extraRules = policy.blockRules ?? []
+  for (let i = 0; i < extraRules.length; i++) {
+    const b = extraRules[i]!
+    if (typeof b.category !== "string" || b.category.length === 0) {
+      return invalid(["blockRules", String(i), "category"], "must be a non-empty string")
+    }
+    if (typeof b.rule !== "string" || b.rule.length === 0) {
+      return invalid(["blockRules", String(i), "rule"], "must be a non-empty string")
+    }
+    if (!(b.test instanceof RegExp) && typeof b.test !== "function") {
+      return invalid(["blockRules", String(i), "test"], "must be a RegExp or a function")
+    }
+  }
+  return Either.right({ recognizers: [...extra, ...recognizers], blockRules: [...blockRules, ...extraRules] })
+}
+
+const fromResolved = (resolved: Resolved): Service => {
+  const engine = Redaction.makeEngine(resolved.recognizers)
+  const rules = resolved.blockRules.map((b) => {
+    const test = b.test instanceof RegExp ? Redaction.stateless(b.test) : b.test
+    return {
+      violation: new SafetyViolation({ category: b.category, rule: b.rule }),
+      matches: test instanceof RegExp ? (text: string) => test.test(text) : test
+    }
+  })
+  const violationIn = (text: string): SafetyViolation | undefined => {
+    for (const r of rules) {
+      if (r.matches(text)) return r.violation
+    }
+    return undefined
+  }
+
+  return SafetyFilter.of({
+    redact: engine.redact,
+    outputRedactor: Effect.sync(() => engine.stream()),
+    guardInput: (input) =>
+      Effect.suspend(() => {
+        const counts = new Array<number>(resolved.recognizers.length).fill(0)
+        const system = input.system === undefined ? undefined : engine.redactInto(input.system, counts)
+        const messages = input.messages.map((m) => {
+          const content = engine.redactInto(m.content, counts)
+          return content === m.content ? m : { ...m, content }
+        })
+        let violation = system === undefined ? undefined : violationIn(system)
+        for (let i = 0; violation === undefined && i < messages.length; i++) {
+          violation = violationIn(messages[i]!.content)
+        }
+        return violation === undefined
+          ? Effect.succeed({ system, messages, redactions: engine.summarize(counts) })
+          : Effect.fail(violation)
+      })
+  })
+}
+
+/**
+ * Builds the service from a policy (default: the built-in recognizers and block rules). A
+ * policy that cannot work (an unknown name in `disable`, an unknown phone region, a recognizer
+ * without a bounded `maxLength` …) fails with a `ConfigError` naming the setting.
+ *
+ * @since 0.1.0
+ */
+export const make = (policy: Policy = {}): Effect.Effect<Service, ConfigError.ConfigError> =>
+  Effect.map(resolve(policy), fromResolved)
+
+/**
+ * The SafetyFilter from a policy; a bad policy fails the Layer at start-up.
+ *
+ * @example
+ * import * as SafetyFilter from "@llm-gateway/core/SafetyFilter"
+ *
+ * const SafetyLive = SafetyFilter.layer({
+ *   phoneRegions: ["US", "GB"],
+ *   disable: ["ipv6"],
+ *   recognizers: [{
+ *     kind: "customer-id",
+ *     marker: "[CUSTOMER]",
+ *     pattern: /\bCUST-\d{8}\b/,
+ *     maxLength: 14,
+ *     alphabet: /[A-Z0-9\-]/,
+ *     start: /C/
+ *   }],
+ *   blockRules: [{ category: "policy", rule: "competitor-pricing", test: /\bcompetitor price list\b/i }]
+ * })
+ *
+ * @since 0.1.0
+ */
+export const layer = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigError.ConfigError> =>
+  Layer.effect(SafetyFilter, make(policy))
+
+/**
+ * The SafetyFilter with the built-in recognizers (US national phone numbers) and block rules.
+ *
+ * @since 0.1.0
+ */
+export const layerDefault: Layer.Layer<SafetyFilter> = Layer.sync(
+  SafetyFilter,
+  () => fromResolved({ recognizers: defaultRecognizers, blockRules: defaultBlockRules })
+)
+
+const commaList = (value: string): ReadonlyArray<string> =>
+  value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+
+/**
+ * The SafetyFilter from `policy`, adjusted by the environment: `LLM_GATEWAY_SAFETY_DISABLE`
+ * (comma-separated names to turn off, added to `policy.disable`) and
+ * `LLM_GATEWAY_SAFETY_PHONE_REGIONS` (comma-separated ISO 3166 regions, replacing
+ * `policy.phoneRegions`). Both are optional; a bad value fails the Layer at start-up with a
+ * `ConfigError` naming the variable.
+ *
+ * @since 0.1.0
+ */
+export const layerConfig = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigError.ConfigError> => {
+  const checked = (name: string, field: "disable" | "phoneRegions") =>
+    Config.option(
+      Config.mapOrFail(Config.string(name), (value) => {
+        const list = commaList(value)
+        const trial: Policy = field === "disable"
+          ? { ...policy, disable: [...(policy.disable ?? []), ...list] }
+          : { ...policy, phoneRegions: list }
+        return Either.mapBoth(resolve(trial), {
+          onLeft: (error) => ConfigError.InvalidData([], error._op === "InvalidData" ? error.message : String(error)),
+          onRight: () => list
+        })
+      })
+    )
+  return Layer.effect(
+    SafetyFilter,
+    Effect.gen(function*() {
+      const disable = yield* checked("LLM_GATEWAY_SAFETY_DISABLE", "disable")
+      const regions = yield* checked("LLM_GATEWAY_SAFETY_PHONE_REGIONS", "phoneRegions")
+      let final: Policy = policy
+      if (Option.isSome(disable)) final = { ...final, disable: [...(policy.disable ?? []), ...disable.value] }
+      if (Option.isSome(regions)) final = { ...final, phoneRegions: regions.value }
+      return yield* make(final)
+    })
+  )
+}
