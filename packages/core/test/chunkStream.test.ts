@@ -1,14 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Arbitrary from "effect/Arbitrary"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { readFileSync } from "node:fs"
-import type { ChatChunk } from "../src/ChatChunk.js"
+import { ChatChunk } from "../src/ChatChunk.js"
 import { StreamProtocolError, StreamTruncated, UpstreamError } from "../src/GatewayError.js"
-import { type ChunkStreamOptions, decodeChunks } from "../src/internal/chunkStream.js"
+import { type ChunkStreamOptions, decodeChunks, decodeCommonChunk } from "../src/internal/chunkStream.js"
 import * as Sse from "../src/Sse.js"
 
 const utf8 = new TextEncoder()
@@ -312,4 +315,100 @@ describe("recorded OpenAI streams", () => {
         check(yield* collect(reads(cutAt(crlf, insidePairs))))
       }))
   }
+})
+
+describe("decodeCommonChunk", () => {
+  const schemaDecode = Schema.decodeUnknownEither(ChatChunk)
+  const jsonOnly = (u: unknown): unknown => JSON.parse(JSON.stringify(u) ?? "null")
+
+  /** Valid chunks (the decoded side is valid wire JSON too), with extra keys gateways add. */
+  const valid = Arbitrary.make(ChatChunk).map((c) => ({
+    object: "chat.completion.chunk",
+    system_fingerprint: "fp",
+    ...c,
+    choices: c.choices.map((ch) => ({ logprobs: null, ...ch }))
+  }))
+  /** Whatever the encoded side of the schema allows (mostly out-of-range numbers). */
+  const loose = Arbitrary.make(Schema.encodedSchema(ChatChunk))
+  const anyValue = FastCheck.oneof(
+    FastCheck.constant(undefined), // removes the key
+    FastCheck.constant(null),
+    FastCheck.integer({ min: -3, max: 3 }),
+    FastCheck.double(),
+    FastCheck.string({ maxLength: 4 }),
+    FastCheck.jsonValue({ maxDepth: 2 })
+  )
+  /** A valid chunk with one place overwritten or removed. */
+  const corrupted = FastCheck.tuple(
+    valid.filter((c) => c.choices.length > 0 && c.usage != null),
+    FastCheck.constantFrom(
+      "id",
+      "model",
+      "created",
+      "choices",
+      "usage",
+      "choice",
+      "index",
+      "delta",
+      "content",
+      "refusal",
+      "role",
+      "tool_calls",
+      "finish_reason",
+      "prompt_tokens",
+      "completion_tokens",
+      "total_tokens"
+    ),
+    anyValue
+  ).map(([chunk, where, value]) => {
+    const c: any = jsonOnly(chunk)
+    const choice = c.choices[0]
+    switch (where) {
+      case "choice":
+        c.choices[0] = value ?? null
+        break
+      case "index":
+      case "delta":
+      case "finish_reason":
+        choice[where] = value
+        break
+      case "content":
+      case "refusal":
+      case "role":
+      case "tool_calls":
+        choice.delta[where] = value
+        break
+      case "prompt_tokens":
+      case "completion_tokens":
+      case "total_tokens":
+        c.usage[where] = value
+        break
+      default:
+        c[where] = value
+    }
+    return c
+  })
+
+  it.prop(
+    "decodes exactly as the ChatChunk schema whenever it answers",
+    [FastCheck.oneof(valid, loose, corrupted, corrupted, FastCheck.jsonValue())],
+    ([value]) => {
+      const input = jsonOnly(value)
+      const fast = decodeCommonChunk(input)
+      if (fast !== undefined) expect(schemaDecode(input)).toEqual(Either.right(fast))
+    },
+    { fastCheck: { numRuns: 2000 } }
+  )
+
+  it("answers for every chunk of the recorded streams", () => {
+    for (const fixture of fixtures) {
+      for (const line of fixture.input.stream.split("\n")) {
+        if (!line.startsWith("data: {")) continue
+        const input = JSON.parse(line.slice(6))
+        const fast = decodeCommonChunk(input)
+        expect(fast).toBeDefined()
+        expect(schemaDecode(input)).toEqual(Either.right(fast))
+      }
+    }
+  })
 })

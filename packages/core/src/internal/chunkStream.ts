@@ -28,7 +28,91 @@ export interface ChunkStreamOptions {
   readonly onSkip?: (count: number) => void
 }
 
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
 const decodeChatChunk = Schema.decodeUnknownEither(ChatChunk)
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+const isString = (u: unknown): u is string => typeof u === "string"
+const isNullableString = (u: unknown): u is string | null => u === null || typeof u === "string"
+const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
+
+/**
+ * The `ChatChunk` schema's decoding of the shapes gateways actually send, done by hand: the
+ * same checks, the same defaults, only the known keys kept. The schema costs several times
+ * `JSON.parse` per event, and this runs once per token. It answers `undefined` for anything it
+ * is not sure of, which then goes through the schema, the authority that also says what is
+ * wrong; a property test holds the two to the same output.
+ *
+ * @internal
+ */
+export const decodeCommonChunk = (u: unknown): ChatChunk | undefined => {
+  if (!isRecord(u)) return undefined
+  const out: Mutable<ChatChunk> = { choices: [] }
+  if (u.id !== undefined) {
+    if (!isString(u.id)) return undefined
+    out.id = u.id
+  }
+  if (u.model !== undefined) {
+    if (!isString(u.model)) return undefined
+    out.model = u.model
+  }
+  if (u.created !== undefined) {
+    if (typeof u.created !== "number") return undefined
+    out.created = u.created
+  }
+  const choices = u.choices
+  if (choices !== undefined) {
+    if (!Array.isArray(choices)) return undefined
+    const decoded: Array<ChatChunk["choices"][number]> = new Array(choices.length)
+    for (let i = 0; i < choices.length; i++) {
+      const c: unknown = choices[i]
+      if (!isRecord(c) || typeof c.index !== "number" || !Number.isSafeInteger(c.index)) return undefined
+      const d = c.delta
+      const delta: Mutable<ChatChunk["choices"][number]["delta"]> = {}
+      if (d !== undefined) {
+        if (!isRecord(d)) return undefined
+        if (d.role !== undefined) {
+          if (!isString(d.role)) return undefined
+          delta.role = d.role
+        }
+        if (d.content !== undefined) {
+          if (!isNullableString(d.content)) return undefined
+          delta.content = d.content
+        }
+        if (d.refusal !== undefined) {
+          if (!isNullableString(d.refusal)) return undefined
+          delta.refusal = d.refusal
+        }
+        if (d.tool_calls !== undefined) {
+          if (!Array.isArray(d.tool_calls)) return undefined
+          delta.tool_calls = d.tool_calls
+        }
+      }
+      const f = c.finish_reason
+      if (f === undefined) {
+        decoded[i] = { index: c.index, delta }
+      } else {
+        if (!isNullableString(f)) return undefined
+        decoded[i] = { index: c.index, delta, finish_reason: f }
+      }
+    }
+    out.choices = decoded
+  }
+  const usage = u.usage
+  if (usage !== undefined) {
+    if (usage === null) {
+      out.usage = null
+    } else {
+      if (!isRecord(usage)) return undefined
+      const { completion_tokens, prompt_tokens, total_tokens } = usage
+      if (!isCount(prompt_tokens) || !isCount(completion_tokens) || !isCount(total_tokens)) return undefined
+      out.usage = { prompt_tokens, completion_tokens, total_tokens }
+    }
+  }
+  return out
+}
 
 /** Paths of the fields that did not match, never their values (which may be user text). */
 const describeShapeError = (error: ParseResult.ParseError): string => {
@@ -39,8 +123,6 @@ const describeShapeError = (error: ParseResult.ParseError): string => {
 }
 
 const NOT_JSON = "an event's data is not valid JSON"
-
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 const toStatus = (u: unknown): number | undefined => {
   const n = typeof u === "number" ? u : typeof u === "string" && /^[0-9]{3}$/.test(u) ? Number(u) : Number.NaN
@@ -116,8 +198,9 @@ type Failure = StreamProtocolError | UpstreamError | StreamTruncated
  * - An end without `[DONE]` is a success once some choice has reported a `finish_reason`,
  *   otherwise `StreamTruncated` (`partial: true`).
  *
- * One `JSON.parse` per event, then the `ChatChunk` schema on the parsed value (the same work as
- * `Schema.parseJson(ChatChunk)`, with the parsed value also checked for an error object).
+ * One `JSON.parse` per event, then the `ChatChunk` schema on the parsed value (the same result
+ * as `Schema.parseJson(ChatChunk)`, with the parsed value also checked for an error object);
+ * the common shapes take {@link decodeCommonChunk}, which decodes them the same way faster.
  *
  * @internal
  */
@@ -172,7 +255,8 @@ export const decodeChunks = (options: ChunkStreamOptions) =>
                 end = error
                 break
               }
-              const decoded = decodeChatChunk(json)
+              const common = decodeCommonChunk(json)
+              const decoded = common === undefined ? decodeChatChunk(json) : Either.right(common)
               if (Either.isRight(decoded)) {
                 const chunk = decoded.right
                 for (let c = 0; c < chunk.choices.length; c++) {
