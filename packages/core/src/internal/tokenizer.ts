@@ -2,10 +2,10 @@
  * Token counting with the tiktoken encodings shipped by js-tiktoken.
  *
  * The rank tables and pre-tokenization patterns come from `js-tiktoken/ranks/<encoding>`; the
- * byte-pair merge is our own because the library's merge is quadratic in the length of a
- * pre-token with a large constant (a 16,000-character run without spaces takes over 20 s and
- * blocks the event loop). Here a long pre-token is merged with a heap in O(n log n); the result
- * is the same merge sequence (lowest rank first, leftmost on ties), hence the same token count.
+ * byte-pair merge is done here so that its cost stays O(n log n) in the length of a pre-token:
+ * user input can hold long runs without spaces (base64 blobs, rules of dashes, padding), and a
+ * merge that rescans all pairs after every step would block the event loop for seconds on them.
+ * The merge order is tiktoken's (lowest rank first, leftmost on ties), so counts are identical.
  *
  * Each encoding is built once per process, on first use, and shared by every layer: building
  * `o200k_base` takes a noticeable fraction of a second, so it never happens at import time and
