@@ -30,7 +30,7 @@ export interface Event {
  * (field name included, and also a line whose terminator has not arrived yet) and the data of
  * the event being assembled (its data lines joined); past it the stream fails with
  * `StreamProtocolError` rather than buffering without end. Defaults to
- * {@link defaultMaxEventSize}.
+ * {@link defaultMaxEventSize}, which also replaces a value that is not a positive number.
  *
  * @since 0.1.0
  */
@@ -53,6 +53,15 @@ const overflow = (maxSize: number) =>
   })
 
 /**
+ * The limit in force: a value that is not a positive number (NaN, 0, negative) would disable
+ * or break the bound, so it falls back to the default.
+ */
+const limitOf = (options: DecodeOptions | undefined): number => {
+  const max = options?.maxEventSize
+  return max !== undefined && max > 0 ? Math.floor(max) : defaultMaxEventSize
+}
+
+/**
  * One Channel that turns whole chunks of input into whole chunks of events, so a chunk read
  * from the network costs one pass through the stage whatever it holds.
  */
@@ -61,7 +70,7 @@ const makeChannel = <In, E>(
   makeToText: () => (input: In) => string
 ): Channel.Channel<Chunk.Chunk<Event>, Chunk.Chunk<In>, E | StreamProtocolError, E, unknown, unknown> =>
   Channel.suspend(() => {
-    const maxSize = options?.maxEventSize ?? defaultMaxEventSize
+    const maxSize = limitOf(options)
     const parser = new SseParser(maxSize)
     const toText = makeToText()
     const loop: Channel.Channel<Chunk.Chunk<Event>, Chunk.Chunk<In>, E | StreamProtocolError, E, unknown, unknown> =

@@ -259,6 +259,15 @@ describe("Sse.decode", () => {
         expect(isOverLimit(error)).toBe(true)
       }))
 
+    it.effect("keeps the default limit when given a limit that is not a positive number", () =>
+      Effect.gen(function*() {
+        for (const maxEventSize of [Number.NaN, 0, -5]) {
+          const endless = Stream.take(Stream.repeatValue(bytes("x".repeat(4096))), 1024)
+          const error = yield* endless.pipe(Sse.decode({ maxEventSize }), Stream.runDrain, Effect.flip)
+          expect(isOverLimit(error) && error.reason).toContain(String(Sse.defaultMaxEventSize))
+        }
+      }))
+
     it.effect("counts the limit per event: many events of moderate size pass", () =>
       Effect.gen(function*() {
         const event = `data: ${"y".repeat(90)}\n\n`

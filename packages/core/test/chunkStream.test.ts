@@ -74,6 +74,8 @@ describe("decodeChunks", () => {
       const body = reads([chunk("a") + done + "data: not json\n\n" + Sse.encode({ event: "error", data: "x" })])
       const chunks = yield* collect(body)
       expect(texts(chunks)).toBe("a")
+      // Stray whitespace around the marker still ends the stream.
+      expect(texts(yield* collect(reads([chunk("b"), "data:  [DONE] \n\n", "data: garbage\n\n"])))).toBe("b")
     }))
 
   it.effect("does not read the upstream after [DONE]", () =>

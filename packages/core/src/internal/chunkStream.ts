@@ -188,7 +188,7 @@ type Failure = StreamProtocolError | UpstreamError | StreamTruncated
 /**
  * Decodes server-sent events into chat chunks, whole chunks of events at a time.
  *
- * - `data: [DONE]` ends the stream; nothing after it is read.
+ * - `data: [DONE]` (surrounding whitespace tolerated) ends the stream; nothing after it is read.
  * - An `event: error` event, or data holding an error object, fails with `UpstreamError`
  *   (`partial: true`; status from the error when numeric, else 200).
  * - Events of any other type are chat chunks (OpenAI sends only the default type; a gateway
