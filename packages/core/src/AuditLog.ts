@@ -2,12 +2,46 @@
  * AuditLog: one entry per request, whatever its outcome, with no secret and no raw PII,
  * chained by SHA-256 so that any edit, removal or reordering is detected.
  *
+ * ## The chain
+ *
+ * Every persisted line is one JSON object: the entry's fields, then `seq`, `prevHash` and
+ * `hash`:
+ *
+ * - `seq`: 0 for the first line of a chain, then +1 per line.
+ * - `prevHash`: the `hash` of the line before; 64 zeros (`genesisHash`) on the first line.
+ * - `hash`: `sha256hex(prevHash + canonicalJson(line without prevHash and hash))`, where
+ *   canonical JSON sorts keys at every depth, has no whitespace and omits undefined fields.
+ *
+ * Editing any field of a line breaks its own `hash`; removing, inserting or reordering lines
+ * breaks the next line's `prevHash` or `seq`; cutting a line in half makes it unreadable.
+ * Removing whole lines from the end leaves a valid, shorter chain: to detect that (or a chain
+ * recomputed from scratch by someone with write access), keep `{seq, hash}` of a recent line
+ * somewhere else and pass it to `verify` as an anchor.
+ *
+ * ## What an entry may hold
+ *
+ * Entries are encoded with the `AuditEntry` schema before they are chained, which drops every
+ * field the schema does not declare, at every depth: an entry carries ids, counts, tags,
+ * hashes, durations and costs, never prompt or reply text, and never a credential.
+ *
  * @since 0.1.0
  */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { Cost, FinishReason, RedactionCount, Usage, UsageSource } from "./Chat.js"
+import { canonicalJson } from "./internal/canonicalJson.js"
+import { isSha256Hex, sha256Hex } from "./internal/hash.js"
 
 /**
  * What the pipeline records about one request.
@@ -50,3 +84,632 @@ export interface Service {
  * @since 0.1.0
  */
 export class AuditLog extends Context.Tag("@llm-gateway/core/AuditLog")<AuditLog, Service>() {}
+
+// ---------------------------------------------------------------------------------------------
+// The chain
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The `prevHash` of the first line of a chain.
+ *
+ * @since 0.1.0
+ */
+export const genesisHash = "0".repeat(64)
+
+/**
+ * A persisted line: an entry with its place in the chain.
+ *
+ * @since 0.1.0
+ */
+export type ChainedEntry = AuditEntry & {
+  readonly seq: number
+  readonly prevHash: string
+  readonly hash: string
+}
+
+/**
+ * Where a chain stands: the `seq` the next line gets and the `hash` it links to.
+ *
+ * @since 0.1.0
+ */
+export interface ChainHead {
+  readonly seq: number
+  readonly prevHash: string
+}
+
+/**
+ * The hash of a line: `sha256hex(prevHash + canonicalJson(body))`, where `body` is the line
+ * without `prevHash` and `hash` (the entry's fields and `seq`).
+ *
+ * @since 0.1.0
+ */
+export const lineHash = (prevHash: string, body: object): string => sha256Hex(prevHash + canonicalJson(body))
+
+const encodeEntry = Schema.encodeEither(AuditEntry)
+const entryFields = Object.keys(AuditEntry.fields)
+
+/** The entry as it is persisted: schema-encoded, so undeclared fields are dropped. */
+const sanitize = (entry: AuditEntry): { readonly body: Record<string, unknown>; readonly issue?: string } => {
+  const encoded = encodeEntry(entry)
+  if (Either.isRight(encoded)) return { body: { ...encoded.right } }
+  // A value outside the schema (a fractional count, say) is still recorded, field by declared
+  // field, so the request is not missing from the log; the issue is reported separately.
+  const body: Record<string, unknown> = {}
+  for (const key of entryFields) {
+    const value = (entry as Record<string, unknown>)[key]
+    if (value !== undefined) body[key] = JSON.parse(JSON.stringify(value))
+  }
+  return { body, issue: ParseResult.TreeFormatter.formatErrorSync(encoded.left) }
+}
+
+/**
+ * Links `entry` after `head`: the persisted line (without a newline), the entry as recorded
+ * and the new head.
+ *
+ * @since 0.1.0
+ */
+export const link = (head: ChainHead, entry: AuditEntry): {
+  readonly line: string
+  readonly entry: ChainedEntry
+  readonly head: ChainHead
+  readonly issue: string | undefined
+} => {
+  const { body, issue } = sanitize(entry)
+  const withSeq = { ...body, seq: head.seq }
+  const hash = lineHash(head.prevHash, withSeq)
+  const chained = { ...withSeq, prevHash: head.prevHash, hash } as unknown as ChainedEntry
+  return { line: JSON.stringify(chained), entry: chained, head: { seq: head.seq + 1, prevHash: hash }, issue }
+}
+
+/**
+ * Why verification stopped:
+ *
+ * - `malformed`: the line is not a JSON object with an integer `seq` and hex `prevHash`/`hash`
+ *   (a cut-off line, a blank line, invalid UTF-8, a line over the size limit).
+ * - `hash-mismatch`: the line's content does not match its `hash` (a field was edited).
+ * - `broken-link`: `prevHash` is not the previous line's `hash` (a line was removed, inserted
+ *   or moved).
+ * - `out-of-sequence`: `seq` is not the previous line's `seq` + 1.
+ * - `anchor-mismatch`: the line at the anchor's `seq` has another hash (the chain was rewritten).
+ * - `truncated`: the log ends before the anchor's `seq` (lines were removed from the end).
+ *
+ * @since 0.1.0
+ */
+export type VerifyFailure =
+  | "malformed"
+  | "hash-mismatch"
+  | "broken-link"
+  | "out-of-sequence"
+  | "anchor-mismatch"
+  | "truncated"
+
+/**
+ * The outcome of verifying a log. `line` numbers are 1-based. `Valid` gives the newest line
+ * to anchor elsewhere (`lastSeq`/`lastHash`) and the `head` a following (rotated) file must
+ * continue; `Invalid` names the first bad line and how many lines before it were good.
+ *
+ * @since 0.1.0
+ */
+export type VerifyReport =
+  | {
+    readonly _tag: "Valid"
+    readonly entries: number
+    readonly lastSeq: number | undefined
+    readonly lastHash: string
+    readonly head: ChainHead
+  }
+  | {
+    readonly _tag: "Invalid"
+    readonly line: number
+    readonly reason: VerifyFailure
+    readonly validEntries: number
+    readonly message: string
+  }
+
+/**
+ * Options of `verify`:
+ *
+ * - `anchor`: a `{seq, hash}` recorded elsewhere earlier (from a `Valid` report or a line of
+ *   the log); the log must contain that line, unchanged.
+ * - `start`: the head the first line must continue (default `{seq: 0, prevHash: genesisHash}`),
+ *   for a log file that was rotated: pass the `Valid` report of the previous file.
+ *
+ * @since 0.1.0
+ */
+export interface VerifyOptions {
+  readonly anchor?: { readonly seq: number; readonly hash: string } | undefined
+  readonly start?: ChainHead | undefined
+}
+
+const messages: Record<VerifyFailure, string> = {
+  "malformed": "is not a chained audit entry (cut off, blank, not JSON, or missing seq/prevHash/hash)",
+  "hash-mismatch": "does not match its hash: its content was changed",
+  "broken-link": "does not link to the line before it: a line was removed, inserted or moved",
+  "out-of-sequence": "has the wrong sequence number: a line was removed, inserted or moved",
+  "anchor-mismatch": "differs from the anchored hash: the chain was rewritten",
+  "truncated": "is missing: the log ends before the anchored line"
+}
+
+/** An incremental verifier, fed one line at a time. */
+class Verifier {
+  private lineNumber = 0
+  private head: ChainHead
+  private readonly startSeq: number
+  private failure: VerifyReport | undefined = undefined
+  constructor(private readonly options: VerifyOptions) {
+    this.head = options.start ?? { seq: 0, prevHash: genesisHash }
+    this.startSeq = this.head.seq
+  }
+
+  get done(): boolean {
+    return this.failure !== undefined
+  }
+
+  private fail(reason: VerifyFailure): void {
+    this.failure = {
+      _tag: "Invalid",
+      line: this.lineNumber,
+      reason,
+      validEntries: this.head.seq - this.startSeq,
+      message: `Line ${this.lineNumber} ${messages[reason]}.`
+    }
+  }
+
+  /** Feeds one line (without its newline); `undefined` marks a line that could not be read. */
+  push(text: string | undefined): void {
+    if (this.failure !== undefined) return
+    this.lineNumber++
+    let parsed: unknown
+    try {
+      parsed = text === undefined ? undefined : JSON.parse(text)
+    } catch {
+      parsed = undefined
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return this.fail("malformed")
+    const { hash, prevHash, ...body } = parsed as Record<string, unknown>
+    const seq = body.seq
+    if (!isSha256Hex(hash) || !isSha256Hex(prevHash) || typeof seq !== "number" || !Number.isSafeInteger(seq)) {
+      return this.fail("malformed")
+    }
+    if (lineHash(prevHash, body) !== hash) return this.fail("hash-mismatch")
+    if (prevHash !== this.head.prevHash) return this.fail("broken-link")
+    if (seq !== this.head.seq) return this.fail("out-of-sequence")
+    const anchor = this.options.anchor
+    if (anchor !== undefined && anchor.seq === seq && anchor.hash !== hash) return this.fail("anchor-mismatch")
+    this.head = { seq: seq + 1, prevHash: hash }
+  }
+
+  finish(): VerifyReport {
+    if (this.failure !== undefined) return this.failure
+    const anchor = this.options.anchor
+    if (anchor !== undefined && anchor.seq >= this.head.seq) {
+      this.lineNumber++
+      this.fail("truncated")
+      return this.failure!
+    }
+    return {
+      _tag: "Valid",
+      entries: this.head.seq - this.startSeq,
+      lastSeq: this.head.seq === 0 ? undefined : this.head.seq - 1,
+      lastHash: this.head.prevHash,
+      head: this.head
+    }
+  }
+}
+
+/**
+ * Verifies the lines of a log (without their newlines; a final empty line, left by the last
+ * newline, is ignored) and reports the first bad line.
+ *
+ * @since 0.1.0
+ */
+export const verify = (lines: Iterable<string>, options: VerifyOptions = {}): VerifyReport => {
+  const verifier = new Verifier(options)
+  let pendingEmpty = false
+  for (const line of lines) {
+    if (pendingEmpty) verifier.push("")
+    pendingEmpty = line === ""
+    if (!pendingEmpty) verifier.push(line)
+    if (verifier.done) break
+  }
+  return verifier.finish()
+}
+
+/**
+ * Reading an audit log file failed (it is missing, unreadable or not a regular file).
+ *
+ * @since 0.1.0
+ */
+export class AuditFileError extends Schema.TaggedError<AuditFileError>("@llm-gateway/core/AuditFileError")(
+  "AuditFileError",
+  { path: Schema.String, reason: Schema.String }
+) {
+  override get message(): string {
+    return `The audit log ${this.path} could not be read or opened: ${this.reason}.`
+  }
+}
+
+/** Lines longer than this are reported as malformed instead of being buffered. */
+const maxLineBytes = 1024 * 1024
+
+const describeFault = (error: unknown): string =>
+  typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
+
+/**
+ * Verifies a JSONL audit log file, streaming it (memory stays bounded by the longest line,
+ * itself capped at 1 MiB). Fails only when the file cannot be read.
+ *
+ * @example
+ * import { NodeContext } from "@effect/platform-node"
+ * import { AuditLog } from "@llm-gateway/core"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = AuditLog.verifyFile("audit.jsonl").pipe(
+ *   Effect.tap((report) => Effect.log(report._tag === "Valid" ? "chain intact" : report.message)),
+ *   Effect.provide(NodeContext.layer)
+ * )
+ *
+ * @since 0.1.0
+ */
+export const verifyFile = (
+  path: string,
+  options: VerifyOptions = {}
+): Effect.Effect<VerifyReport, AuditFileError, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const verifier = new Verifier(options)
+    const decoder = new TextDecoder("utf-8", { fatal: true })
+    let parts: Array<Uint8Array> = []
+    let length = 0
+    let tooLong = false
+    let endsWithNewline = true
+    const endLine = () => {
+      let text: string | undefined
+      if (tooLong) {
+        text = undefined
+      } else {
+        const bytes = new Uint8Array(length)
+        let offset = 0
+        for (const part of parts) {
+          bytes.set(part, offset)
+          offset += part.length
+        }
+        try {
+          text = decoder.decode(bytes)
+        } catch {
+          text = undefined
+        }
+      }
+      verifier.push(text)
+      parts = []
+      length = 0
+      tooLong = false
+    }
+    const onBytes = (chunk: Uint8Array) => {
+      let start = 0
+      while (start < chunk.length && !verifier.done) {
+        const newline = chunk.indexOf(10, start)
+        const end = newline === -1 ? chunk.length : newline
+        if (!tooLong) {
+          if (length + (end - start) > maxLineBytes) {
+            tooLong = true
+            parts = []
+          } else if (end > start) {
+            parts.push(chunk.slice(start, end))
+          }
+          length += end - start
+        }
+        if (newline === -1) {
+          endsWithNewline = false
+          return
+        }
+        endsWithNewline = true
+        endLine()
+        start = newline + 1
+      }
+    }
+    yield* fs.stream(path).pipe(
+      Stream.runForEachWhile((chunk) =>
+        Effect.sync(() => {
+          onBytes(chunk)
+          return !verifier.done
+        })
+      ),
+      Effect.mapError((error) => new AuditFileError({ path, reason: describeFault(error) }))
+    )
+    if (!endsWithNewline && !verifier.done) endLine()
+    return verifier.finish()
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Serializes appends: each entry is linked and written while holding one permit, and the
+ * whole append is uninterruptible, so an interrupted request is still audited and concurrent
+ * requests can never interleave or fork the chain.
+ */
+const makeAppender = (
+  initial: ChainHead,
+  write: (line: string, entry: ChainedEntry) => Effect.Effect<void>,
+  semaphore: Effect.Semaphore = Effect.unsafeMakeSemaphore(1)
+): Service => {
+  let head = initial
+  return {
+    append: (entry) =>
+      semaphore.withPermits(1)(Effect.suspend(() => {
+        const linked = link(head, entry)
+        head = linked.head
+        const reportIssue = linked.issue === undefined ? Effect.void : Effect.logError(
+          "AuditLog: an entry does not match the AuditEntry schema; its declared fields were recorded as given",
+          linked.issue
+        )
+        return Effect.zipRight(reportIssue, write(linked.line, linked.entry))
+      })).pipe(Effect.uninterruptible)
+  }
+}
+
+/**
+ * Writes one JSON line per entry to standard output through the Effect `Console`, chained from
+ * `genesisHash` at every start (a console has no earlier lines to read back), for log
+ * collectors that keep stdout.
+ *
+ * @since 0.1.0
+ */
+export const layerConsole: Layer.Layer<AuditLog> = Layer.sync(
+  AuditLog,
+  () => makeAppender({ seq: 0, prevHash: genesisHash }, (line) => Console.log(line))
+)
+
+/**
+ * Read access to the entries of `layerMemory`, for tests.
+ *
+ * @since 0.1.0
+ */
+export class MemoryAuditLog extends Context.Tag("@llm-gateway/core/MemoryAuditLog")<MemoryAuditLog, {
+  /** The entries as recorded (schema-encoded, with `seq`, `prevHash` and `hash`). */
+  readonly entries: Effect.Effect<ReadonlyArray<ChainedEntry>>
+  /** The persisted lines, for `verify`. */
+  readonly lines: Effect.Effect<ReadonlyArray<string>>
+}>() {}
+
+/**
+ * Keeps the chained entries in memory, readable through `MemoryAuditLog`.
+ *
+ * @since 0.1.0
+ */
+export const layerMemory: Layer.Layer<AuditLog | MemoryAuditLog> = Layer.effectContext(
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    const entries: Array<ChainedEntry> = []
+    const service = makeAppender({ seq: 0, prevHash: genesisHash }, (line, entry) =>
+      Effect.sync(() => {
+        lines.push(line)
+        entries.push(entry)
+      }))
+    return Context.make(AuditLog, service).pipe(
+      Context.add(MemoryAuditLog, {
+        entries: Effect.sync(() => entries.slice()),
+        lines: Effect.sync(() => lines.slice())
+      })
+    )
+  })
+)
+
+/**
+ * Options of the file log.
+ *
+ * - `sync`: fsync after every line (default `true`): an entry is on disk when `append`
+ *   returns. `false` leaves flushing to the operating system (faster, but a power loss can
+ *   drop the newest entries).
+ * - `retryEvery`: how often lines kept after a write failure are retried in the background
+ *   (default 5 seconds); every `append` also retries them first.
+ * - `maxPending`: how many lines are kept in memory while writes fail (default 10,000).
+ *
+ * @since 0.1.0
+ */
+export interface FileOptions {
+  readonly sync?: boolean | undefined
+  readonly retryEvery?: Duration.DurationInput | undefined
+  readonly maxPending?: number | undefined
+}
+
+/** How much of the end of the file is read at start-up to find the chain's head. */
+const tailBytes = 1024 * 1024
+
+const parseHead = (text: string): ChainHead | undefined => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined
+  const { hash, prevHash, ...body } = parsed as Record<string, unknown>
+  const seq = body.seq
+  if (!isSha256Hex(hash) || !isSha256Hex(prevHash) || typeof seq !== "number" || !Number.isSafeInteger(seq)) {
+    return undefined
+  }
+  return lineHash(prevHash, body) === hash ? { seq: seq + 1, prevHash: hash } : undefined
+}
+
+/**
+ * Appends chained JSON lines to `path` (created with mode 0600 if missing, along with its
+ * directory).
+ *
+ * At start-up the end of the file is read and the chain continues from its newest intact line,
+ * so restarts extend one chain. A cut-off last line (a crash during a write) is ended with a
+ * newline and left in place, and an error is logged: `verifyFile` will report it, which is the
+ * truth. Only one process may append to a file.
+ *
+ * Write policy: appends are serialized by a semaphore and each line is written whole with one
+ * `write` on an append-mode handle, then fsynced (see `FileOptions.sync`). When a write
+ * fails, the error is logged at Error level, the line stays queued in memory in chain order,
+ * any partial bytes of it are cut off the file, and the queue is retried before the next
+ * append and every `retryEvery`; the request itself never fails. Past `maxPending` queued
+ * lines, or when the Layer closes with lines still queued, each line that cannot be written
+ * is logged in full at Error level (lines hold no PII), so no entry is lost silently; the
+ * file's chain then shows a gap where it belongs. Failing to read or open the file at
+ * start-up fails the Layer with `AuditFileError`.
+ *
+ * @since 0.1.0
+ */
+export const layerFile = (
+  path: string,
+  options: FileOptions = {}
+): Layer.Layer<AuditLog, AuditFileError, FileSystem.FileSystem | Path.Path> =>
+  Layer.scoped(
+    AuditLog,
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const pathService = yield* Path.Path
+      const scope = yield* Effect.scope
+      const fault = (error: unknown) => new AuditFileError({ path, reason: describeFault(error) })
+      const sync = options.sync ?? true
+      const maxPending = Math.max(1, Math.floor(options.maxPending ?? 10_000))
+
+      yield* fs.makeDirectory(pathService.dirname(pathService.resolve(path)), { recursive: true }).pipe(
+        Effect.mapError(fault)
+      )
+
+      // Find the head of the chain in the last megabyte of the file.
+      const tail = yield* Effect.scoped(Effect.gen(function*() {
+        if (!(yield* fs.exists(path))) return { size: 0n, start: 0n, bytes: new Uint8Array(0) }
+        const file = yield* fs.open(path, { flag: "r" })
+        const size = (yield* file.stat).size as bigint
+        const start = size > BigInt(tailBytes) ? size - BigInt(tailBytes) : 0n
+        yield* file.seek(start, "start")
+        const bytes = new Uint8Array(Number(size - start))
+        let filled = 0
+        while (filled < bytes.length) {
+          const read = Number(yield* file.read(bytes.subarray(filled)))
+          if (read === 0) break
+          filled += read
+        }
+        return { size, start, bytes: bytes.subarray(0, filled) }
+      })).pipe(Effect.mapError(fault))
+
+      const text = new TextDecoder("utf-8").decode(tail.bytes)
+      const segments = text.split("\n")
+      const torn = tail.bytes.length > 0 && tail.bytes[tail.bytes.length - 1] !== 10
+      const complete = segments.slice(tail.start > 0n ? 1 : 0, -1)
+      let head: ChainHead = { seq: 0, prevHash: genesisHash }
+      let skipped = 0
+      for (let i = complete.length - 1; i >= 0; i--) {
+        const found = parseHead(complete[i]!)
+        if (found !== undefined) {
+          head = found
+          break
+        }
+        skipped++
+      }
+      if (torn) {
+        yield* Effect.logError(
+          "AuditLog: the last line of the audit log is cut off (a crash during a write?); it is kept and verifyFile will report it"
+        )
+      }
+      if (skipped > 0) {
+        yield* Effect.logError(
+          `AuditLog: the last ${skipped} complete line(s) of the audit log are not intact chained entries; the chain continues from the newest intact line and verifyFile will report the damage`
+        )
+      }
+
+      const file = yield* fs.open(path, { flag: "a", mode: 0o600 }).pipe(Effect.mapError(fault))
+      let size = tail.size
+      const encoder = new TextEncoder()
+      if (torn) {
+        yield* file.writeAll(encoder.encode("\n")).pipe(Effect.mapError(fault))
+        size += 1n
+      }
+
+      const pending: Array<string> = []
+      let damaged = false
+      let failing = false
+
+      /** Cuts the file back to its last whole line after a failed write left part of one. */
+      const repair = Effect.gen(function*() {
+        if (!damaged) return
+        const actual = (yield* file.stat).size as bigint
+        if (actual > size) yield* file.truncate(size)
+        damaged = false
+      })
+
+      const writeOne = (line: string) =>
+        Effect.gen(function*() {
+          yield* repair
+          const bytes = encoder.encode(line + "\n")
+          yield* file.writeAll(bytes).pipe(
+            Effect.tapError(() =>
+              Effect.suspend(() => {
+                damaged = true
+                return Effect.ignore(repair)
+              })
+            )
+          )
+          size += BigInt(bytes.length)
+          if (sync) {
+            yield* file.sync.pipe(
+              Effect.catchAll((error) =>
+                Effect.logError("AuditLog: fsync of the audit log failed; the entry may not be durable", error)
+              )
+            )
+          }
+        })
+
+      /** Writes queued lines in order; stops at the first failure, keeping the rest queued. */
+      const flush = Effect.gen(function*() {
+        while (pending.length > 0) {
+          const result = yield* Effect.either(writeOne(pending[0]!))
+          if (Either.isLeft(result)) {
+            if (!failing) {
+              failing = true
+              yield* Effect.logError(
+                `AuditLog: writing the audit log failed; ${pending.length} entry(ies) are kept in memory and retried`,
+                result.left
+              )
+            }
+            while (pending.length > maxPending) {
+              const dropped = pending.shift()!
+              yield* Effect.logError("AuditLog: an entry could not be written to the audit log and is recorded here instead").pipe(
+                Effect.annotateLogs({ "auditLog.line": dropped })
+              )
+            }
+            return
+          }
+          pending.shift()
+          if (failing) {
+            failing = false
+            yield* Effect.logInfo("AuditLog: writing the audit log works again; queued entries were written")
+          }
+        }
+      })
+
+      const lock = yield* Effect.makeSemaphore(1)
+      const service = makeAppender(head, (line) =>
+        Effect.suspend(() => {
+          pending.push(line)
+          return flush
+        }), lock)
+      const guardedFlush = lock.withPermits(1)(Effect.suspend(() => (pending.length === 0 ? Effect.void : flush)))
+
+      yield* Effect.sleep(options.retryEvery ?? "5 seconds").pipe(
+        Effect.zipRight(guardedFlush),
+        Effect.forever,
+        Effect.forkIn(scope)
+      )
+      yield* Scope.addFinalizer(
+        scope,
+        guardedFlush.pipe(
+          Effect.zipRight(Effect.suspend(() =>
+            Effect.forEach(pending.splice(0), (line) =>
+              Effect.logError("AuditLog: an entry could not be written to the audit log and is recorded here instead").pipe(
+                Effect.annotateLogs({ "auditLog.line": line })
+              ), { discard: true })
+          )),
+          Effect.catchAllCause((cause) => Effect.logError("AuditLog: closing the audit log failed", Cause.pretty(cause)))
+        )
+      )
+      return service
+    })
+  )
