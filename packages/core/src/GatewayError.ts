@@ -70,7 +70,8 @@ export class AuthError extends Schema.TaggedError<AuthError>("@llm-gateway/core/
   status: Schema.optional(Schema.Number)
 }) {
   get isRetryable(): boolean {
-    return this.status !== undefined && (this.status >= 500 || this.status === 429)
+    if (this.status === undefined) return this.error === "connection_failed" || this.error === "timeout"
+    return this.status >= 500 || this.status === 429 || this.status === 408
   }
   override get message(): string {
     const desc = this.description === undefined ? "" : `: ${this.description}`

@@ -1,0 +1,561 @@
+/**
+ * Gateway: the one entry point. A request flows through template rendering, the input guard,
+ * context fitting, the cache, the budget and the transport, and comes back as one typed
+ * `Stream` of parts; cost, cache and audit are settled on every exit.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as AuditLog from "./AuditLog.js"
+import {
+  type ChatMessage,
+  ChatRequest,
+  type ChatRequestInput,
+  type Cost,
+  type FinishReason,
+  finishReasonFromWire,
+  type OutboundRequest,
+  type RedactionCount,
+  type Usage,
+  type UsageSource
+} from "./Chat.js"
+import type { ChatChunk } from "./ChatChunk.js"
+import * as ContextWindow from "./ContextWindow.js"
+import * as CostMeter from "./CostMeter.js"
+import { type GatewayError, InvalidRequest } from "./GatewayError.js"
+import * as Models from "./Models.js"
+import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
+import * as PromptTemplate from "./PromptTemplate.js"
+import * as ResponseCache from "./ResponseCache.js"
+import * as SafetyFilter from "./SafetyFilter.js"
+import * as Transport from "./Transport.js"
+
+/**
+ * How the gateway behaves for every request.
+ *
+ * - `systemInstruction`: the default system message; a request's own `systemInstruction`
+ *   overrides it.
+ * - `profile`: a label mixed into the cache key, so replies from different upstreams never mix.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly systemInstruction?: string | undefined
+  readonly profile?: string | undefined
+}
+
+/**
+ * A finished reply, collected from the stream by `complete`.
+ *
+ * @since 0.1.0
+ */
+export interface Completion {
+  readonly text: string
+  readonly finishReason: FinishReason
+  readonly usage: Usage
+  readonly usageSource: UsageSource
+  readonly cost: Cost
+  readonly cached: boolean
+  readonly requestHash: string
+  readonly alternatives: ReadonlyArray<Alternative>
+  readonly redactions: {
+    readonly input: ReadonlyArray<RedactionCount>
+    readonly output: ReadonlyArray<RedactionCount>
+  }
+  readonly droppedMessages: number
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface Service {
+  /** Streams the reply as parts; the last part of a successful stream is `Finish`. */
+  readonly stream: (request: ChatRequestInput) => Stream.Stream<Part, GatewayError>
+  /** Runs `stream` to the end and collects the reply. */
+  readonly complete: (request: ChatRequestInput) => Effect.Effect<Completion, GatewayError>
+}
+
+/**
+ * The Gateway service.
+ *
+ * @since 0.1.0
+ */
+export class Gateway extends Context.Tag("@llm-gateway/core/Gateway")<Gateway, Service>() {}
+
+const zeroCost: Cost = { promptUsd: 0, completionUsd: 0, totalUsd: 0 }
+
+/** Mutable bookkeeping of one request, read by the finalizer whatever the exit. */
+interface RequestState {
+  requestId: string
+  model: string
+  startedAt: number
+  requestHash: string
+  cached: boolean
+  inputRedactions: ReadonlyArray<RedactionCount>
+  outputRedactions: ReadonlyArray<RedactionCount>
+  droppedMessages: number
+  promptTokens: number
+  reservation: CostMeter.Reservation | undefined
+  /** Raw completion text received so far: counted for usage, never stored or logged. */
+  rawText: string
+  receivedChunk: boolean
+  finish: Finish | undefined
+  flight: Deferred.Deferred<Option.Option<ResponseCache.CachedReply>> | undefined
+}
+
+const formatIssues = (error: ParseResult.ParseError): ReadonlyArray<string> =>
+  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => {
+    const path = issue.path.length === 0 ? "request" : issue.path.join(".")
+    // Drop the ", actual …" tail: the actual value may be prompt text.
+    const message = issue.message.replace(/,\s*actual[\s\S]*$/, "")
+    return `${path}: ${message}`
+  })
+
+const decodeRequest = (input: ChatRequestInput) =>
+  Schema.decodeUnknown(ChatRequest)(input).pipe(
+    Effect.mapError((error) => new InvalidRequest({ issues: formatIssues(error) }))
+  )
+
+/** The effective system instruction and the conversation without system messages. */
+const splitSystem = (
+  request: ChatRequest,
+  defaultSystem: string | undefined
+): { readonly system: string | undefined; readonly messages: ReadonlyArray<ChatMessage> } => {
+  const inline = request.messages.filter((m) => m.role === "system").map((m) => m.content)
+  const system = request.systemInstruction ?? (inline.length > 0 ? inline.join("\n\n") : defaultSystem)
+  return { system, messages: request.messages.filter((m) => m.role !== "system") }
+}
+
+const mergeCounts = (
+  a: ReadonlyArray<RedactionCount>,
+  b: ReadonlyArray<RedactionCount>
+): ReadonlyArray<RedactionCount> => {
+  if (b.length === 0) return a
+  if (a.length === 0) return b
+  const totals = new Map<string, number>()
+  for (const r of [...a, ...b]) totals.set(r.kind, (totals.get(r.kind) ?? 0) + r.count)
+  return Array.from(totals, ([kind, count]) => ({ kind, count }))
+}
+
+let requestCounter = 0
+const nextRequestId = (now: number) => `${now.toString(36)}-${(requestCounter++).toString(36)}`
+
+/**
+ * Builds the gateway from its seven services.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options = {}): Effect.Effect<
+  Service,
+  never,
+  | Transport.GatewayTransport
+  | SafetyFilter.SafetyFilter
+  | ContextWindow.ContextWindow
+  | ResponseCache.ResponseCache
+  | CostMeter.CostMeter
+  | AuditLog.AuditLog
+> =>
+  Effect.gen(function*() {
+    const transport = yield* Transport.GatewayTransport
+    const safety = yield* SafetyFilter.SafetyFilter
+    const contextWindow = yield* ContextWindow.ContextWindow
+    const cache = yield* ResponseCache.ResponseCache
+    const costMeter = yield* CostMeter.CostMeter
+    const audit = yield* AuditLog.AuditLog
+    // Identical requests in flight share one upstream call (DESIGN invariant 4).
+    const inFlight = new Map<string, Deferred.Deferred<Option.Option<ResponseCache.CachedReply>>>()
+
+    const replay = (state: RequestState, reply: ResponseCache.CachedReply): Stream.Stream<Part> => {
+      state.cached = true
+      state.finish = new Finish({
+        reason: reply.finishReason,
+        usage: reply.usage,
+        usageSource: reply.usageSource,
+        cost: zeroCost,
+        cached: true,
+        requestHash: state.requestHash,
+        alternatives: reply.alternatives
+      })
+      const parts: Array<Part> = []
+      if (reply.text.length > 0) parts.push(new TextDelta({ text: reply.text }))
+      parts.push(state.finish)
+      return Stream.fromIterable(parts)
+    }
+
+    /** Waits for an identical request in flight, or becomes the one in flight. */
+    const joinFlight = (
+      state: RequestState
+    ): Effect.Effect<Option.Option<ResponseCache.CachedReply>> =>
+      Effect.suspend(() => {
+        const leader = inFlight.get(state.requestHash)
+        if (leader === undefined) {
+          return Deferred.make<Option.Option<ResponseCache.CachedReply>>().pipe(
+            Effect.map((flight) => {
+              inFlight.set(state.requestHash, flight)
+              state.flight = flight
+              return Option.none()
+            })
+          )
+        }
+        // The leader failed: try again, possibly as the new leader.
+        return Deferred.await(leader).pipe(
+          Effect.flatMap((reply) => Option.isSome(reply) ? Effect.succeed(reply) : joinFlight(state))
+        )
+      })
+
+    const upstream = (
+      state: RequestState,
+      outbound: OutboundRequest,
+      useCache: boolean
+    ): Stream.Stream<Part, GatewayError> =>
+      Stream.unwrap(Effect.gen(function*() {
+        const redactor = yield* safety.outputRedactor
+        let finishReason: FinishReason | undefined
+        let gatewayUsage: Usage | undefined
+        let redactedText = ""
+        const others = new Map<number, { text: string; finishReason: FinishReason | undefined }>()
+
+        const onChunks = (chunks: Iterable<ChatChunk>): Array<Part> => {
+          const out: Array<Part> = []
+          for (const chunk of chunks) {
+            state.receivedChunk = true
+            if (chunk.usage) {
+              gatewayUsage = {
+                promptTokens: chunk.usage.prompt_tokens,
+                completionTokens: chunk.usage.completion_tokens,
+                totalTokens: chunk.usage.total_tokens
+              }
+            }
+            for (const choice of chunk.choices) {
+              const content = choice.delta.content
+              if (choice.index === 0) {
+                if (typeof content === "string" && content.length > 0) {
+                  state.rawText += content
+                  const safe = redactor.push(content)
+                  if (safe.length > 0) {
+                    redactedText += safe
+                    out.push(new TextDelta({ text: safe }))
+                  }
+                }
+                if (typeof choice.finish_reason === "string") finishReason = finishReasonFromWire(choice.finish_reason)
+              } else {
+                let other = others.get(choice.index)
+                if (other === undefined) {
+                  other = { text: "", finishReason: undefined }
+                  others.set(choice.index, other)
+                }
+                if (typeof content === "string") other.text += content
+                if (typeof choice.finish_reason === "string") {
+                  other.finishReason = finishReasonFromWire(choice.finish_reason)
+                }
+              }
+            }
+          }
+          return out
+        }
+
+        const finishing = Effect.gen(function*() {
+          const parts: Array<Part> = []
+          const tail = redactor.end()
+          if (tail.length > 0) {
+            redactedText += tail
+            parts.push(new TextDelta({ text: tail }))
+          }
+          const alternatives: Array<Alternative> = []
+          let outputRedactions = redactor.redactions()
+          for (const [index, other] of [...others].sort(([a], [b]) => a - b)) {
+            const redacted = safety.redact(other.text)
+            outputRedactions = mergeCounts(outputRedactions, redacted.redactions)
+            alternatives.push(
+              other.finishReason === undefined
+                ? { index, text: redacted.text }
+                : { index, text: redacted.text, finishReason: other.finishReason }
+            )
+          }
+          state.outputRedactions = outputRedactions
+          if (outputRedactions.length > 0) {
+            parts.push(new RedactionNotice({ direction: "output", redactions: outputRedactions }))
+          }
+          let usage: Usage
+          let usageSource: UsageSource
+          if (gatewayUsage !== undefined) {
+            usage = gatewayUsage
+            usageSource = "gateway"
+          } else {
+            const completionTokens = yield* contextWindow.countText(outbound.model, state.rawText)
+            usage = {
+              promptTokens: state.promptTokens,
+              completionTokens,
+              totalTokens: state.promptTokens + completionTokens
+            }
+            usageSource = "tokenizer"
+          }
+          const reservation = state.reservation
+          state.reservation = undefined
+          const cost = reservation === undefined ? zeroCost : yield* costMeter.settle(reservation, usage)
+          const reason = finishReason ?? "stop"
+          state.finish = new Finish({
+            reason,
+            usage,
+            usageSource,
+            cost,
+            cached: false,
+            requestHash: state.requestHash,
+            alternatives
+          })
+          if (useCache) {
+            const reply: ResponseCache.CachedReply = {
+              text: redactedText,
+              finishReason: reason,
+              usage,
+              usageSource,
+              alternatives,
+              storedAt: yield* Clock.currentTimeMillis
+            }
+            yield* cache.set(state.requestHash, reply)
+            if (state.flight !== undefined) yield* Deferred.succeed(state.flight, Option.some(reply))
+          }
+          parts.push(state.finish)
+          return parts
+        })
+
+        return transport.stream(outbound).pipe(
+          Stream.mapChunks((chunk) => Chunk.unsafeFromArray(onChunks(chunk))),
+          Stream.concat(Stream.fromIterableEffect(finishing))
+        )
+      }))
+
+    const prepare = (input: ChatRequestInput, state: RequestState) =>
+      Effect.gen(function*() {
+        const request = yield* decodeRequest(input)
+        state.model = request.model
+        let messages: ReadonlyArray<ChatMessage> = request.messages
+        if (request.prompt !== undefined) {
+          const content = yield* PromptTemplate.substitute(request.prompt.template, request.prompt.variables)
+          messages = [...messages, { role: "user", content }]
+        }
+        const split = splitSystem({ ...request, messages }, options.systemInstruction)
+        if (!split.messages.some((m) => m.role === "user")) {
+          return yield* new InvalidRequest({ issues: ["messages: the conversation has no user message to answer"] })
+        }
+        const guarded = yield* safety.guardInput(split)
+        state.inputRedactions = guarded.redactions
+        const fitted = yield* contextWindow.fit({
+          model: request.model,
+          system: guarded.system,
+          messages: guarded.messages,
+          reserveForReply: request.maxTokens
+        })
+        state.droppedMessages = fitted.droppedMessages
+        state.promptTokens = fitted.promptTokens
+        const outbound: OutboundRequest = {
+          model: request.model,
+          system: guarded.system,
+          messages: fitted.messages,
+          temperature: request.temperature,
+          maxTokens: request.maxTokens
+        }
+        state.requestHash = ResponseCache.requestKey({ ...outbound, profile: options.profile })
+
+        const prelude: Array<Part> = []
+        if (guarded.redactions.length > 0) {
+          prelude.push(new RedactionNotice({ direction: "input", redactions: guarded.redactions }))
+        }
+        if (fitted.droppedMessages > 0) {
+          prelude.push(
+            new ContextTrimmed({
+              droppedMessages: fitted.droppedMessages,
+              promptTokens: fitted.promptTokens,
+              limit: fitted.limit
+            })
+          )
+        }
+
+        const useCache = request.cache !== false
+        if (useCache) {
+          const hit = yield* cache.get(state.requestHash).pipe(
+            Effect.flatMap((stored) => Option.isSome(stored) ? Effect.succeed(stored) : joinFlight(state))
+          )
+          if (Option.isSome(hit)) {
+            return Stream.concat(Stream.fromIterable(prelude), replay(state, hit.value))
+          }
+        }
+        const maxCompletion = request.maxTokens ?? Models.lookup(request.model).maxOutputTokens
+        state.reservation = yield* costMeter.reserve(request.model, fitted.promptTokens, maxCompletion)
+        return Stream.concat(Stream.fromIterable(prelude), upstream(state, outbound, useCache))
+      })
+
+    /** Settles cost, releases waiters and writes the audit entry, whatever the exit. */
+    const finalize = (state: RequestState, exit: Exit.Exit<unknown, GatewayError>) =>
+      Effect.gen(function*() {
+        const finish = state.finish
+        const succeeded = Exit.isSuccess(exit) && finish !== undefined
+        if (state.reservation !== undefined) {
+          const reservation = state.reservation
+          state.reservation = undefined
+          // A request that reached the gateway may be billed for what it sent and received.
+          const usage = state.receivedChunk
+            ? yield* contextWindow.countText(state.model, state.rawText).pipe(
+              Effect.map((completionTokens): Usage => ({
+                promptTokens: state.promptTokens,
+                completionTokens,
+                totalTokens: state.promptTokens + completionTokens
+              }))
+            )
+            : undefined
+          yield* costMeter.settle(reservation, usage)
+        }
+        if (state.flight !== undefined) {
+          inFlight.delete(state.requestHash)
+          yield* Deferred.succeed(state.flight, Option.none())
+        }
+        // A typed failure names its tag; a defect is a failure too; interruption (or a
+        // consumer that stopped reading before Finish) is "interrupted".
+        const errorTag = Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
+          ? Option.match(Cause.failureOption(exit.cause), { onNone: () => "Defect", onSome: (e) => e._tag })
+          : undefined
+        const now = yield* Clock.currentTimeMillis
+        const entry: AuditLog.AuditEntry = {
+          requestId: state.requestId,
+          timestamp: new Date(now).toISOString(),
+          requestHash: state.requestHash,
+          model: state.model,
+          outcome: succeeded ? "success" : errorTag !== undefined ? "failure" : "interrupted",
+          ...(errorTag !== undefined ? { errorTag } : {}),
+          ...(finish !== undefined
+            ? {
+              finishReason: finish.reason,
+              usage: finish.usage,
+              usageSource: finish.usageSource,
+              cost: finish.cost
+            }
+            : {}),
+          cached: state.cached,
+          inputRedactions: state.inputRedactions,
+          outputRedactions: state.outputRedactions,
+          droppedMessages: state.droppedMessages,
+          durationMs: now - state.startedAt
+        }
+        yield* audit.append(entry)
+      })
+
+    const stream = (input: ChatRequestInput): Stream.Stream<Part, GatewayError> =>
+      Stream.suspend(() => {
+        const state: RequestState = {
+          requestId: "",
+          model: typeof input?.model === "string" ? input.model : "",
+          startedAt: 0,
+          requestHash: "",
+          cached: false,
+          inputRedactions: [],
+          outputRedactions: [],
+          droppedMessages: 0,
+          promptTokens: 0,
+          reservation: undefined,
+          rawText: "",
+          receivedChunk: false,
+          finish: undefined,
+          flight: undefined
+        }
+        const start = Clock.currentTimeMillis.pipe(
+          Effect.tap((now) => {
+            state.startedAt = now
+            state.requestId = nextRequestId(now)
+          })
+        )
+        return Stream.unwrap(Effect.zipRight(start, prepare(input, state))).pipe(
+          Stream.ensuringWith((exit) => finalize(state, exit as Exit.Exit<unknown, GatewayError>))
+        )
+      })
+
+    const complete = (input: ChatRequestInput): Effect.Effect<Completion, GatewayError> =>
+      Effect.suspend(() => {
+        let text = ""
+        let input_: ReadonlyArray<RedactionCount> = []
+        let output: ReadonlyArray<RedactionCount> = []
+        let dropped = 0
+        let finish: Finish | undefined
+        return stream(input).pipe(
+          Stream.runForEach((part) =>
+            Effect.sync(() => {
+              switch (part._tag) {
+                case "TextDelta":
+                  text += part.text
+                  break
+                case "RedactionNotice":
+                  if (part.direction === "input") input_ = part.redactions
+                  else output = part.redactions
+                  break
+                case "ContextTrimmed":
+                  dropped = part.droppedMessages
+                  break
+                case "Finish":
+                  finish = part
+                  break
+              }
+            })
+          ),
+          Effect.map((): Completion => {
+            // A successful stream always ends with Finish.
+            const done = finish!
+            return {
+              text,
+              finishReason: done.reason,
+              usage: done.usage,
+              usageSource: done.usageSource,
+              cost: done.cost,
+              cached: done.cached,
+              requestHash: done.requestHash,
+              alternatives: done.alternatives,
+              redactions: { input: input_, output },
+              droppedMessages: dropped
+            }
+          })
+        )
+      })
+
+    return Gateway.of({ stream, complete })
+  })
+
+/**
+ * The gateway as a Layer over its seven services.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<
+  Gateway,
+  never,
+  | Transport.GatewayTransport
+  | SafetyFilter.SafetyFilter
+  | ContextWindow.ContextWindow
+  | ResponseCache.ResponseCache
+  | CostMeter.CostMeter
+  | AuditLog.AuditLog
+> => Layer.effect(Gateway, make(options))
+
+/**
+ * Streams a reply through the `Gateway` in the context.
+ *
+ * @since 0.1.0
+ */
+export const stream = (request: ChatRequestInput): Stream.Stream<Part, GatewayError, Gateway> =>
+  Stream.unwrap(Effect.map(Gateway, (gateway) => gateway.stream(request)))
+
+/**
+ * Collects a reply through the `Gateway` in the context.
+ *
+ * @since 0.1.0
+ */
+export const complete = (request: ChatRequestInput): Effect.Effect<Completion, GatewayError, Gateway> =>
+  Effect.flatMap(Gateway, (gateway) => gateway.complete(request))
