@@ -23,7 +23,6 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -53,6 +52,7 @@ import {
 } from "./GatewayError.js"
 import { decodeChunks } from "./internal/chunkStream.js"
 import * as HttpErrors from "./internal/httpErrors.js"
+import * as Timers from "./internal/transportTimers.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 import * as Sse from "./Sse.js"
 
@@ -348,14 +348,13 @@ const resolve = (options: Options, names: Names): Either.Either<Resolved, Config
 }
 
 type Exchange =
-  | { readonly _tag: "Open"; readonly response: HttpClientResponse.HttpClientResponse }
+  | {
+    readonly _tag: "Open"
+    readonly response: HttpClientResponse.HttpClientResponse
+    /** Closing it aborts the connection. */
+    readonly connection: Scope.CloseableScope
+  }
   | { readonly _tag: "Unauthorized"; readonly error: TransportError }
-
-/** Per-request progress, read when a failure decides whether it is partial. */
-interface Progress {
-  bodyStarted: boolean
-  sawText: boolean
-}
 
 const timeout = (phase: TimeoutPhase, after: Duration.Duration, partial: boolean) =>
   new RequestTimeout({ phase, after, partial })
@@ -363,162 +362,135 @@ const timeout = (phase: TimeoutPhase, after: Duration.Duration, partial: boolean
 const hasText = (chunk: ChatChunk): boolean => {
   for (const choice of chunk.choices) {
     const delta = choice.delta
-    if ((delta.content !== undefined && delta.content !== null && delta.content !== "") ||
-      (delta.refusal !== undefined && delta.refusal !== null && delta.refusal !== "")) return true
+    if (
+      (delta.content !== undefined && delta.content !== null && delta.content !== "") ||
+      (delta.refusal !== undefined && delta.refusal !== null && delta.refusal !== "")
+    ) return true
   }
   return false
 }
-
-/**
- * Fails with `onTimeout()` when a pull takes longer than `duration`, once the first element
- * has arrived (before it, the first-token deadline governs).
- */
-const idleTimeout = <A, E, R, E2>(
-  self: Stream.Stream<A, E, R>,
-  duration: Duration.Duration,
-  onTimeout: () => E2
-): Stream.Stream<A, E | E2, R> =>
-  !Duration.isFinite(duration)
-    ? self
-    : Stream.fromPull(Effect.map(Stream.toPull(self), (pull) => {
-      let armed = false
-      const timed = Effect.timeoutFail(pull, {
-        duration,
-        onTimeout: (): Option.Option<E | E2> => Option.some(onTimeout())
-      })
-      return Effect.suspend((): Effect.Effect<Chunk.Chunk<A>, Option.Option<E | E2>, R> => (armed ? timed : pull)).pipe(
-        Effect.tap((chunk) => {
-          if (!armed && Chunk.isNonEmpty(chunk)) armed = true
-        })
-      )
-    }))
-
-/** Fails the stream with `error()` if `duration` passes before `done()` holds. */
-const deadline = <A, E, R, E2>(
-  self: Stream.Stream<A, E, R>,
-  duration: Duration.Duration,
-  done: () => boolean,
-  error: () => E2
-): Stream.Stream<A, E | E2, R> =>
-  !Duration.isFinite(duration)
-    ? self
-    : Stream.interruptWhen(
-      self,
-      Effect.sleep(duration).pipe(Effect.zipRight(Effect.suspend(() => done() ? Effect.never : Effect.fail(error()))))
-    )
 
 const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth["Type"]): Service => {
   const scopedClient = HttpClient.withScope(client)
   const fixedHeaders = Headers.merge(config.headers, Headers.fromInput({ accept: "text/event-stream" }))
 
   const stream = (request: OutboundRequest): Stream.Stream<ChatChunk, TransportError> => {
-    const body = requestBody(config.profile, request)
-    return Stream.suspend(() => {
-      const progress: Progress = { bodyStarted: false, sawText: false }
+    const payload = requestBody(config.profile, request)
+    return Stream.unwrapScoped(Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      const clock = yield* Effect.clock
+      const startedAt = clock.unsafeCurrentTimeMillis()
+      const progress = Timers.makeProgress()
       const tokenFailures = new WeakSet<object>()
       let reauthenticated = false
 
-      const open = (scope: Scope.Scope): Effect.Effect<HttpClientResponse.HttpClientResponse, TransportError> => {
-        const token = auth.token.pipe(Effect.tapError((error) => Effect.sync(() => tokenFailures.add(error))))
+      const token = auth.token.pipe(Effect.tapError((error) => Effect.sync(() => tokenFailures.add(error))))
 
-        // One HTTP exchange, up to the response headers (and a bounded error body). Its
-        // connection lives in a child scope: closed (aborted) at once unless the body is used.
-        const exchange = (bearer: Redacted.Redacted<string>): Effect.Effect<Exchange, TransportError> =>
-          Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (child) =>
-            Effect.gen(function*() {
-              const httpRequest = HttpClientRequest.post(config.url).pipe(
-                HttpClientRequest.setHeaders(fixedHeaders),
-                HttpClientRequest.bearerToken(bearer),
-                HttpClientRequest.bodyUnsafeJson(body)
-              )
-              const response = yield* scopedClient.execute(httpRequest).pipe(
-                Effect.mapError(HttpErrors.fromRequestError)
-              )
-              if (response.status >= 200 && response.status < 300) {
-                const contentType = response.headers["content-type"]
-                if (contentType !== undefined && !HttpErrors.isEventStream(contentType)) {
-                  return yield* Effect.fail(
-                    new StreamProtocolError({
-                      reason: `expected a text/event-stream response but the gateway sent ${contentType.slice(0, 100)}`,
-                      partial: false
-                    })
-                  )
-                }
-                return { _tag: "Open", response } as const
-              }
-              const text = yield* readErrorBody(response)
-              const error = HttpErrors.fromStatus({
-                status: response.status,
-                headers: response.headers,
-                body: text,
-                now: yield* Clock.currentTimeMillis,
-                secrets: [Redacted.value(bearer)]
-              })
-              if (response.status === 401) return { _tag: "Unauthorized", error } as const
-              return yield* Effect.fail(error)
-            }).pipe(
-              Effect.timeoutFail({
-                duration: config.handshake,
-                onTimeout: () => timeout("handshake", config.handshake, false)
-              }),
-              Scope.extend(child),
-              Effect.onExit((exit) =>
-                Exit.isSuccess(exit) && exit.value._tag === "Open" ? Effect.void : Scope.close(child, Exit.void)
-              )
-            ))
-
-        // A 401 invalidates the token that was refused and tries once more with a new one; a
-        // second 401 (or the same token again, e.g. a static key) is final.
-        const attempt = Effect.gen(function*() {
-          const bearer = yield* token
-          const first = yield* exchange(bearer)
-          if (first._tag === "Open") return first.response
-          if (reauthenticated) return yield* Effect.fail(first.error)
-          reauthenticated = true
-          yield* auth.invalidate(bearer)
-          const fresh = yield* token
-          if (Redacted.value(fresh) === Redacted.value(bearer)) return yield* Effect.fail(first.error)
-          const second = yield* exchange(fresh)
-          if (second._tag === "Open") return second.response
-          return yield* Effect.fail(second.error)
-        }).pipe(
-          Effect.tapError((error) =>
-            Effect.logDebug("gateway request attempt failed").pipe(
-              Effect.annotateLogs({ error: error._tag, ...("status" in error ? { status: error.status } : {}) })
+      // One HTTP exchange, up to the response headers (and a bounded error body). Its
+      // connection lives in a child scope: closed (aborted) at once unless the body is used.
+      const exchange = (bearer: Redacted.Redacted<string>): Effect.Effect<Exchange, TransportError> =>
+        Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (connection) =>
+          Effect.gen(function*() {
+            const httpRequest = HttpClientRequest.post(config.url).pipe(
+              HttpClientRequest.setHeaders(fixedHeaders),
+              HttpClientRequest.bearerToken(bearer),
+              HttpClientRequest.bodyUnsafeJson(payload)
             )
+            const response = yield* scopedClient.execute(httpRequest).pipe(
+              Effect.mapError(HttpErrors.fromRequestError)
+            )
+            if (response.status >= 200 && response.status < 300) {
+              const contentType = response.headers["content-type"]
+              if (contentType !== undefined && !HttpErrors.isEventStream(contentType)) {
+                return yield* Effect.fail(
+                  new StreamProtocolError({
+                    reason: `expected a text/event-stream response but the gateway sent ${contentType.slice(0, 100)}`,
+                    partial: false
+                  })
+                )
+              }
+              return { _tag: "Open", response, connection } as const
+            }
+            const text = yield* readErrorBody(response)
+            const error = HttpErrors.fromStatus({
+              status: response.status,
+              headers: response.headers,
+              body: text,
+              now: clock.unsafeCurrentTimeMillis(),
+              secrets: [Redacted.value(bearer)]
+            })
+            if (response.status === 401) return { _tag: "Unauthorized", error } as const
+            return yield* Effect.fail(error)
+          }).pipe(
+            Effect.timeoutFail({
+              duration: config.handshake,
+              onTimeout: () => timeout("handshake", config.handshake, false)
+            }),
+            Scope.extend(connection),
+            Effect.onExit((exit) =>
+              Exit.isSuccess(exit) && exit.value._tag === "Open" ? Effect.void : Scope.close(connection, Exit.void)
+            )
+          ))
+
+      // A 401 invalidates the token that was refused and tries once more with a new one; a
+      // second 401 (or the same token again, e.g. a static key) is final.
+      const attempt = Effect.gen(function*() {
+        const bearer = yield* token
+        const first = yield* exchange(bearer)
+        if (first._tag === "Open") return first
+        if (reauthenticated) return yield* Effect.fail(first.error)
+        reauthenticated = true
+        yield* auth.invalidate(bearer)
+        const fresh = yield* token
+        if (Redacted.value(fresh) === Redacted.value(bearer)) return yield* Effect.fail(first.error)
+        const second = yield* exchange(fresh)
+        if (second._tag === "Open") return second
+        return yield* Effect.fail(second.error)
+      }).pipe(
+        Effect.tapError((error) =>
+          Effect.logDebug("gateway request attempt failed").pipe(
+            Effect.annotateLogs({ error: error._tag, ...("status" in error ? { status: error.status } : {}) })
           )
         )
+      )
 
-        // Token failures were already retried by Auth; only the exchange is retried here.
-        return Effect.retry(attempt, { schedule: config.retry, while: (error) => !tokenFailures.has(error) })
-      }
+      // Only the exchange is retried; token failures were already retried by Auth.
+      const opened = yield* Effect.retry(attempt, {
+        schedule: config.retry,
+        while: (error) => !tokenFailures.has(error)
+      }).pipe(
+        Effect.timeoutFail({ duration: config.total, onTimeout: () => timeout("total", config.total, false) })
+      )
 
-      const decodeResponse = (response: HttpClientResponse.HttpClientResponse) =>
-        response.stream.pipe(
-          Stream.mapError((error) => HttpErrors.fromBodyError(error, progress.bodyStarted)),
-          Stream.mapChunks((bytes) => {
-            if (!progress.bodyStarted && Chunk.some(bytes, (b) => b.length > 0)) progress.bodyStarted = true
-            return bytes
-          }),
-          Sse.decode(sseOptions(config.decode)),
-          (events) => idleTimeout(events, config.idle, () => timeout("idle", config.idle, progress.bodyStarted)),
-          decodeChunks(chunkOptions(config.decode)),
-          Stream.mapChunks((chunks) => {
-            if (!progress.sawText && Chunk.some(chunks, hasText)) progress.sawText = true
-            return chunks
-          }),
-          (chunks) =>
-            deadline(
-              chunks,
-              config.firstToken,
-              () => progress.sawText,
-              () => timeout("firstToken", config.firstToken, progress.bodyStarted)
-            )
-        )
+      yield* Effect.forkIn(
+        Timers.watchdog({
+          progress,
+          clock,
+          deadlines: config,
+          startedAt,
+          openedAt: clock.unsafeCurrentTimeMillis(),
+          abort: Scope.close(opened.connection, Exit.void)
+        }),
+        scope
+      )
 
-      const opened = Stream.unwrapScoped(Effect.map(Effect.flatMap(Effect.scope, open), decodeResponse))
-      return deadline(opened, config.total, () => false, () => timeout("total", config.total, progress.bodyStarted))
-    })
+      return opened.response.stream.pipe(
+        Stream.mapError((error) => HttpErrors.fromBodyError(error, progress.bodyStarted)),
+        Stream.mapChunks((bytes) => {
+          if (!progress.bodyStarted && Chunk.some(bytes, (b) => b.length > 0)) progress.bodyStarted = true
+          return bytes
+        }),
+        Sse.decode(sseOptions(config.decode)),
+        (events) => Stream.pipeThroughChannel(events, Timers.trackEvents(progress, () => clock.unsafeCurrentTimeMillis())),
+        decodeChunks(chunkOptions(config.decode)),
+        Stream.mapChunks((chunks) => {
+          if (!progress.sawText && Chunk.some(chunks, hasText)) progress.sawText = true
+          return chunks
+        }),
+        // After a deadline aborted the connection, whatever the read failed with is that timeout.
+        Stream.mapError((error): TransportError => progress.timedOut ?? error)
+      )
+    }))
   }
 
   return { stream }

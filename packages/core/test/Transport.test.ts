@@ -474,8 +474,31 @@ describe("Transport (unit, TestClock)", () => {
       const error = failureOf(exit)
       expect(error._tag).toBe("RequestTimeout")
       expect(error.phase).toBe("idle")
+      expect(error.after).toEqual(Duration.seconds(3))
       expect(error.partial).toBe(true)
       expect(calls).toHaveLength(1)
+      expect(calls[0]!.signal.aborted).toBe(true)
+    }))
+
+  it.effect("a slow consumer is not an idle server", () =>
+    Effect.gen(function*() {
+      const http = fakeHttp([{ body: reply(["a", "b", "c"]) }])
+      const seen: Array<ChatChunk> = []
+      const fiber = yield* Effect.gen(function*() {
+        const transport = yield* Transport.GatewayTransport
+        yield* Stream.runForEach(transport.stream(request), (c) =>
+          Effect.sleep("10 seconds").pipe(Effect.zipRight(Effect.sync(() => seen.push(c)))))
+      }).pipe(
+        Effect.provide(
+          Transport.layer({ ...baseOptions, timeouts: { idle: "3 seconds", firstToken: "5 seconds" } }).pipe(
+            Layer.provide([http.layer, countingAuth().layer])
+          )
+        ),
+        Effect.fork
+      )
+      yield* TestClock.adjust("2 minutes")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.void)
+      expect(textOf(seen)).toBe("abc")
     }))
 
   it.effect("idle timer is not armed before the first event", () =>
