@@ -1,0 +1,78 @@
+/**
+ * Which gateway the CLI talks to, decided from the environment: Genesys Cloud client
+ * credentials, an OpenAI-compatible gateway with an API key, or the embedded simulator.
+ *
+ * @since 0.1.0
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { Auth, Transport } from "@llm-gateway/core"
+import * as SimulatorApp from "@llm-gateway/simulator/SimulatorApp"
+import * as SimulatorLayer from "@llm-gateway/simulator/SimulatorLayer"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+
+/**
+ * Where requests go.
+ *
+ * @since 0.1.0
+ */
+export type Backend =
+  | { readonly _tag: "Genesys"; readonly description: string }
+  | { readonly _tag: "Static"; readonly description: string }
+  | { readonly _tag: "Simulator"; readonly description: string }
+
+/**
+ * `GENESYS_CLIENT_ID` selects Genesys Cloud client credentials; otherwise
+ * `LLM_GATEWAY_BASE_URL` selects a gateway reached with `LLM_GATEWAY_API_KEY`; otherwise the
+ * embedded simulator answers.
+ *
+ * @since 0.1.0
+ */
+export const detect: Effect.Effect<Backend, ConfigError.ConfigError> = Effect.gen(function*() {
+  const clientId = yield* Config.option(Config.string("GENESYS_CLIENT_ID"))
+  if (Option.isSome(clientId)) {
+    const environment = yield* Config.string("GENESYS_ENVIRONMENT").pipe(Config.withDefault("mypurecloud.com"))
+    return { _tag: "Genesys", description: `Genesys Cloud (${environment})` } as const
+  }
+  const baseUrl = yield* Config.option(Config.string("LLM_GATEWAY_BASE_URL"))
+  if (Option.isSome(baseUrl)) {
+    return { _tag: "Static", description: `gateway at ${baseUrl.value}` } as const
+  }
+  return { _tag: "Simulator", description: "the embedded simulator" } as const
+})
+
+/**
+ * The transport and auth for a backend. The simulator variant also offers the `Simulator`
+ * service, so the caller can show what reached the gateway.
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  backend: Backend,
+  simulator: SimulatorLayer.Options = {}
+): Layer.Layer<Transport.GatewayTransport | Auth.Auth, ConfigError.ConfigError> => {
+  switch (backend._tag) {
+    case "Genesys":
+      return Transport.layerConfig().pipe(
+        Layer.provideMerge(Auth.layerGenesysConfig()),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+    case "Static":
+      return Transport.layerConfig().pipe(
+        Layer.provideMerge(Auth.layerStaticConfig()),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+    case "Simulator":
+      return SimulatorLayer.layer(simulator)
+  }
+}
+
+/**
+ * The simulator in the current context, when the backend is the simulator.
+ *
+ * @since 0.1.0
+ */
+export const simulatorService = Effect.serviceOption(SimulatorApp.Simulator)
