@@ -259,8 +259,11 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
         if (chunk.length === 0) return ""
         if (recs.length === 0) return chunk
         buffer += chunk
+        // A trailing high surrogate is half a character: its meaning depends on what follows,
+        // so it is not looked at until the next push.
+        const text = isHighSurrogate(buffer.charCodeAt(buffer.length - 1)) ? buffer.slice(0, -1) : buffer
         const out: Array<string> = []
-        const cut = scan(recs, buffer, pos, false, out, counts)
+        const cut = scan(recs, text, pos, false, out, counts)
         let keep = Math.max(0, cut - contextLength)
         if (keep > 0 && isLowSurrogate(buffer.charCodeAt(keep))) keep--
         if (keep > 0) buffer = buffer.slice(keep)

@@ -4,6 +4,11 @@
  * (lookbehind of one or two characters) and is followed by a validator where shape alone
  * would give false positives (Luhn, SSN area rules, IBAN mod-97, phone metadata).
  *
+ * Every pattern refuses to start right after "]", the last character of every marker, as it
+ * refuses to start right after a letter or digit (the last character of every match), and a
+ * lookahead that refuses "." or "-" before a digit or letter refuses it before "[" too: so a
+ * redacted text redacts to itself.
+ *
  * `maxLength` is an upper bound of the characters a pattern examines from the start of a
  * match, lookahead included; `alphabet` holds every character a match can consume, and no
  * lookahead reads past the first character outside it (see `redaction.ts`).
@@ -30,7 +35,7 @@ export const email: RecognizerSpec = {
   kind: "email",
   marker: "[EMAIL]",
   pattern: new RegExp(
-    String.raw`(?<!${localChar})[\p{L}\p{N}_]${localChar}{0,63}@(?:${label}\.){1,6}(?:\p{L}[\p{L}\p{M}]{1,62}|xn--[a-z0-9\-]{1,59})(?![\p{L}\p{N}\p{M}_\-]|\.[\p{L}\p{N}])`,
+    String.raw`(?<!${localChar}|\])[\p{L}\p{N}_]${localChar}{0,63}@(?:${label}\.){1,6}(?:\p{L}[\p{L}\p{M}]{1,62}|xn--[a-z0-9\-]{1,59})(?![\p{L}\p{N}\p{M}_\-]|\.[\p{L}\p{N}\[])`,
     "u"
   ),
   // local 64 + "@" + 6 labels of 64 + top label 63 + lookahead 2
@@ -59,6 +64,12 @@ export const luhn = (digits: string): boolean => {
   return sum % 10 === 0
 }
 
+const isCardNumber = (text: string): boolean => {
+  const digits = text.replace(/[ \-]/g, "")
+  const first = digits.charCodeAt(0)
+  return digits.length >= 13 && digits.length <= 19 && first >= 50 && first <= 54 && luhn(digits)
+}
+
 /**
  * Card numbers of 13 to 19 digits: unseparated, in groups of four (`4111 1111 1111 1111`,
  * dashes or spaces, used consistently) or 4-6-5 / 4-6-4 (American Express, Diners). The
@@ -68,15 +79,17 @@ export const card: RecognizerSpec = {
   kind: "card",
   marker: "[CARD]",
   pattern:
-    /(?<![\p{L}\p{N}_\-])(?:\d{13,19}|\d{4}([ \-])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{4}([ \-])\d{6}\2\d{4,5})(?![\p{L}\p{N}_]|-\d)/u,
+    /(?<![\p{L}\p{N}_\-\]])(?:\d{13,19}|\d{4}([ \-])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{4}([ \-])\d{6}\2\d{4,5})(?![\p{L}\p{N}_]|-[\d\[])/u,
   // 4+1+4+1+4+1+4+1+3 = 23, lookahead 2
   maxLength: 25,
   alphabet: /[0-9 \-]/,
   start: /[0-9]/,
   validate: (match) => {
-    const digits = match.replace(/[ \-]/g, "")
-    const first = digits.charCodeAt(0)
-    return digits.length >= 13 && digits.length <= 19 && first >= 50 && first <= 54 && luhn(digits)
+    // "4111 1111 1111 1111 123": a 16-digit card followed by another number is more likely
+    // than a 19-digit card, so the four-group reading wins when it is valid
+    const fiveGroups = /^(\d{4}([ \-])\d{4}\2\d{4}\2\d{4})\2\d{1,3}$/.exec(match)
+    if (fiveGroups !== null && isCardNumber(fiveGroups[1]!)) return fiveGroups[1]!.length
+    return isCardNumber(match)
   }
 }
 
@@ -93,7 +106,7 @@ export const ssn: RecognizerSpec = {
   kind: "ssn",
   marker: "[SSN]",
   pattern:
-    /(?<![\p{L}\p{N}_.\-])\d{3}([\- ])\d{2}\1\d{4}(?![\p{L}\p{N}_]|[.\-]\d)|(?<=\b(?:ssn|social security(?: number| no\.?| #)?)\s?[:#]?\s?)\d{9}(?![\p{L}\p{N}_])/iu,
+    /(?<![\p{L}\p{N}_.\-\]])\d{3}([\- ])\d{2}\1\d{4}(?![\p{L}\p{N}_]|[.\-][\d\[])|(?<=\b(?:ssn|social security(?: number| no\.?| #)?)\s?[:#]?\s?)\d{9}(?![\p{L}\p{N}_])/iu,
   maxLength: 13,
   alphabet: /[0-9 .\-]/,
   start: /[0-9]/,
@@ -142,7 +155,7 @@ const ibanChecksum = (iban: string): boolean => {
 export const iban: RecognizerSpec = {
   kind: "iban",
   marker: "[IBAN]",
-  pattern: /(?<![\p{L}\p{N}_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\p{L}\p{N}_])/u,
+  pattern: /(?<![\p{L}\p{N}_\]])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\p{L}\p{N}_])/u,
   // 4 + 30 * 2 + lookahead 1
   maxLength: 65,
   alphabet: /[A-Z0-9 ]/,
@@ -174,7 +187,7 @@ const octet = String.raw`(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)`
 export const ipv4: RecognizerSpec = {
   kind: "ip",
   marker: "[IP]",
-  pattern: new RegExp(String.raw`(?<![\p{L}\p{N}_.])(?:${octet}\.){3}${octet}(?![\p{L}\p{N}_]|\.\d)`, "u"),
+  pattern: new RegExp(String.raw`(?<![\p{L}\p{N}_.\]])(?:${octet}\.){3}${octet}(?![\p{L}\p{N}_]|\.[\d\[])`, "u"),
   maxLength: 17,
   alphabet: /[0-9.]/,
   start: /[0-9]/
@@ -213,7 +226,7 @@ export const ipv6: RecognizerSpec = {
   kind: "ip",
   marker: "[IP]",
   pattern:
-    /(?<![\p{L}\p{N}_:.])(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\p{L}\p{N}_:]|\.\d)/u,
+    /(?<![\p{L}\p{N}_:.\]])(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\p{L}\p{N}_:]|\.[\d\[])/u,
   // 4 + 7 * 5 + 15 + lookahead 2
   maxLength: 56,
   alphabet: /[0-9A-Fa-f:.]/,
@@ -241,6 +254,9 @@ const northAmerican = /^(?:\+?1[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-]?)\d{3}[ .\-]\
  */
 const isPhone = (candidate: string, regions: ReadonlyArray<CountryCode>): boolean => {
   if (looksLikeDate.test(candidate)) return false
+  // dots with spaces or dashes ("10.0.0.1 06 12") is a list of numbers, not one phone number
+  const national = candidate.replace(/^\+\d{1,3} /, "")
+  if (national.includes(".") && /[ \-]/.test(national)) return false
   if (candidate.charCodeAt(0) === 43 /* + */) {
     const parsed = parsePhoneNumberFromString(candidate)
     return parsed !== undefined && parsed.isPossible()
@@ -274,6 +290,8 @@ export const unknownRegions = (regions: ReadonlyArray<string>): ReadonlyArray<st
   regions.filter((r) => !isSupportedCountry(r))
 
 const phoneGroup = String.raw`(?:\(\d{1,5}\)|\d{1,15})`
+/** International, or North American 3-3-4 with separators: may follow another number. */
+const stronglyShaped = String.raw`\+\d|\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}(?!\d)`
 
 /**
  * Phone numbers: an optional `+`, then up to seven digit groups (one may be a parenthesized
@@ -281,9 +299,12 @@ const phoneGroup = String.raw`(?:\(\d{1,5}\)|\d{1,15})`
  * `+44 20 7946 0958`, `+33 6 12 34 56 78`, `2125550123`. A candidate of 7 to 17 digits is
  * checked with libphonenumber-js against `regions` (national numbers) or its own country code
  * (international ones); if the whole candidate is not a number, shorter candidates ending at
- * a space are tried (`212 555 0123 2 times`). A number is not matched right after another
- * number (`1234 212 555 0123`), nor after `#`, `$`, `€`, `£`, `¥`, `%` or a letter, so order
- * numbers, prices and amounts stay; dates and years are not phone-shaped.
+ * a space are tried (`212 555 0123 2 times`). A number is not matched after `#`, `$`, `€`,
+ * `£`, `¥`, `%` or a letter, nor as the continuation of another number (after a digit and a
+ * dot or dash), so order numbers, prices and amounts stay; dates and years are not
+ * phone-shaped. Right after a digit and a space, only an international (`+…`) or North
+ * American 3-3-4 number may start (`SSN 123-45-6789 212-555-0123`): this keeps the number of
+ * candidates linear in a long run of digit groups.
  */
 export const phone = (regions: ReadonlyArray<string> = defaultPhoneRegions): RecognizerSpec => {
   const known = regions.filter((r): r is CountryCode => isSupportedCountry(r))
@@ -293,7 +314,7 @@ export const phone = (regions: ReadonlyArray<string> = defaultPhoneRegions): Rec
     kind: "phone",
     marker: "[PHONE]",
     pattern: new RegExp(
-      String.raw`(?<![\p{L}\p{N}\p{M}_+#@$€£¥%&=/\\.,\-]|\p{N}[ .\-]|\p{N}\))\+?${phoneGroup}(?:(?:(?<=\))[ .\-]?|(?<!\))[ .\-])${phoneGroup}){0,6}(?![\p{L}\p{N}\p{M}_@]|[.\-]\p{N}|\(\p{N})`,
+      String.raw`(?<![\p{L}\p{N}\p{M}_+#@$€£¥%&=/\\.,\-\]]|[\p{N}\]][.\-]|[\p{N}\]]\))(?:(?<![\p{N}\]] )|(?=${stronglyShaped}))\+?${phoneGroup}(?:(?:(?<=\))[ .\-]?|(?<!\))[ .\-])${phoneGroup}){0,6}(?![\p{L}\p{N}\p{M}_@]|[.\-][\p{N}\[]|\([\p{N}\[])`,
       "u"
     ),
     // "+" 1 + first group 15 + 6 * (separator 1 + group 15) + lookahead 2
