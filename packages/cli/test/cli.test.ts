@@ -1,0 +1,84 @@
+import { describe, expect, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+const cliDir = fileURLToPath(new URL("..", import.meta.url))
+const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url))
+
+/** Runs the CLI as a user would, with no gateway credentials in the environment. */
+const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const clean: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith("GENESYS_") && !key.startsWith("LLM_GATEWAY_")) clean[key] = value
+  }
+  const result = spawnSync(tsx, ["src/bin.ts", ...args], {
+    cwd: cliDir,
+    env: { ...clean, NO_COLOR: "1", ...env },
+    encoding: "utf8",
+    timeout: 60_000
+  })
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+describe("llm-gateway CLI", () => {
+  it("demo: streams the Spanish reply, shows the cache hit, and never prints the email", () => {
+    const { code, stdout, stderr } = runCli(["demo"])
+    expect(stderr).toBe("")
+    expect(code).toBe(0)
+    expect(stdout).toContain("Mi pedido n.º 12345 no ha llegado")
+    expect(stdout).toContain("redacted before sending: email x1")
+    expect(stdout).toContain("answered from the cache")
+    expect(stdout).toContain("hash chain verified")
+    expect(stdout).toMatch(/what reached the gateway \(1 request\)/)
+    expect(stdout).toContain("my email is [EMAIL]")
+    expect(stdout).not.toContain("test@example.com")
+    expect(stdout).not.toContain("example.com")
+  })
+
+  it("chat --json: one JSON object with text, usage, cost and redactions", () => {
+    const { code, stdout } = runCli([
+      "chat",
+      "--json",
+      "--template",
+      "Reply to $who about $topic",
+      "--var",
+      "who=jane.doe@example.org",
+      "--var",
+      "topic=billing",
+      "--system",
+      "Be brief."
+    ])
+    expect(code).toBe(0)
+    const result = JSON.parse(stdout)
+    expect(Object.keys(result).sort()).toEqual(
+      ["cached", "cost", "finishReason", "redactions", "text", "usage", "usageSource"].sort()
+    )
+    // The simulator's default scenario echoes what reached it.
+    expect(result.text).toContain("[EMAIL]")
+    expect(stdout).not.toContain("jane.doe@example.org")
+    expect(result.usage.totalTokens).toBe(result.usage.promptTokens + result.usage.completionTokens)
+    expect(result.redactions.input).toEqual([{ kind: "email", count: 1 }])
+    expect(result.cached).toBe(false)
+  })
+
+  it("chat --json: a failure exits non-zero with a typed error object", () => {
+    const { code, stdout } = runCli(["chat", "--json", "--template", "Hello $name"])
+    expect(code).toBe(1)
+    const result = JSON.parse(stdout)
+    expect(result.error._tag).toBe("TemplateError")
+    expect(result.error.message).toContain("$name")
+  })
+
+  it("chat: a bad setting in the environment fails naming the variable", () => {
+    const { code, stdout } = runCli(["chat", "--json", "hi"], {
+      GENESYS_CLIENT_ID: "id",
+      GENESYS_CLIENT_SECRET: "super-secret-value",
+      GENESYS_ENVIRONMENT: "not a host"
+    })
+    expect(code).toBe(1)
+    const result = JSON.parse(stdout)
+    expect(result.error._tag).toBe("ConfigError")
+    expect(result.error.message).toContain("GENESYS_ENVIRONMENT")
+    expect(stdout).not.toContain("super-secret-value")
+  })
+})
