@@ -71,11 +71,14 @@ export class ServerStartError extends Schema.TaggedError<ServerStartError>("@llm
 const nodeDropper = {
   drop: (request: Parameters<typeof NodeHttpServerRequest.toServerResponse>[0]) =>
     Effect.async<never, Error>((resume) => {
-      const socket = NodeHttpServerRequest.toServerResponse(request).socket
+      const response = NodeHttpServerRequest.toServerResponse(request)
+      const socket = response.socket
       if (socket === null) {
         resume(Effect.fail(new Error("connection dropped by the simulator")))
         return
       }
+      // The status line and headers go out first even when no body byte was written yet.
+      if (!response.headersSent) response.flushHeaders()
       socket.end(() => socket.destroy())
     })
 }
