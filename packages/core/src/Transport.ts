@@ -106,10 +106,12 @@ export const defaultPath: Readonly<Record<Profile, string>> = {
  *   out is retryable (`RequestTimeout{phase: "handshake"}`).
  * - `firstToken`: from the response headers until the first text arrives.
  * - `idle`: between two server-sent events once the first has arrived; keep-alive comments do
- *   not count as progress.
+ *   not count as progress, and time the consumer spends with an event does not count as idle.
  * - `total`: the whole request, retries and body included.
  *
- * `Duration.infinity` turns one off.
+ * `Duration.infinity` turns one off. The body deadlines end a stalled read by aborting the
+ * request, so a custom `HttpClient` must honour the `AbortSignal` it is given (every
+ * @effect/platform client does).
  *
  * @since 0.1.0
  */
