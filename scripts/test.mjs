@@ -23,7 +23,9 @@ let failed = run.status !== 0
 try {
   const result = JSON.parse(readFileSync(report, "utf8"))
   const skipped = result.numPendingTests + result.numTodoTests
-  summary = `${result.numPassedTests} passed, ${result.numFailedTests} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`
+  // A test file that cannot even load counts as a failure too.
+  const failedCount = result.numFailedTests + result.numFailedTestSuites
+  summary = `${result.numPassedTests} passed, ${failedCount} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`
   if (result.numTotalTests === 0) failed = true
 } catch {
   failed = true
