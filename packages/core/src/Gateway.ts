@@ -5,11 +5,13 @@
  *
  * @since 0.1.0
  */
+import * as RateLimiter from "@effect/experimental/RateLimiter"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -33,7 +35,7 @@ import {
 import type { ChatChunk } from "./ChatChunk.js"
 import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
-import { type GatewayError, InvalidRequest } from "./GatewayError.js"
+import { type GatewayError, InvalidRequest, RateLimited } from "./GatewayError.js"
 import * as Models from "./Models.js"
 import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
 import * as PromptTemplate from "./PromptTemplate.js"
@@ -53,6 +55,22 @@ import * as Transport from "./Transport.js"
 export interface Options {
   readonly systemInstruction?: string | undefined
   readonly profile?: string | undefined
+  readonly rateLimit?: RateLimit | undefined
+}
+
+/**
+ * A client-side request rate limit, applied after the budget and before the transport, with
+ * `@effect/experimental`'s `RateLimiter` (the one in the context, or an in-memory one).
+ * `onExceeded: "delay"` (the default) waits for the window; `"fail"` fails at once with
+ * `RateLimited{retryAfter}`. Genesys Cloud's default is 300 requests per minute per token.
+ *
+ * @since 0.1.0
+ */
+export interface RateLimit {
+  readonly limit: number
+  readonly window: Duration.DurationInput
+  readonly key?: string | undefined
+  readonly onExceeded?: "delay" | "fail" | undefined
 }
 
 /**
@@ -173,6 +191,31 @@ export const make = (options: Options = {}): Effect.Effect<
     const cache = yield* ResponseCache.ResponseCache
     const costMeter = yield* CostMeter.CostMeter
     const audit = yield* AuditLog.AuditLog
+    const rateLimit = options.rateLimit
+    const limiter = rateLimit === undefined ? undefined : yield* Effect.serviceOption(RateLimiter.RateLimiter).pipe(
+      Effect.flatMap(Option.match({
+        onSome: Effect.succeed,
+        onNone: () => RateLimiter.make.pipe(Effect.provide(RateLimiter.layerStoreMemory))
+      }))
+    )
+    const throttle: Effect.Effect<void, RateLimited> = rateLimit === undefined || limiter === undefined
+      ? Effect.void
+      : limiter.consume({
+        key: rateLimit.key ?? "@llm-gateway/core/Gateway",
+        limit: rateLimit.limit,
+        window: rateLimit.window,
+        onExceeded: rateLimit.onExceeded ?? "delay"
+      }).pipe(
+        Effect.flatMap(({ delay }) => Duration.isZero(delay) ? Effect.void : Effect.sleep(delay)),
+        Effect.catchAll((error) =>
+          error.reason === "Exceeded"
+            ? Effect.fail(
+              new RateLimited({ status: 429, code: "client_rate_limit", retryAfter: error.retryAfter })
+            )
+            // A broken limiter store must not stop traffic: let the request through, loudly.
+            : Effect.logWarning("Gateway: the rate limiter store failed; the request was not throttled")
+        )
+      )
     // Identical requests in flight share one upstream call (DESIGN invariant 4).
     const inFlight = new Map<string, Deferred.Deferred<Option.Option<ResponseCache.CachedReply>>>()
 
@@ -393,6 +436,7 @@ export const make = (options: Options = {}): Effect.Effect<
         }
         const maxCompletion = request.maxTokens ?? Models.lookup(request.model).maxOutputTokens
         state.reservation = yield* costMeter.reserve(request.model, fitted.promptTokens, maxCompletion)
+        yield* throttle
         return Stream.concat(Stream.fromIterable(prelude), upstream(state, outbound, useCache))
       })
 

@@ -6,6 +6,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import * as AuditLog from "../src/AuditLog.js"
 import type { ChatRequestInput, OutboundRequest } from "../src/Chat.js"
 import type { ChatChunk } from "../src/ChatChunk.js"
@@ -61,9 +62,9 @@ const services = (options: { budgetUsd?: number; systemInstruction?: string } = 
 
 const gatewayWith = (
   transport: Layer.Layer<GatewayTransport>,
-  options: { budgetUsd?: number; systemInstruction?: string } = {}
+  options: { budgetUsd?: number; systemInstruction?: string; rateLimit?: Gateway.RateLimit } = {}
 ) =>
-  Gateway.layer({ systemInstruction: options.systemInstruction }).pipe(
+  Gateway.layer({ systemInstruction: options.systemInstruction, rateLimit: options.rateLimit }).pipe(
     Layer.provideMerge(services(options)),
     Layer.provide(transport)
   )
@@ -312,5 +313,28 @@ describe("Gateway", () => {
       const { durationMs: _d1, hash: _h1, requestId: _r1, timestamp: _t1, ...restA } = a.entry
       const { durationMs: _d2, hash: _h2, requestId: _r2, timestamp: _t2, ...restB } = b.entry
       expect(restB).toEqual(restA)
+    }))
+
+  it.effect("a client-side rate limit fails fast with RateLimited, or delays on the Clock", () =>
+    Effect.gen(function*() {
+      const request: ChatRequestInput = { model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], cache: false }
+      const failing = scriptedTransport(() => Stream.fromIterable(replyChunks(["ok"])))
+      yield* Effect.gen(function*() {
+        yield* Gateway.complete(request)
+        const error = yield* Effect.flip(Gateway.complete(request))
+        expect(error._tag).toBe("RateLimited")
+        expect(failing.calls).toHaveLength(1)
+      }).pipe(Effect.provide(gatewayWith(failing.layer, { rateLimit: { limit: 1, window: "1 minute", onExceeded: "fail" } })))
+
+      const delaying = scriptedTransport(() => Stream.fromIterable(replyChunks(["ok"])))
+      yield* Effect.gen(function*() {
+        yield* Gateway.complete(request)
+        const second = yield* Effect.fork(Gateway.complete(request))
+        yield* TestClock.adjust("30 seconds")
+        expect(delaying.calls).toHaveLength(1)
+        yield* TestClock.adjust("31 seconds")
+        yield* Fiber.join(second)
+        expect(delaying.calls).toHaveLength(2)
+      }).pipe(Effect.provide(gatewayWith(delaying.layer, { rateLimit: { limit: 1, window: "1 minute" } })))
     }))
 })
