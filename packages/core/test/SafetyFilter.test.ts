@@ -6,6 +6,8 @@ import { SafetyViolation } from "../src/GatewayError.js"
 import * as SafetyFilter from "../src/SafetyFilter.js"
 
 const filter = Effect.runSync(SafetyFilter.make())
+/** Property runs; raise with SAFETY_PROP_RUNS for a deeper search. */
+const runs = Number(process.env["SAFETY_PROP_RUNS"] ?? 500)
 const redact = (text: string) => filter.redact(text).text
 
 /** Pushes `chunks` through a fresh output redactor; returns the concatenated output. */
@@ -663,7 +665,7 @@ describe("SafetyFilter output redactor", () => {
       expect(result.text).toBe(whole.text)
       expect(result.redactions).toEqual(whole.redactions)
     },
-    { fastCheck: { numRuns: 500 } }
+    { fastCheck: { numRuns: runs } }
   )
 
   it.prop(
@@ -672,7 +674,7 @@ describe("SafetyFilter output redactor", () => {
     ([text]) => {
       expect(streamed(filter, text.split("")).text).toBe(redact(text))
     },
-    { fastCheck: { numRuns: 200 } }
+    { fastCheck: { numRuns: Math.ceil(runs / 2) } }
   )
 
   it.prop(
@@ -681,7 +683,7 @@ describe("SafetyFilter output redactor", () => {
     ([text, points]) => {
       expect(streamed(filter, splitAt(text, points)).text).toBe(redact(text))
     },
-    { fastCheck: { numRuns: 300 } }
+    { fastCheck: { numRuns: runs } }
   )
 })
 
@@ -693,7 +695,7 @@ describe("SafetyFilter properties", () => {
       const once = redact(text)
       expect(redact(once)).toBe(once)
     },
-    { fastCheck: { numRuns: 500 } }
+    { fastCheck: { numRuns: runs } }
   )
 
   it.prop(
@@ -717,6 +719,6 @@ describe("SafetyFilter properties", () => {
       for (const [pii] of parts) expect(out).not.toContain(pii)
       expect(streamed(filter, splitAt(text, points)).text).toBe(out)
     },
-    { fastCheck: { numRuns: 500 } }
+    { fastCheck: { numRuns: runs } }
   )
 })

@@ -15,7 +15,13 @@
  *
  * @internal
  */
-import { type CountryCode, isSupportedCountry, parsePhoneNumberFromString } from "libphonenumber-js/max"
+import {
+  type CountryCode,
+  getCountryCallingCode,
+  isSupportedCountry,
+  Metadata,
+  parsePhoneNumberFromString
+} from "libphonenumber-js/max"
 import type { RecognizerSpec } from "./redaction.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -106,7 +112,7 @@ export const ssn: RecognizerSpec = {
   kind: "ssn",
   marker: "[SSN]",
   pattern:
-    /(?<![\p{L}\p{N}_.\-\]])\d{3}([\- ])\d{2}\1\d{4}(?![\p{L}\p{N}_]|[.\-][\d\[])|(?<=\b(?:ssn|social security(?: number| no\.?| #)?)\s?[:#]?\s?)\d{9}(?![\p{L}\p{N}_])/iu,
+    /(?<![\p{L}\p{N}_.\-\]])\d{3}([\- ])\d{2}\1\d{4}(?![\p{L}\p{N}_]|[.\-][\d\[])|(?<=\b(?:ssn|social security(?: number| no\.?| #)?)(?:[:#]\s?|\s[:#]?\s?))\d{9}(?![\p{L}\p{N}_])/iu,
   maxLength: 13,
   alphabet: /[0-9 .\-]/,
   start: /[0-9]/,
@@ -246,24 +252,56 @@ export const ipv6: RecognizerSpec = {
 const looksLikeDate = /^(?:\d{4}[\-.]\d{1,2}[\-.]\d{1,2}|\d{1,2}[\-.]\d{1,2}[\-.]\d{2,4})$/
 const northAmerican = /^(?:\+?1[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-]?)\d{3}[ .\-]\d{4}$/
 
+/** What a region's numbering plan allows, read once from libphonenumber-js metadata. */
+interface Plan {
+  readonly region: CountryCode
+  /** Digit counts a national number may have, with up to two digits of trunk prefix. */
+  readonly lengths: ReadonlySet<number>
+  /** The region's international call prefix ("011", "00" …), anchored. */
+  readonly idd: RegExp
+  /** A North American Numbering Plan region (calling code 1). */
+  readonly nanp: boolean
+}
+
+const planOf = (region: CountryCode): Plan => {
+  const metadata = new Metadata()
+  metadata.selectNumberingPlan(region)
+  const plan = metadata.numberingPlan
+  const lengths = new Set<number>()
+  for (const n of plan?.possibleLengths() ?? []) lengths.add(n).add(n + 1).add(n + 2)
+  const idd = plan?.IDDPrefix()
+  return {
+    region,
+    lengths,
+    idd: new RegExp(`^(?:${idd === undefined || idd === "" ? "00" : idd})`),
+    nanp: getCountryCallingCode(region) === "1"
+  }
+}
+
 /**
  * Whether a phone-shaped candidate is a phone number, by libphonenumber-js metadata. An
  * international number (`+…`) may be merely "possible" (right length for its country);
- * a national number must be valid in one of `regions`, or possible if it is written like a
- * phone number (parenthesized area code, or the North American 3-3-4 grouping).
+ * a national number must be valid in one of the regions, or possible if it is written like a
+ * phone number (parenthesized area code, or the North American 3-3-4 grouping). Cheap checks
+ * of the digit count come first: parsing costs about 15 µs.
  */
-const isPhone = (candidate: string, regions: ReadonlyArray<CountryCode>): boolean => {
+const isPhone = (candidate: string, plans: ReadonlyArray<Plan>): boolean => {
   if (looksLikeDate.test(candidate)) return false
   // dots with spaces or dashes ("10.0.0.1 06 12") is a list of numbers, not one phone number
   const national = candidate.replace(/^\+\d{1,3} /, "")
   if (national.includes(".") && /[ \-]/.test(national)) return false
   if (candidate.charCodeAt(0) === 43 /* + */) {
-    const parsed = parsePhoneNumberFromString(candidate)
+    const parsed = parsePhoneNumberFromString(candidate, { extract: false })
     return parsed !== undefined && parsed.isPossible()
   }
-  const shaped = candidate.includes("(") || northAmerican.test(candidate)
-  for (const region of regions) {
-    const parsed = parsePhoneNumberFromString(candidate, region)
+  const northAmericanShape = northAmerican.test(candidate)
+  const shaped = northAmericanShape || candidate.includes("(")
+  const digits = candidate.replace(/\D/g, "")
+  for (const plan of plans) {
+    // a 3-3-4 number is always "possible" in a North American region
+    if (northAmericanShape && plan.nanp) return true
+    if (!plan.lengths.has(digits.length) && !plan.idd.test(digits)) continue
+    const parsed = parsePhoneNumberFromString(candidate, { defaultCountry: plan.region, extract: false })
     if (parsed !== undefined && (parsed.isValid() || (shaped && parsed.isPossible()))) return true
   }
   return false
@@ -307,9 +345,9 @@ const stronglyShaped = String.raw`\+\d|\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}(?!\d)`
  * candidates linear in a long run of digit groups.
  */
 export const phone = (regions: ReadonlyArray<string> = defaultPhoneRegions): RecognizerSpec => {
-  const known = regions.filter((r): r is CountryCode => isSupportedCountry(r))
+  const plans = regions.filter((r): r is CountryCode => isSupportedCountry(r)).map(planOf)
   const memo = makeMemo()
-  const check = (candidate: string) => memo(candidate, () => isPhone(candidate, known))
+  const check = (candidate: string) => memo(candidate, () => isPhone(candidate, plans))
   return {
     kind: "phone",
     marker: "[PHONE]",
