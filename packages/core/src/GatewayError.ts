@@ -159,7 +159,7 @@ export class BadRequest extends Schema.TaggedError<BadRequest>("@llm-gateway/cor
  */
 export class UpstreamError extends Schema.TaggedError<UpstreamError>("@llm-gateway/core/UpstreamError")(
   "UpstreamError",
-  { ...upstreamFields, ...partialField }
+  { ...upstreamFields, ...partialField, retryAfter: Schema.optional(Schema.DurationFromSelf) }
 ) {
   get isRetryable(): boolean {
     return !this.partial && [408, 429, 500, 502, 503, 504].includes(this.status)

@@ -294,6 +294,23 @@ describe("Transport (unit, TestClock)", () => {
       expect(textOf(chunks)).toBe("ok")
     }))
 
+  it.effect("honours Retry-After on a 503 as well", () =>
+    Effect.gen(function*() {
+      const http = fakeHttp([{ status: 503, headers: { "retry-after": "7" } }, { body: reply(["ok"]) }])
+      const fiber = yield* Effect.gen(function*() {
+        const transport = yield* Transport.GatewayTransport
+        return yield* Stream.runCollect(transport.stream(request))
+      }).pipe(
+        Effect.provide(Transport.layer(baseOptions).pipe(Layer.provide([http.layer, countingAuth().layer]))),
+        Effect.fork
+      )
+      yield* TestClock.adjust("6999 millis")
+      expect(http.calls).toHaveLength(1)
+      yield* TestClock.adjust("1 millis")
+      expect(textOf(yield* Fiber.join(fiber))).toBe("ok")
+      expect(http.calls).toHaveLength(2)
+    }))
+
   it.effect("honours Retry-After on 429, and fails fast with RateLimited when it is too long", () =>
     Effect.gen(function*() {
       const http = fakeHttp([{ status: 429, headers: { "retry-after": "5" } }, { body: reply(["ok"]) }])

@@ -153,7 +153,11 @@ export const fromStatus = (facts: ResponseFacts): TransportError => {
     return new RateLimited(Option.isSome(retryAfter) ? { ...fields, retryAfter: retryAfter.value } : fields)
   }
   if (status >= 400 && status < 500 && status !== 408) return new BadRequest(fields)
-  return new UpstreamError({ ...fields, partial: false })
+  // A 503 may carry Retry-After too (RFC 9110 §10.2.3): the retry policy honours it.
+  const retryAfter = RetryPolicy.parseRetryAfter(facts.headers, facts.now)
+  return new UpstreamError(
+    Option.isSome(retryAfter) ? { ...fields, partial: false, retryAfter: retryAfter.value } : { ...fields, partial: false }
+  )
 }
 
 /**
