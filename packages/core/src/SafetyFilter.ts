@@ -100,7 +100,8 @@ export class SafetyFilter extends Context.Tag("@llm-gateway/core/SafetyFilter")<
  * - `pattern`: the flags `g` and `y` are ignored. It must not match more than `maxLength`
  *   characters and lookbehind must read at most 64 characters back.
  * - `maxLength`: the most characters the pattern examines from where a match starts,
- *   lookahead included (1 to 4096). It bounds what a stream holds back.
+ *   lookahead included (1 to 4096). It bounds what a stream holds back. A match must be
+ *   shorter; a longer one is ignored, so bound the pattern's quantifiers (`\d{3,12}`).
  * - `alphabet` / `start` (optional, one-character classes such as `/[0-9 \-]/`): every
  *   character a match can consume / begin with; a lookahead may read the first character
  *   outside `alphabet`, no further. Giving them lets a stream emit text as soon as it cannot

@@ -147,7 +147,10 @@ const findNext = (
     regex.lastIndex = at
     const m = regex.exec(text)
     if (m === null || m.index >= limit) break
-    const len = m[0].length === 0 ? 0 : r.accept(m[0])
+    // An empty match is no match, nor one that reaches the declared bound: with its lookahead
+    // it examined more than `maxLength` characters. (This also keeps a greedy, unbounded
+    // pattern such as `[A-Z]+(?![A-Z])` consistent between whole and streamed text.)
+    const len = m[0].length === 0 || m[0].length >= r.maxLength ? 0 : r.accept(m[0])
     if (len > 0) {
       starts[i] = m.index
       ends[i] = m.index + len
