@@ -15,7 +15,9 @@
  * - `GET /v1/models`: one model per scenario, `sim:<name>`.
  *
  * The scenario of a request is the `x-simulator-scenario` header, else the `sim:<name>` model
- * id, else the default scenario (`echo`).
+ * id, else the default scenario (`echo`). A scenario's scripted failing attempts are counted per
+ * scenario and request body: the retries of one request walk through them to the reply, after
+ * which the count starts again; a different request (another prompt) has its own count.
  *
  * @since 0.1.0
  */
@@ -126,6 +128,8 @@ export interface RecordedRequest {
 }
 
 /**
+ * The simulator: its `HttpApp` and the state tests assert on.
+ *
  * @since 0.1.0
  */
 export interface Service {
@@ -245,6 +249,8 @@ const describeIssues = (error: ParseResult.ParseError): string =>
   ParseResult.ArrayFormatter.formatErrorSync(error)
     .map((issue) => `${issue.path.length === 0 ? "body" : issue.path.join(".")}: ${issue._tag === "Missing" ? "is missing" : "is invalid"}`)
     .join("; ")
+
+const maxAttemptKeys = 10_000
 
 interface Issued {
   readonly expiresAt: number
@@ -531,8 +537,13 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       const key = `${scenario.name}\u0000${sha256(text)}`
       const attempt = attempts.get(key) ?? 0
       const script = Script.render(scenario, scriptRequest, attempt)
-      if (script.outcome === "reply") attempts.delete(key)
-      else attempts.set(key, attempt + 1)
+      if (script.outcome === "reply") {
+        attempts.delete(key)
+      } else {
+        attempts.set(key, attempt + 1)
+        // Requests that never reach their reply (permanent faults) must not grow this forever.
+        if (attempts.size > maxAttemptKeys) attempts.delete(attempts.keys().next().value!)
+      }
       if (script.revokeToken) issued.delete(auth.token)
       return {
         status: script.status,

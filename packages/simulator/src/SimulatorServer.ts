@@ -98,7 +98,8 @@ export const layerServer = (
     const host = options.host ?? "127.0.0.1"
     const port = options.port ?? 0
     const simulator = yield* SimulatorApp.make(options)
-    const server = yield* NodeHttpServer.make(() => Http.createServer(), { host, port }).pipe(
+    const httpServer = Http.createServer()
+    const server = yield* NodeHttpServer.make(() => httpServer, { host, port }).pipe(
       Effect.mapError((error) =>
         new ServerStartError({
           host,
@@ -107,6 +108,9 @@ export const layerServer = (
         })
       )
     )
+    // Runs before the server closes: a stalled response would otherwise hold the shutdown open
+    // until its client gave up.
+    yield* Effect.addFinalizer(() => Effect.sync(() => httpServer.closeAllConnections()))
     yield* server.serve(Effect.provideService(simulator.app, SimulatorApp.ConnectionDropper, nodeDropper))
     const boundPort = server.address._tag === "TcpAddress" ? server.address.port : port
     const baseUrl = `http://${formatHost(host)}:${boundPort}`

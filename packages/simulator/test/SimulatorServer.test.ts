@@ -359,6 +359,33 @@ describe("SimulatorServer start-up", () => {
       })
     ))
 
+  it.live("shutting down does not wait for a stalled response; its client sees the connection end", () =>
+    Effect.gen(function*() {
+      const pending = yield* Effect.scoped(Effect.gen(function*() {
+        const server = yield* SimulatorServer.SimulatorServer
+        const response = yield* Effect.promise(() =>
+          fetch(`${server.openAiBaseUrl}/chat/completions`, {
+            method: "POST",
+            headers: { authorization: "Bearer sim-api-key", "content-type": "application/json" },
+            body: JSON.stringify({ model: "sim:stall", messages: [], stream: true })
+          })
+        )
+        const reader = response.body!.getReader()
+        const first = yield* Effect.promise(() => reader.read())
+        expect(first.done).toBe(false)
+        return reader
+      }).pipe(Effect.provide(SimulatorServer.layerServer())))
+      // The server is gone; the stalled body ends with an error instead of hanging.
+      const rest = yield* Effect.promise(async () => {
+        try {
+          for (;;) if ((await pending.read()).done) return "ended"
+        } catch {
+          return "broken"
+        }
+      })
+      expect(rest).toBe("broken")
+    }))
+
   it.effect("serve and loadScenarioFile name the problem of a bad scenario file", () =>
     Effect.gen(function*() {
       const dir = mkdtempSync(join(tmpdir(), "sim-scenarios-"))
