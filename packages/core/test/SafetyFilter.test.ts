@@ -625,6 +625,16 @@ describe("SafetyFilter output redactor", () => {
     expect(redactor.redactions()).toEqual([{ kind: "email", count: 1 }, { kind: "phone", count: 1 }])
   })
 
+  it("redacts a match as long as a recognizer allows, fed one character at a time", () => {
+    // 64-character local part, six 63-character labels, a 63-letter top-level label: 512 characters
+    const label = "d".repeat(62) + "9"
+    const longest = `${"l".repeat(64)}@${`${label}.`.repeat(6)}${"t".repeat(63)}`
+    expect(longest.length).toBe(512)
+    const text = `to ${longest} now`
+    expect(redact(text)).toBe("to [EMAIL] now")
+    expect(streamed(filter, text.split("")).text).toBe("to [EMAIL] now")
+  })
+
   it("starts afresh after end", () => {
     const redactor = Effect.runSync(filter.outputRedactor)
     redactor.push("a@b.")
