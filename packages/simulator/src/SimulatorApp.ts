@@ -12,7 +12,7 @@
  *   `{modelId, messages, stream, temperature, systemInstruction?}`, Genesys error bodies.
  * - `POST /v1/chat/completions`: OpenAI-compatible, streaming or not; the usage chunk
  *   (`choices: []`) is sent only when `stream_options.include_usage` is true.
- * - `GET /v1/models`: one model per scenario, `sim:<name>`.
+ * - `GET /v1/models`: one model per scenario, `sim:<name>` (bearer token required).
  *
  * The scenario of a request is the `x-simulator-scenario` header, else the `sim:<name>` model
  * id, else the default scenario (`echo`). A scenario's scripted failing attempts are counted per
@@ -591,7 +591,10 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         const { response, status } = tokenEndpoint(request, text, now)
         return { status, response: Effect.succeed(response) }
       }
-      if (path === "/v1/models") return models()
+      if (path === "/v1/models") {
+        const auth = authorize("openai", request.headers["authorization"], now)
+        return auth._tag === "Denied" ? immediate(auth.response) : models()
+      }
       return chatEndpoint(path === gatewayPath ? "gateway" : "openai", request, text, json, now)
     }
 
