@@ -6,8 +6,7 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Auth, Transport } from "@llm-gateway/core"
-import * as SimulatorApp from "@llm-gateway/simulator/SimulatorApp"
-import * as SimulatorLayer from "@llm-gateway/simulator/SimulatorLayer"
+import { SimulatorApp, SimulatorLayer } from "@llm-gateway/simulator"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"

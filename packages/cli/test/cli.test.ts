@@ -1,5 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const cliDir = fileURLToPath(new URL("..", import.meta.url))
@@ -80,5 +83,42 @@ describe("llm-gateway CLI", () => {
     expect(result.error._tag).toBe("ConfigError")
     expect(result.error.message).toContain("GENESYS_ENVIRONMENT")
     expect(stdout).not.toContain("super-secret-value")
+  })
+
+  it("sim: serves on loopback, prints its base URL first, and the openai endpoints answer", async () => {
+    const child = spawn(tsx, ["src/bin.ts", "sim", "--port", "0"], { cwd: cliDir, env: { ...process.env, NO_COLOR: "1" } })
+    try {
+      const baseUrl = await new Promise<string>((resolve, reject) => {
+        let out = ""
+        child.stdout.on("data", (data: Buffer) => {
+          out += data.toString()
+          const newline = out.indexOf("\n")
+          if (newline >= 0) resolve(out.slice(0, newline))
+        })
+        child.on("exit", (code) => reject(new Error(`sim exited with ${code}`)))
+      })
+      expect(baseUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+      const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer sim-api-key" },
+        body: JSON.stringify({ model: "sim:hello", messages: [{ role: "user", content: "hi" }] })
+      })
+      expect(response.status).toBe(200)
+      const body = await response.json() as { choices: Array<{ message: { content: string } }> }
+      expect(body.choices[0].message.content).toBe("Hello! How can I help you today?")
+    } finally {
+      child.kill("SIGINT")
+    }
+  })
+
+  it("sim: a bad scenario file fails naming the file and the field", () => {
+    const dir = mkdtempSync(join(tmpdir(), "llm-gateway-sim-"))
+    const file = join(dir, "scenarios.json")
+    writeFileSync(file, JSON.stringify({ name: "x", timing: { tokenMs: "fast" } }))
+    const { code, stderr } = runCli(["sim", "--scenario", file])
+    expect(code).toBe(1)
+    expect(stderr).toContain("ScenarioFileError")
+    expect(stderr).toContain(file)
+    expect(stderr).toContain("tokenMs")
   })
 })
