@@ -97,8 +97,8 @@ export class SafetyFilter extends Context.Tag("@llm-gateway/core/SafetyFilter")<
  *
  * - `name`: what `Policy.disable` refers to (default: `kind`); `ipv4` and `ipv6` share the
  *   kind `ip`.
- * - `pattern`: the flags `g` and `y` are ignored. It must not match more than `maxLength`
- *   characters and lookbehind must read at most 64 characters back.
+ * - `pattern`: the flags `g` and `y` are ignored; lookbehind may read at most 64 characters
+ *   back.
  * - `maxLength`: the most characters the pattern examines from where a match starts,
  *   lookahead included (1 to 4096). It bounds what a stream holds back. A match must be
  *   shorter; a longer one is ignored, so bound the pattern's quantifiers (`\d{3,12}`).
