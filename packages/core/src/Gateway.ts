@@ -170,20 +170,24 @@ let requestCounter = 0
 const nextRequestId = (now: number) => `${now.toString(36)}-${(requestCounter++).toString(36)}`
 
 /**
- * Builds the gateway from its seven services.
+ * The seven services the gateway is built from.
  *
  * @since 0.1.0
  */
-export const make = (options: Options = {}): Effect.Effect<
-  Service,
-  never,
+export type Requirements =
   | Transport.GatewayTransport
   | SafetyFilter.SafetyFilter
   | ContextWindow.ContextWindow
   | ResponseCache.ResponseCache
   | CostMeter.CostMeter
   | AuditLog.AuditLog
-> =>
+
+/**
+ * Builds the gateway from its seven services.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options = {}): Effect.Effect<Service, never, Requirements> =>
   Effect.gen(function*() {
     const transport = yield* Transport.GatewayTransport
     const safety = yield* SafetyFilter.SafetyFilter
@@ -577,16 +581,8 @@ export const make = (options: Options = {}): Effect.Effect<
  *
  * @since 0.1.0
  */
-export const layer = (options: Options = {}): Layer.Layer<
-  Gateway,
-  never,
-  | Transport.GatewayTransport
-  | SafetyFilter.SafetyFilter
-  | ContextWindow.ContextWindow
-  | ResponseCache.ResponseCache
-  | CostMeter.CostMeter
-  | AuditLog.AuditLog
-> => Layer.effect(Gateway, make(options))
+export const layer = (options: Options = {}): Layer.Layer<Gateway, never, Requirements> =>
+  Layer.effect(Gateway, make(options))
 
 /**
  * Streams a reply through the `Gateway` in the context.

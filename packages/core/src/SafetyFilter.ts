@@ -113,15 +113,8 @@ export class SafetyFilter extends Context.Tag("@llm-gateway/core/SafetyFilter")<
  *
  * @since 0.1.0
  */
-export interface Recognizer {
-  readonly kind: string
+export interface Recognizer extends Redaction.RecognizerSpec {
   readonly name?: string
-  readonly marker: string
-  readonly pattern: RegExp
-  readonly maxLength: number
-  readonly alphabet?: RegExp
-  readonly start?: RegExp
-  readonly validate?: (match: string) => boolean | number
 }
 
 /**
