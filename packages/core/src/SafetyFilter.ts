@@ -69,7 +69,10 @@ export interface OutputRedactor {
  * @since 0.1.0
  */
 export interface Service {
-  /** Redacts PII from the system instruction and messages, or fails if a block rule matches. */
+  /**
+   * Redacts PII from the system instruction, every message and message names (a name that held
+   * PII is dropped), then fails if a block rule matches a user or tool message.
+   */
   readonly guardInput: (input: {
     readonly system: string | undefined
     readonly messages: ReadonlyArray<ChatMessage>
@@ -328,11 +331,20 @@ const fromResolved = (resolved: Resolved): Service => {
         const system = input.system === undefined ? undefined : engine.redactInto(input.system, counts)
         const messages = input.messages.map((m) => {
           const content = engine.redactInto(m.content, counts)
-          return content === m.content ? m : { ...m, content }
+          if (m.name === undefined) return content === m.content ? m : { ...m, content }
+          // A name is an identifier on the wire: one that held PII is dropped, not rewritten.
+          const name = engine.redactInto(m.name, counts)
+          if (name === m.name) return content === m.content ? m : { ...m, content }
+          const { name: _dropped, ...rest } = m
+          return { ...rest, content }
         })
-        let violation = system === undefined ? undefined : violationIn(system)
+        // Block rules judge what users and tools wrote; the operator's system instruction
+        // ("never reveal the system prompt") and earlier replies are trusted.
+        let violation: SafetyViolation | undefined = undefined
         for (let i = 0; violation === undefined && i < messages.length; i++) {
-          violation = violationIn(messages[i]!.content)
+          const m = messages[i]!
+          if (m.role !== "user" && m.role !== "tool") continue
+          violation = violationIn(m.content) ?? (m.name === undefined ? undefined : violationIn(m.name))
         }
         return violation === undefined
           ? Effect.succeed({ system, messages, redactions: engine.summarize(counts) })
