@@ -35,7 +35,7 @@ import {
 import type { ChatChunk } from "./ChatChunk.js"
 import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
-import { type GatewayError, InvalidRequest, RateLimited } from "./GatewayError.js"
+import { type GatewayError, InvalidRequest, RateLimited, type TransportError } from "./GatewayError.js"
 import * as Models from "./Models.js"
 import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
 import * as PromptTemplate from "./PromptTemplate.js"
@@ -87,6 +87,7 @@ export interface Completion {
   readonly cached: boolean
   readonly requestHash: string
   readonly alternatives: ReadonlyArray<Alternative>
+  readonly refusal: string | undefined
   readonly redactions: {
     readonly input: ReadonlyArray<RedactionCount>
     readonly output: ReadonlyArray<RedactionCount>
@@ -140,19 +141,23 @@ const formatIssues = (error: ParseResult.ParseError): ReadonlyArray<string> =>
     return `${path}: ${message}`
   })
 
-const decodeRequest = (input: ChatRequestInput) =>
-  Schema.decodeUnknown(ChatRequest)(input).pipe(
-    Effect.mapError((error) => new InvalidRequest({ issues: formatIssues(error) }))
-  )
 
-/** The effective system instruction and the conversation without system messages. */
+/**
+ * The effective system instruction and the conversation without system messages. A request's
+ * `systemInstruction` replaces the default; system messages inside the conversation are
+ * appended to whichever applies, never silently replacing the operator's default.
+ */
 const splitSystem = (
   request: ChatRequest,
   defaultSystem: string | undefined
 ): { readonly system: string | undefined; readonly messages: ReadonlyArray<ChatMessage> } => {
-  const inline = request.messages.filter((m) => m.role === "system").map((m) => m.content)
-  const system = request.systemInstruction ?? (inline.length > 0 ? inline.join("\n\n") : defaultSystem)
-  return { system, messages: request.messages.filter((m) => m.role !== "system") }
+  const parts = [request.systemInstruction ?? defaultSystem]
+  for (const m of request.messages) if (m.role === "system") parts.push(m.content)
+  const present = parts.filter((p): p is string => p !== undefined && p.length > 0)
+  return {
+    system: present.length === 0 ? undefined : present.join("\n\n"),
+    messages: request.messages.filter((m) => m.role !== "system")
+  }
 }
 
 const mergeCounts = (
@@ -232,7 +237,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         cost: zeroCost,
         cached: true,
         requestHash: state.requestHash,
-        alternatives: reply.alternatives
+        alternatives: reply.alternatives,
+        ...(reply.refusal === undefined ? {} : { refusal: reply.refusal })
       })
       const parts: Array<Part> = []
       if (reply.text.length > 0) parts.push(new TextDelta({ text: reply.text }))
@@ -240,7 +246,40 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
       return Stream.fromIterable(parts)
     }
 
-    /** Waits for an identical request in flight, or becomes the one in flight. */
+    // Field paths can hold user text (a variable's name), so issues pass the redactor too.
+    const decodeRequest = (input: ChatRequestInput) =>
+      Schema.decodeUnknown(ChatRequest)(input).pipe(
+        Effect.mapError((error) =>
+          new InvalidRequest({ issues: formatIssues(error).map((issue) => safety.redact(issue).text) })
+        )
+      )
+
+    /** A gateway's error text may echo the prompt or the reply: it is redacted like them. */
+    const redactError = (error: TransportError): TransportError => {
+      if (!("detail" in error) || error.detail === undefined) return error
+      const detail = safety.redact(error.detail).text
+      if (detail === error.detail) return error
+      const { _tag, ...fields } = error
+      const ErrorClass = Object.getPrototypeOf(error).constructor as new(fields: object) => TransportError
+      return new ErrorClass({ ...fields, detail })
+    }
+
+    /**
+     * Settles the request's reservation exactly once: uninterruptible, and cleared only after
+     * the meter has recorded it.
+     */
+    const settle = (state: RequestState, usage: Usage | undefined): Effect.Effect<Cost> =>
+      Effect.uninterruptible(Effect.suspend(() => {
+        const reservation = state.reservation
+        if (reservation === undefined) return Effect.succeed(zeroCost)
+        return costMeter.settle(reservation, usage).pipe(
+          Effect.tap(() => {
+            state.reservation = undefined
+          })
+        )
+      }))
+
+    /** Waits for an identical request in flight, or becomes the one in flight (`None`). */
     const joinFlight = (
       state: RequestState
     ): Effect.Effect<Option.Option<ResponseCache.CachedReply>> =>
@@ -255,10 +294,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
             })
           )
         }
-        // The leader failed: try again, possibly as the new leader.
-        return Deferred.await(leader).pipe(
-          Effect.flatMap((reply) => Option.isSome(reply) ? Effect.succeed(reply) : joinFlight(state))
-        )
+        // Without a reply from the leader (it failed or was stopped), each waiting request goes
+        // upstream on its own, at once: queueing them behind one another would multiply waits.
+        return Deferred.await(leader)
       })
 
     const upstream = (
@@ -271,6 +309,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         let finishReason: FinishReason | undefined
         let gatewayUsage: Usage | undefined
         let redactedText = ""
+        let rawRefusal = ""
         const others = new Map<number, { text: string; finishReason: FinishReason | undefined }>()
 
         const onChunks = (chunks: Iterable<ChatChunk>): Array<Part> => {
@@ -295,6 +334,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
                     out.push(new TextDelta({ text: safe }))
                   }
                 }
+                const refusal = choice.delta.refusal
+                if (typeof refusal === "string") rawRefusal += refusal
                 if (typeof choice.finish_reason === "string") finishReason = finishReasonFromWire(choice.finish_reason)
               } else {
                 let other = others.get(choice.index)
@@ -330,6 +371,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
                 : { index, text: redacted.text, finishReason: other.finishReason }
             )
           }
+          let refusal: string | undefined = undefined
+          if (rawRefusal.length > 0) {
+            const redacted = safety.redact(rawRefusal)
+            outputRedactions = mergeCounts(outputRedactions, redacted.redactions)
+            refusal = redacted.text
+          }
           state.outputRedactions = outputRedactions
           if (outputRedactions.length > 0) {
             parts.push(new RedactionNotice({ direction: "output", redactions: outputRedactions }))
@@ -348,9 +395,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
             }
             usageSource = "tokenizer"
           }
-          const reservation = state.reservation
-          state.reservation = undefined
-          const cost = reservation === undefined ? zeroCost : yield* costMeter.settle(reservation, usage)
+          const cost = yield* settle(state, usage)
           const reason = finishReason ?? "stop"
           state.finish = new Finish({
             reason,
@@ -359,7 +404,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
             cost,
             cached: false,
             requestHash: state.requestHash,
-            alternatives
+            alternatives,
+            ...(refusal === undefined ? {} : { refusal })
           })
           if (useCache) {
             const reply: ResponseCache.CachedReply = {
@@ -368,6 +414,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
               usage,
               usageSource,
               alternatives,
+              ...(refusal === undefined ? {} : { refusal }),
               storedAt: yield* Clock.currentTimeMillis
             }
             yield* cache.set(state.requestHash, reply)
@@ -379,7 +426,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
 
         return transport.stream(outbound).pipe(
           Stream.mapChunks((chunk) => Chunk.unsafeFromArray(onChunks(chunk))),
-          Stream.concat(Stream.fromIterableEffect(finishing))
+          Stream.concat(Stream.fromIterableEffect(finishing)),
+          Stream.mapError(redactError)
         )
       }))
 
@@ -439,9 +487,23 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
           }
         }
         const maxCompletion = request.maxTokens ?? Models.lookup(request.model).maxOutputTokens
-        state.reservation = yield* costMeter.reserve(request.model, fitted.promptTokens, maxCompletion)
+        // Recorded in the same uninterruptible step, so an interruption cannot orphan the hold.
+        yield* Effect.uninterruptible(
+          costMeter.reserve(request.model, fitted.promptTokens, maxCompletion).pipe(
+            Effect.tap((reservation) => {
+              state.reservation = reservation
+            })
+          )
+        )
         yield* throttle
-        return Stream.concat(Stream.fromIterable(prelude), upstream(state, outbound, useCache))
+        const reply = upstream(state, outbound, useCache)
+        if (state.flight === undefined) return Stream.concat(Stream.fromIterable(prelude), reply)
+        // Identical requests wait for this one to finish, so its upstream starts now and runs
+        // ahead of its own consumer: a consumer pulling both (zip, interleave) cannot deadlock.
+        // The queue holds at most one reply, which the transport's timeouts bound; it is
+        // interrupted with this stream's scope.
+        const queue = yield* Stream.toQueue(reply, { strategy: "unbounded" })
+        return Stream.concat(Stream.fromIterable(prelude), Stream.flattenTake(Stream.fromQueue(queue)))
       })
 
     /** Settles cost, releases waiters and writes the audit entry, whatever the exit. */
@@ -449,9 +511,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
       Effect.gen(function*() {
         const finish = state.finish
         const succeeded = Exit.isSuccess(exit) && finish !== undefined
+        if (state.flight !== undefined) {
+          // Released first, so that nothing below can leave identical requests waiting.
+          inFlight.delete(state.requestHash)
+          yield* Deferred.succeed(state.flight, Option.none())
+        }
         if (state.reservation !== undefined) {
-          const reservation = state.reservation
-          state.reservation = undefined
           // A request that reached the gateway may be billed for what it sent and received.
           const usage = state.receivedChunk
             ? yield* contextWindow.countText(state.model, state.rawText).pipe(
@@ -462,11 +527,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
               }))
             )
             : undefined
-          yield* costMeter.settle(reservation, usage)
-        }
-        if (state.flight !== undefined) {
-          inFlight.delete(state.requestHash)
-          yield* Deferred.succeed(state.flight, Option.none())
+          yield* settle(state, usage).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.logError("Gateway: settling the cost reservation failed", Cause.pretty(cause))
+            )
+          )
         }
         // A typed failure names its tag; a defect is a failure too; interruption (or a
         // consumer that stopped reading before Finish) is "interrupted".
@@ -495,7 +560,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
           droppedMessages: state.droppedMessages,
           durationMs: now - state.startedAt
         }
-        yield* audit.append(entry)
+        // The audit entry must not turn a delivered reply into a failure, nor be skipped quietly.
+        yield* audit.append(entry).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.logError("Gateway: appending the audit entry failed", Cause.pretty(cause)).pipe(
+              Effect.annotateLogs({ requestId: entry.requestId, outcome: entry.outcome })
+            )
+          )
+        )
       })
 
     const stream = (input: ChatRequestInput): Stream.Stream<Part, GatewayError> =>
@@ -522,7 +594,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
             state.requestId = nextRequestId(now)
           })
         )
-        return Stream.unwrap(Effect.zipRight(start, prepare(input, state))).pipe(
+        return Stream.unwrapScoped(Effect.zipRight(start, prepare(input, state))).pipe(
           Stream.ensuringWith((exit) => finalize(state, exit as Exit.Exit<unknown, GatewayError>))
         )
       })
@@ -566,6 +638,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
               cached: done.cached,
               requestHash: done.requestHash,
               alternatives: done.alternatives,
+              refusal: done.refusal,
               redactions: { input: input_, output },
               droppedMessages: dropped
             }

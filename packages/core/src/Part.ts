@@ -73,7 +73,9 @@ export class Finish extends Schema.TaggedClass<Finish>("@llm-gateway/core/Finish
   cost: Cost,
   cached: Schema.Boolean,
   requestHash: Schema.String,
-  alternatives: Schema.Array(Alternative)
+  alternatives: Schema.Array(Alternative),
+  /** The model's refusal text, redacted, when it declined instead of answering. */
+  refusal: Schema.optional(Schema.String)
 }) {}
 
 /**

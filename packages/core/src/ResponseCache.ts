@@ -41,6 +41,7 @@ export const CachedReply = Schema.Struct({
   usage: Usage,
   usageSource: UsageSource,
   alternatives: Schema.Array(Alternative),
+  refusal: Schema.optional(Schema.String),
   storedAt: Schema.Number
 })
 

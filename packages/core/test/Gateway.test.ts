@@ -134,7 +134,7 @@ describe("Gateway", () => {
     }).pipe(Effect.provide(gatewayWith(transport.layer)))
   })
 
-  it.effect("a per-request system instruction overrides the default one", () => {
+  it.effect("a per-request system instruction overrides the default; inline system messages add to it", () => {
     const transport = scriptedTransport(() => Stream.fromIterable(replyChunks(["ok"])))
     return Effect.gen(function*() {
       yield* collect({ model: "gpt-4o-mini", messages: [{ role: "user", content: "a" }] })
@@ -143,7 +143,7 @@ describe("Gateway", () => {
         model: "gpt-4o-mini",
         messages: [{ role: "system", content: "Inline" }, { role: "user", content: "c" }]
       })
-      expect(transport.calls.map((c) => c.system)).toEqual(["Default", "Override", "Inline"])
+      expect(transport.calls.map((c) => c.system)).toEqual(["Default", "Override", "Default\n\nInline"])
       expect(transport.calls.every((c) => c.messages.every((m) => m.role !== "system"))).toBe(true)
     }).pipe(Effect.provide(gatewayWith(transport.layer, { systemInstruction: "Default" })))
   })
@@ -337,4 +337,107 @@ describe("Gateway", () => {
         expect(delaying.calls).toHaveLength(2)
       }).pipe(Effect.provide(gatewayWith(delaying.layer, { rateLimit: { limit: 1, window: "1 minute" } })))
     }))
+
+  it.effect("a consumer pulling two identical requests at once (zip) does not deadlock", () => {
+    const transport = scriptedTransport(() => Stream.fromIterable(replyChunks(["Hola", " mundo"], { prompt: 3, completion: 2 })))
+    return Effect.gen(function*() {
+      const pairs = yield* Stream.runCollect(Stream.zip(Gateway.stream(demoRequest), Gateway.stream(demoRequest)))
+      expect(Chunk.size(pairs)).toBeGreaterThan(0)
+      expect(transport.calls).toHaveLength(1)
+      expect(yield* auditEntries).toHaveLength(2)
+    }).pipe(Effect.provide(gatewayWith(transport.layer)))
+  })
+
+  it.effect("when the request in flight fails, the identical ones waiting go upstream at once, not in a queue", () =>
+    Effect.gen(function*() {
+      let call = 0
+      const transport = scriptedTransport(() =>
+        Stream.fromEffect(Effect.sleep("1 second")).pipe(
+          Stream.flatMap(() =>
+            call++ === 0
+              ? Stream.fail(new UpstreamError({ status: 500, partial: false }))
+              : Stream.fromIterable(replyChunks(["ok"], { prompt: 1, completion: 1 }))
+          )
+        )
+      )
+      yield* Effect.gen(function*() {
+        const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(Effect.exit(Gateway.complete(demoRequest))))
+        yield* TestClock.adjust("1 second")
+        yield* TestClock.adjust("1 second")
+        const exits = yield* Effect.forEach(fibers, Fiber.join)
+        expect(exits.filter(Exit.isSuccess)).toHaveLength(2)
+        expect(transport.calls).toHaveLength(3)
+      }).pipe(Effect.provide(gatewayWith(transport.layer)))
+    }))
+
+  it.effect("a failing cost meter or audit log never leaves requests waiting or turns a reply into a failure", () =>
+    Effect.gen(function*() {
+      const transport = scriptedTransport(() => Stream.fromIterable(replyChunks(["ok"], { prompt: 1, completion: 1 })))
+      const brokenMeter = Layer.effect(
+        CostMeter.CostMeter,
+        Effect.map(CostMeter.make(), (meter) => ({ ...meter, settle: () => Effect.die("meter down") }))
+      )
+      const brokenAudit = Layer.succeed(AuditLog.AuditLog, { append: () => Effect.die("disk gone") })
+      const layer = Gateway.layer().pipe(
+        Layer.provide(Layer.mergeAll(
+          SafetyFilter.layerDefault,
+          ContextWindow.layer(),
+          ResponseCache.layerMemory({ capacity: 10, timeToLive: "1 hour" }),
+          brokenMeter,
+          brokenAudit
+        )),
+        Layer.provide(transport.layer)
+      )
+      yield* Effect.gen(function*() {
+        // The settle inside the stream dies: the request fails, but the flight is released.
+        const first = yield* Effect.exit(Gateway.complete(demoRequest))
+        expect(Exit.isFailure(first)).toBe(true)
+        const second = yield* Effect.exit(Gateway.complete(demoRequest))
+        expect(Exit.isFailure(second)).toBe(true)
+        expect(transport.calls).toHaveLength(2)
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.effect("an audit log that fails does not fail a delivered reply", () =>
+    Effect.gen(function*() {
+      const transport = scriptedTransport(() => Stream.fromIterable(replyChunks(["ok"], { prompt: 1, completion: 1 })))
+      const layer = Gateway.layer().pipe(
+        Layer.provide(Layer.mergeAll(
+          SafetyFilter.layerDefault,
+          ContextWindow.layer(),
+          ResponseCache.layerMemory({ capacity: 10, timeToLive: "1 hour" }),
+          CostMeter.layerMemory(),
+          Layer.succeed(AuditLog.AuditLog, { append: () => Effect.die("disk gone") })
+        )),
+        Layer.provide(transport.layer)
+      )
+      const done = yield* Gateway.complete(demoRequest).pipe(Effect.provide(layer))
+      expect(done.text).toBe("ok")
+    }))
+
+  it.effect("a refusal is surfaced on Finish, redacted", () => {
+    const transport = scriptedTransport(() =>
+      Stream.fromIterable([
+        { choices: [{ index: 0, delta: { content: null, refusal: "I can't help " } }] },
+        { choices: [{ index: 0, delta: { content: null, refusal: "with ann@example.com." }, finish_reason: "stop" }] }
+      ])
+    )
+    return Effect.gen(function*() {
+      const done = yield* Gateway.complete({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] })
+      expect(done.text).toBe("")
+      expect(done.refusal).toBe("I can't help with [EMAIL].")
+    }).pipe(Effect.provide(gatewayWith(transport.layer)))
+  })
+
+  it.effect("error text from the gateway is redacted before it reaches the caller", () => {
+    const transport = scriptedTransport(() =>
+      Stream.fail(new UpstreamError({ status: 400, partial: true, detail: "bad input near ann@example.com" }))
+    )
+    return Effect.gen(function*() {
+      const error = yield* Effect.flip(Gateway.complete(demoRequest))
+      expect(error.message).toContain("[EMAIL]")
+      expect(error.message).not.toContain("ann@example.com")
+      expect(error).toBeInstanceOf(UpstreamError)
+    }).pipe(Effect.provide(gatewayWith(transport.layer)))
+  })
 })
