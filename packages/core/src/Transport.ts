@@ -366,7 +366,8 @@ const hasText = (chunk: ChatChunk): boolean => {
     const delta = choice.delta
     if (
       (delta.content !== undefined && delta.content !== null && delta.content !== "") ||
-      (delta.refusal !== undefined && delta.refusal !== null && delta.refusal !== "")
+      (delta.refusal !== undefined && delta.refusal !== null && delta.refusal !== "") ||
+      (delta.tool_calls !== undefined && delta.tool_calls.length > 0)
     ) return true
   }
   return false
@@ -413,7 +414,15 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
               }
               return { _tag: "Open", response, connection } as const
             }
-            const text = yield* readErrorBody(response)
+            // The status decides the error; a body that is slow to arrive only loses its detail
+            // (waiting for it would turn a 403 into a retried handshake timeout).
+            const text = yield* readErrorBody(response).pipe(
+              Effect.timeoutTo({
+                duration: Duration.min(Duration.seconds(2), Duration.times(config.handshake, 0.5)),
+                onTimeout: () => undefined,
+                onSuccess: (body) => body
+              })
+            )
             const error = HttpErrors.fromStatus({
               status: response.status,
               headers: response.headers,

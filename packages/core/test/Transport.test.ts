@@ -294,6 +294,25 @@ describe("Transport (unit, TestClock)", () => {
       expect(textOf(chunks)).toBe("ok")
     }))
 
+  it.effect("a 403 whose error body stalls is still PermissionDenied, after one attempt", () =>
+    Effect.gen(function*() {
+      const { calls, exit } = yield* run([{ status: 403, body: ['{"message":"no', { stall: true }] }])
+      expect(calls).toHaveLength(1)
+      expect(failureOf(exit)?._tag).toBe("PermissionDenied")
+    }))
+
+  it.effect("tool-call events count as the first token", () =>
+    Effect.gen(function*() {
+      const toolCall = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: "{" } }] } }] })}\n\n`
+      // After a tool-call fragment the stream stalls: the deadline that fires is the idle one,
+      // because the first-token deadline was met by the tool call.
+      const { exit } = yield* run([{ body: [toolCall, { stall: true }] }], {
+        timeouts: { firstToken: "1 second", idle: "5 seconds" }
+      })
+      expect(failureOf(exit)?._tag).toBe("RequestTimeout")
+      expect(failureOf(exit)?.phase).toBe("idle")
+    }))
+
   it.effect("honours Retry-After on a 503 as well", () =>
     Effect.gen(function*() {
       const http = fakeHttp([{ status: 503, headers: { "retry-after": "7" } }, { body: reply(["ok"]) }])
