@@ -242,6 +242,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
       })
       const parts: Array<Part> = []
       if (reply.text.length > 0) parts.push(new TextDelta({ text: reply.text }))
+      const redactions = reply.outputRedactions ?? []
+      state.outputRedactions = redactions
+      if (redactions.length > 0) parts.push(new RedactionNotice({ direction: "output", redactions }))
       parts.push(state.finish)
       return Stream.fromIterable(parts)
     }
@@ -415,6 +418,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
               usageSource,
               alternatives,
               ...(refusal === undefined ? {} : { refusal }),
+              ...(outputRedactions.length === 0 ? {} : { outputRedactions }),
               storedAt: yield* Clock.currentTimeMillis
             }
             yield* cache.set(state.requestHash, reply)

@@ -25,7 +25,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
-import { FinishReason, type OutboundRequest, Usage, UsageSource } from "./Chat.js"
+import { FinishReason, type OutboundRequest, RedactionCount, Usage, UsageSource } from "./Chat.js"
 import { canonicalJson } from "./internal/canonicalJson.js"
 import { sha256Hex } from "./internal/hash.js"
 import { Alternative } from "./Part.js"
@@ -42,6 +42,8 @@ export const CachedReply = Schema.Struct({
   usageSource: UsageSource,
   alternatives: Schema.Array(Alternative),
   refusal: Schema.optional(Schema.String),
+  /** What was redacted from the reply before it was stored (counts only). */
+  outputRedactions: Schema.optional(Schema.Array(RedactionCount)),
   storedAt: Schema.Number
 })
 

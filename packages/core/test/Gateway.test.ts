@@ -131,6 +131,13 @@ describe("Gateway", () => {
       expect(parts.some((p) => p._tag === "RedactionNotice" && p.direction === "output")).toBe(true)
       const [entry] = yield* auditEntries
       expect(entry.outputRedactions).toEqual([{ kind: "email", count: 1 }])
+      // The cached replay reports the same redactions.
+      const again = yield* Gateway.complete({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] })
+      expect(again.cached).toBe(true)
+      expect(again.text).toBe("Write to [EMAIL] today")
+      expect(again.redactions.output).toEqual([{ kind: "email", count: 1 }])
+      const entries = yield* auditEntries
+      expect(entries[1].outputRedactions).toEqual([{ kind: "email", count: 1 }])
     }).pipe(Effect.provide(gatewayWith(transport.layer)))
   })
 
