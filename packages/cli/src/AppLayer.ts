@@ -1,5 +1,5 @@
 /**
- * The services the CLI runs the gateway with: default safety policy, tokenizer-based context
+ * The services the CLI runs the gateway with: safety policy (adjustable by environment), tokenizer-based context
  * window, in-memory response cache, cost meter (budget from `LLM_GATEWAY_BUDGET_USD`), and an
  * audit log in memory (also appended to a JSONL file when one is named).
  *
@@ -57,7 +57,7 @@ export const layer = (
 > =>
   Gateway.layer({ systemInstruction: options.systemInstruction }).pipe(
     Layer.provideMerge(Layer.mergeAll(
-      SafetyFilter.layerDefault,
+      SafetyFilter.layerConfig(),
       ContextWindow.layer(),
       ResponseCache.layerMemory({ capacity: 1_000, timeToLive: "1 hour" }),
       CostMeter.layerConfig(),
