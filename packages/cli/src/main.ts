@@ -6,7 +6,10 @@
 import * as Command from "@effect/cli/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Logger from "effect/Logger"
 import * as ChatCommand from "./ChatCommand.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as SimCommand from "./SimCommand.js"
@@ -36,5 +39,19 @@ export const cli = Command.run(command, { name: "llm-gateway", version: "0.1.0" 
 export const main = (): void =>
   cli(process.argv).pipe(
     Effect.provide(NodeContext.layer),
-    NodeRuntime.runMain({ disableErrorReporting: false })
+    // Logs go to stderr: stdout carries only the reply (or the --json object).
+    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true }))),
+    NodeRuntime.runMain({
+      disableErrorReporting: false,
+      disablePrettyLogger: true,
+      // Ctrl-C ends the reply early: say so with the conventional 130, not success.
+      teardown: (exit, onExit) =>
+        onExit(
+          Exit.isSuccess(exit)
+            ? Number(process.exitCode ?? 0)
+            : Cause.isInterruptedOnly(exit.cause)
+            ? 130
+            : 1
+        )
+    })
   )

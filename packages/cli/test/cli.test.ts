@@ -64,6 +64,13 @@ describe("llm-gateway CLI", () => {
     expect(result.cached).toBe(false)
   })
 
+  it("chat --json: stdout holds only the JSON object, warnings go to stderr", () => {
+    const { code, stdout, stderr } = runCli(["chat", "--json", "--model", "house-model-7", "hi"])
+    expect(code).toBe(0)
+    expect(JSON.parse(stdout).text).toBe("You said: hi")
+    expect(stderr).toContain("house-model-7")
+  })
+
   it("chat --json: a failure exits non-zero with a typed error object", () => {
     const { code, stdout } = runCli(["chat", "--json", "--template", "Hello $name"])
     expect(code).toBe(1)
