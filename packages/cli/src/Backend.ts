@@ -33,8 +33,11 @@ export type Backend =
 export const detect: Effect.Effect<Backend, ConfigError.ConfigError> = Effect.gen(function*() {
   const clientId = yield* Config.option(Config.string("GENESYS_CLIENT_ID"))
   if (Option.isSome(clientId)) {
-    const environment = yield* Config.string("GENESYS_ENVIRONMENT").pipe(Config.withDefault("mypurecloud.com"))
-    return { _tag: "Genesys", description: `Genesys Cloud (${environment})` } as const
+    const environment = yield* Config.option(Config.string("GENESYS_ENVIRONMENT"))
+    return {
+      _tag: "Genesys",
+      description: `Genesys Cloud (${Option.getOrElse(environment, () => "GENESYS_ENVIRONMENT not set")})`
+    } as const
   }
   const baseUrl = yield* Config.option(Config.string("LLM_GATEWAY_BASE_URL"))
   if (Option.isSome(baseUrl)) {

@@ -53,10 +53,10 @@ export type TemplatePrompt = typeof TemplatePrompt.Type
 /**
  * What an application asks the gateway for.
  *
- * - `messages`: the conversation so far, oldest first. System messages here are replaced by
- *   `systemInstruction` when it is given.
+ * - `messages`: the conversation so far, oldest first. System messages here are appended to
+ *   the system instruction in force.
  * - `prompt`: an optional template rendered and appended as the newest user message.
- * - `systemInstruction`: overrides the default system message for this request only.
+ * - `systemInstruction`: replaces the gateway's default system instruction for this request.
  * - `maxTokens`: the most completion tokens to ask for; also what the budget reserves.
  * - `cache`: set to `false` to bypass the response cache for this request.
  *

@@ -58,6 +58,8 @@ export interface Service {
   ) => Effect.Effect<number>
   /** Tokens of a plain text, e.g. a completion. */
   readonly countText: (model: string, text: string) => Effect.Effect<number>
+  /** What this service knows of a model (registered models included, else the fallback). */
+  readonly modelInfo: (model: string) => Effect.Effect<Models.ModelInfo>
 }
 
 /**
@@ -244,7 +246,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
       yield* Effect.forEach(options.preload, tokenizer, { discard: true })
     }
 
-    return ContextWindow.of({ fit, countPrompt, countText })
+    const modelInfo = (model: string) => Effect.map(resolve(model), (resolved) => resolved.info)
+    return ContextWindow.of({ fit, countPrompt, countText, modelInfo })
   })
 
 /**

@@ -36,7 +36,6 @@ import type { ChatChunk } from "./ChatChunk.js"
 import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
 import { type GatewayError, InvalidRequest, RateLimited, type TransportError } from "./GatewayError.js"
-import * as Models from "./Models.js"
 import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
 import * as PromptTemplate from "./PromptTemplate.js"
 import * as ResponseCache from "./ResponseCache.js"
@@ -175,7 +174,7 @@ let requestCounter = 0
 const nextRequestId = (now: number) => `${now.toString(36)}-${(requestCounter++).toString(36)}`
 
 /**
- * The seven services the gateway is built from.
+ * The services the gateway is built from (Auth is the transport's own requirement).
  *
  * @since 0.1.0
  */
@@ -188,7 +187,7 @@ export type Requirements =
   | AuditLog.AuditLog
 
 /**
- * Builds the gateway from its seven services.
+ * Builds the gateway from its services.
  *
  * @since 0.1.0
  */
@@ -490,7 +489,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
             return Stream.concat(Stream.fromIterable(prelude), replay(state, hit.value))
           }
         }
-        const maxCompletion = request.maxTokens ?? Models.lookup(request.model).maxOutputTokens
+        const maxCompletion = request.maxTokens ?? (yield* contextWindow.modelInfo(request.model)).maxOutputTokens
         // Recorded in the same uninterruptible step, so an interruption cannot orphan the hold.
         yield* Effect.uninterruptible(
           costMeter.reserve(request.model, fitted.promptTokens, maxCompletion).pipe(
@@ -654,7 +653,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
   })
 
 /**
- * The gateway as a Layer over its seven services.
+ * The gateway as a Layer over its services.
  *
  * @since 0.1.0
  */

@@ -121,9 +121,10 @@ export interface Recognizer extends Redaction.RecognizerSpec {
 }
 
 /**
- * A prohibited-content rule, checked on each redacted message and the redacted system
- * instruction. A match fails the request with `SafetyViolation{category, rule}`; the text is
- * never reported. A RegExp is used without its `g`/`y` flags.
+ * A prohibited-content rule, checked on the redacted content and name of each user and tool
+ * message (the operator's system instruction and earlier replies are trusted). A match fails the
+ * request with `SafetyViolation{category, rule}`; the text is never reported. A RegExp is used
+ * without its `g`/`y` flags.
  *
  * @since 0.1.0
  */

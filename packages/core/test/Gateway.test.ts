@@ -447,4 +447,28 @@ describe("Gateway", () => {
       expect(error).toBeInstanceOf(UpstreamError)
     }).pipe(Effect.provide(gatewayWith(transport.layer)))
   })
+
+  it.effect("the budget reserves the reply size of models registered with the ContextWindow", () =>
+    Effect.gen(function*() {
+      const transport = scriptedTransport(() => Stream.fromIterable(replyChunks(["ok"], { prompt: 1, completion: 1 })))
+      const withModels = (maxOutputTokens: number) =>
+        Gateway.layer().pipe(
+          Layer.provideMerge(Layer.mergeAll(
+            SafetyFilter.layerDefault,
+            ContextWindow.layer({
+              models: { "house-model": { contextWindow: 200_000, maxOutputTokens, encoding: "o200k_base" } }
+            }).pipe(Layer.orDie),
+            ResponseCache.layerMemory({ capacity: 10, timeToLive: "1 hour" }),
+            CostMeter.layerMemory({ budgetUsd: 1 }),
+            AuditLog.layerMemory
+          )),
+          Layer.provide(transport.layer)
+        )
+      const request: ChatRequestInput = { model: "house-model", messages: [{ role: "user", content: "hi" }] }
+      // Unknown to the price table, so priced high: 100 000 reply tokens cannot fit $1, 1 000 can.
+      const refused = yield* Effect.flip(Gateway.complete(request).pipe(Effect.provide(withModels(100_000))))
+      expect(refused._tag).toBe("BudgetExceeded")
+      const done = yield* Gateway.complete(request).pipe(Effect.provide(withModels(1_000)))
+      expect(done.text).toBe("ok")
+    }))
 })
