@@ -595,7 +595,8 @@ const positiveDuration = (name: string) =>
  * @since 0.1.0
  */
 export const config: Config.Config<Options> = Config.all({
-  profile: Config.literal("gateway", "openai")("LLM_GATEWAY_PROFILE").pipe(Config.withDefault("gateway" as const)),
+  // No default here: an unset variable leaves the profile to the overrides, then `gateway`.
+  profile: Config.option(Config.literal("gateway", "openai")("LLM_GATEWAY_PROFILE")),
   baseUrl: Config.option(Config.string("LLM_GATEWAY_BASE_URL")),
   path: Config.option(Config.string("LLM_GATEWAY_PATH")),
   environment: Config.option(Config.string("GENESYS_ENVIRONMENT")),
@@ -623,7 +624,7 @@ export const config: Config.Config<Options> = Config.all({
     ...(Option.isSome(c.total) ? { total: c.total.value } : {})
   }
   return {
-    profile: c.profile,
+    profile: some(c.profile),
     baseUrl: some(c.baseUrl),
     environment: some(c.environment),
     path: some(c.path),

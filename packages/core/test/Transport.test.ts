@@ -701,6 +701,23 @@ describe("Transport.layerConfig", () => {
       expect(http.calls[0]!.url).toBe("http://127.0.0.1:4010/v1/chat/completions")
     }))
 
+  it.effect("an unset LLM_GATEWAY_PROFILE leaves the profile to the overrides", () =>
+    Effect.gen(function*() {
+      const http = fakeHttp([{ body: reply(["ok"]) }])
+      yield* Effect.gen(function*() {
+        const transport = yield* Transport.GatewayTransport
+        return yield* Stream.runCollect(transport.stream(request))
+      }).pipe(
+        Effect.provide(
+          Transport.layerConfig({ profile: "openai", baseUrl: "http://127.0.0.1:4010/v1" }).pipe(
+            Layer.provide([http.layer, countingAuth().layer])
+          )
+        ),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+      )
+      expect(http.calls[0]!.url).toBe("http://127.0.0.1:4010/v1/chat/completions")
+    }))
+
   it.effect("GENESYS_ENVIRONMENT gives the gateway profile's host", () =>
     Effect.gen(function*() {
       expect(Either.isRight(yield* build({ GENESYS_ENVIRONMENT: "usw2.pure.cloud" }))).toBe(true)
