@@ -23,8 +23,11 @@ let failed = run.status !== 0
 try {
   const result = JSON.parse(readFileSync(report, "utf8"))
   const skipped = result.numPendingTests + result.numTodoTests
-  // A test file that cannot even load counts as a failure too.
-  const failedCount = result.numFailedTests + result.numFailedTestSuites
+  // A test file that failed without a failing test (it could not load) counts as a failure too.
+  const brokenFiles = result.testResults.filter((file) =>
+    file.status === "failed" && !file.assertionResults.some((test) => test.status === "failed")
+  ).length
+  const failedCount = result.numFailedTests + brokenFiles
   summary = `${result.numPassedTests} passed, ${failedCount} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`
   if (result.numTotalTests === 0) failed = true
 } catch {

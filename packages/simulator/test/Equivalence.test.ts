@@ -61,7 +61,7 @@ const scenario: FastCheck.Arbitrary<Omit<Scenario.Scenario, "name">> = FastCheck
       weight: 3,
       arbitrary: FastCheck.oneof(
         FastCheck.record({ errorAfter: FastCheck.record({ tokens: FastCheck.integer({ min: 0, max: 6 }) }) }),
-        FastCheck.record({ dropAfter: FastCheck.integer({ min: 0, max: 6 }) }),
+        FastCheck.record({ dropAfter: FastCheck.integer({ min: 1, max: 6 }) }),
         FastCheck.record({ endAfter: FastCheck.integer({ min: 0, max: 6 }) }),
         FastCheck.record({ malformedAfter: FastCheck.integer({ min: 0, max: 6 }) }),
         FastCheck.record({ omitDone: FastCheck.constant(true) }),
@@ -75,7 +75,12 @@ const scenario: FastCheck.Arbitrary<Omit<Scenario.Scenario, "name">> = FastCheck
       )
     }
   )
-}, { requiredKeys: ["seed", "reply"] })
+}, { requiredKeys: ["seed", "reply"] }).filter((s) =>
+  // A cut right after the headers, before any body byte, races on a real socket: the client
+  // may see it while the response opens (retried) or while reading the body (not retried).
+  // In process there is no such race, so that case is left to the deterministic tests.
+  s.faults === undefined || !("dropAfter" in s.faults) || s.reply.length > 0
+)
 
 const outbound: FastCheck.Arbitrary<Omit<OutboundRequest, "model">> = FastCheck.record({
   system: optional(FastCheck.string({ maxLength: 20 })),
