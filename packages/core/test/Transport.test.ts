@@ -166,6 +166,24 @@ const run = (
     return { exit, seen, text: textOf(seen), calls: http.calls, auth: auth.state }
   })
 
+/** A `status` with `Retry-After: seconds`, then a reply: the retry comes exactly then. */
+const retriedExactlyAfter = (status: number, seconds: number) =>
+  Effect.gen(function*() {
+    const http = fakeHttp([{ status, headers: { "retry-after": String(seconds) } }, { body: reply(["ok"]) }])
+    const fiber = yield* Effect.gen(function*() {
+      const transport = yield* Transport.GatewayTransport
+      return yield* Stream.runCollect(transport.stream(request))
+    }).pipe(
+      Effect.provide(Transport.layer(baseOptions).pipe(Layer.provide([http.layer, countingAuth().layer]))),
+      Effect.fork
+    )
+    yield* TestClock.adjust(Duration.millis(seconds * 1000 - 1))
+    expect(http.calls).toHaveLength(1)
+    yield* TestClock.adjust("1 millis")
+    expect(textOf(yield* Fiber.join(fiber))).toBe("ok")
+    expect(http.calls).toHaveLength(2)
+  })
+
 const failureOf = <A>(exit: Exit.Exit<A, unknown>): any => {
   if (Exit.isSuccess(exit)) throw new Error("expected a failure")
   const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
@@ -313,37 +331,11 @@ describe("Transport (unit, TestClock)", () => {
       expect(failureOf(exit)?.phase).toBe("idle")
     }))
 
-  it.effect("honours Retry-After on a 503 as well", () =>
-    Effect.gen(function*() {
-      const http = fakeHttp([{ status: 503, headers: { "retry-after": "7" } }, { body: reply(["ok"]) }])
-      const fiber = yield* Effect.gen(function*() {
-        const transport = yield* Transport.GatewayTransport
-        return yield* Stream.runCollect(transport.stream(request))
-      }).pipe(
-        Effect.provide(Transport.layer(baseOptions).pipe(Layer.provide([http.layer, countingAuth().layer]))),
-        Effect.fork
-      )
-      yield* TestClock.adjust("6999 millis")
-      expect(http.calls).toHaveLength(1)
-      yield* TestClock.adjust("1 millis")
-      expect(textOf(yield* Fiber.join(fiber))).toBe("ok")
-      expect(http.calls).toHaveLength(2)
-    }))
+  it.effect("honours Retry-After on a 503 as well", () => retriedExactlyAfter(503, 7))
 
   it.effect("honours Retry-After on 429, and fails fast with RateLimited when it is too long", () =>
     Effect.gen(function*() {
-      const http = fakeHttp([{ status: 429, headers: { "retry-after": "5" } }, { body: reply(["ok"]) }])
-      const fiber = yield* Effect.gen(function*() {
-        const transport = yield* Transport.GatewayTransport
-        return yield* Stream.runCollect(transport.stream(request))
-      }).pipe(
-        Effect.provide(Transport.layer(baseOptions).pipe(Layer.provide([http.layer, countingAuth().layer]))),
-        Effect.fork
-      )
-      yield* TestClock.adjust("4999 millis")
-      expect(http.calls).toHaveLength(1)
-      yield* TestClock.adjust("1 millis")
-      expect(textOf(yield* Fiber.join(fiber))).toBe("ok")
+      yield* retriedExactlyAfter(429, 5)
 
       const long = yield* run(
         [
