@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 
 /**
@@ -28,13 +29,11 @@ export const stderrLine = (text: string): Effect.Effect<void> =>
  * @since 0.1.0
  */
 export const describeError = (error: unknown): { readonly _tag: string; readonly message: string } => {
+  // A ConfigError names the variable through toString, not through a message.
+  if (ConfigError.isConfigError(error)) return { _tag: "ConfigError", message: String(error) }
   if (typeof error === "object" && error !== null && "_tag" in error) {
-    const tag = String((error as { _tag: unknown })._tag)
-    // ConfigError variants (MissingData, InvalidData, …) print their path through toString.
-    const isConfig = ["MissingData", "InvalidData", "SourceUnavailable", "Unsupported", "And", "Or"].includes(tag)
-    if (isConfig) return { _tag: "ConfigError", message: String(error) }
     const message = error instanceof Error ? error.message : String(error)
-    return { _tag: tag, message }
+    return { _tag: String((error as { _tag: unknown })._tag), message }
   }
   return { _tag: "UnknownError", message: String(error) }
 }
