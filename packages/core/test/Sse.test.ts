@@ -11,6 +11,7 @@ import * as TestClock from "effect/TestClock"
 import { StreamProtocolError } from "../src/GatewayError.js"
 import { SseParser } from "../src/internal/sseParser.js"
 import * as Sse from "../src/Sse.js"
+import { splitAt } from "./support/bytes.js"
 
 const utf8 = new TextEncoder()
 const bytes = (text: string) => utf8.encode(text)
@@ -32,17 +33,6 @@ const decodeSync = (pieces: ReadonlyArray<Uint8Array | string>, options?: Sse.De
 const msg = (data: string, id?: string, event = "message"): Sse.Event => ({ event, data, id })
 
 /** Cuts `input` at the given byte offsets. */
-const splitAt = (input: Uint8Array, offsets: ReadonlyArray<number>): Array<Uint8Array> => {
-  const cuts = [...new Set(offsets.filter((o) => o > 0 && o < input.length))].sort((a, b) => a - b)
-  const out: Array<Uint8Array> = []
-  let from = 0
-  for (const cut of cuts) {
-    out.push(input.subarray(from, cut))
-    from = cut
-  }
-  out.push(input.subarray(from))
-  return out
-}
 
 const everyByte = (input: Uint8Array) => Array.from({ length: input.length }, (_, i) => input.subarray(i, i + 1))
 

@@ -13,6 +13,7 @@ import { ChatChunk } from "../src/ChatChunk.js"
 import { StreamProtocolError, StreamTruncated, UpstreamError } from "../src/GatewayError.js"
 import { type ChunkStreamOptions, decodeChunks, decodeCommonChunk } from "../src/internal/chunkStream.js"
 import * as Sse from "../src/Sse.js"
+import { splitAt } from "./support/bytes.js"
 
 const utf8 = new TextEncoder()
 
@@ -262,17 +263,6 @@ const summarize = (chunks: ReadonlyArray<ChatChunk>) => {
   }
 }
 
-const cutAt = (input: Uint8Array, offsets: ReadonlyArray<number>) => {
-  const cuts = [...new Set(offsets)].filter((o) => o > 0 && o < input.length).sort((a, b) => a - b)
-  const out: Array<Uint8Array> = []
-  let from = 0
-  for (const cut of cuts) {
-    out.push(input.subarray(from, cut))
-    from = cut
-  }
-  out.push(input.subarray(from))
-  return out
-}
 
 /** Deterministic pseudo-random offsets, so a failure reproduces. */
 const pseudoRandomOffsets = (length: number, seed: number) => {
@@ -309,12 +299,12 @@ describe("recorded OpenAI streams", () => {
           expect(got.choices).toEqual(expected.choices)
         }
         check(yield* collect(reads([wire])))
-        check(yield* collect(reads(cutAt(wire, fixture.input.split_at))))
-        check(yield* collect(reads(cutAt(wire, pseudoRandomOffsets(wire.length, fixture.name.length)))))
+        check(yield* collect(reads(splitAt(wire, fixture.input.split_at))))
+        check(yield* collect(reads(splitAt(wire, pseudoRandomOffsets(wire.length, fixture.name.length)))))
         // CRLF line ends, cut inside every CRLF pair.
         const crlf = utf8.encode(fixture.input.stream.replace(/\n/g, "\r\n"))
         const insidePairs = [...crlf.keys()].filter((i) => crlf[i - 1] === 13)
-        check(yield* collect(reads(cutAt(crlf, insidePairs))))
+        check(yield* collect(reads(splitAt(crlf, insidePairs))))
       }))
   }
 })
