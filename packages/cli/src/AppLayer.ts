@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import { AuditLog, ContextWindow, CostMeter, Gateway, ResponseCache, SafetyFilter } from "@llm-gateway/core"
 import type { Auth, Transport } from "@llm-gateway/core"
 import type * as ConfigError from "effect/ConfigError"
@@ -31,8 +32,8 @@ const auditLayer = (
   file: string | undefined
 ): Layer.Layer<AuditLog.AuditLog | AuditLog.MemoryAuditLog> => {
   if (file === undefined) return AuditLog.layerMemory
-  const fileLayer = AuditLog.layerFile(file).pipe(Layer.provide(NodeFileSystem.layer), Layer.orDie)
-  return Layer.effectContext(Effect.gen(function*() {
+  const fileLayer = AuditLog.layerFile(file).pipe(Layer.provide([NodeFileSystem.layer, NodePath.layer]), Layer.orDie)
+  return Layer.scopedContext(Effect.gen(function*() {
     const memory = yield* Layer.build(AuditLog.layerMemory)
     const onDisk = yield* Layer.build(fileLayer)
     const inMemory = Context.get(memory, AuditLog.AuditLog)
@@ -40,7 +41,7 @@ const auditLayer = (
     return Context.add(memory, AuditLog.AuditLog, {
       append: (entry) => Effect.zipRight(persisted.append(entry), inMemory.append(entry))
     })
-  })).pipe(Layer.fresh) as unknown as Layer.Layer<AuditLog.AuditLog | AuditLog.MemoryAuditLog>
+  }))
 }
 
 /**

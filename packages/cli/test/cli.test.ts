@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -69,6 +69,17 @@ describe("llm-gateway CLI", () => {
     expect(code).toBe(0)
     expect(JSON.parse(stdout).text).toBe("You said: hi")
     expect(stderr).toContain("house-model-7")
+  })
+
+  it("chat --audit-file: appends hash-chained lines without the email, across runs", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "llm-gateway-audit-")), "audit.jsonl")
+    expect(runCli(["chat", "--json", "--audit-file", file, "I am ann@example.com"]).code).toBe(0)
+    expect(runCli(["chat", "--json", "--audit-file", file, "hello"]).code).toBe(0)
+    const lines = readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line))
+    expect(lines.map((line) => line.seq)).toEqual([0, 1])
+    expect(lines[1].prevHash).toBe(lines[0].hash)
+    expect(lines[0].inputRedactions).toEqual([{ kind: "email", count: 1 }])
+    expect(readFileSync(file, "utf8")).not.toContain("ann@example.com")
   })
 
   it("chat --json: a failure exits non-zero with a typed error object", () => {
