@@ -605,7 +605,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
     const complete = (input: ChatRequestInput): Effect.Effect<Completion, GatewayError> =>
       Effect.suspend(() => {
         let text = ""
-        let input_: ReadonlyArray<RedactionCount> = []
+        let inputRedactions: ReadonlyArray<RedactionCount> = []
         let output: ReadonlyArray<RedactionCount> = []
         let dropped = 0
         let finish: Finish | undefined
@@ -617,7 +617,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
                   text += part.text
                   break
                 case "RedactionNotice":
-                  if (part.direction === "input") input_ = part.redactions
+                  if (part.direction === "input") inputRedactions = part.redactions
                   else output = part.redactions
                   break
                 case "ContextTrimmed":
@@ -642,7 +642,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
               requestHash: done.requestHash,
               alternatives: done.alternatives,
               refusal: done.refusal,
-              redactions: { input: input_, output },
+              redactions: { input: inputRedactions, output },
               droppedMessages: dropped
             }
           })
