@@ -254,6 +254,28 @@ export class StreamTruncated extends Schema.TaggedError<StreamTruncated>("@llm-g
 }
 
 /**
+ * The reply grew past the gateway's reply-size limit (`maxReplyChars`: characters of text,
+ * refusal and alternatives together), so the stream was ended. Always `partial: true`: what
+ * was received before the limit reached the caller; the rest was never read.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ReplyTooLarge extends Schema.TaggedError<ReplyTooLarge>("@llm-gateway/core/ReplyTooLarge")(
+  "ReplyTooLarge",
+  { limitChars: Schema.Number, ...partialField }
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    return `The reply exceeded the limit of ${this.limitChars} characters (text, refusal and alternatives together) and was cut off. Ask for a shorter reply (maxTokens) or raise the limit (Gateway option maxReplyChars, LLM_GATEWAY_MAX_REPLY_CHARS).${
+      partialNote(this.partial)
+    }`
+  }
+}
+
+/**
  * The conversation cannot fit the model's context window even after dropping old messages:
  * the system instruction and the newest user message alone are too long. Raised before any
  * network call.
@@ -374,6 +396,7 @@ export const GatewayError = Schema.Union(
   RequestTimeout,
   StreamProtocolError,
   StreamTruncated,
+  ReplyTooLarge,
   ContextWindowExceeded,
   SafetyViolation,
   BudgetExceeded,
