@@ -6,7 +6,8 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const cliDir = fileURLToPath(new URL("..", import.meta.url))
-const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url))
+// The sources, as `pnpm cli` runs them: no build step, workspace packages resolved to src/.
+const sources = ["--conditions=@llm-gateway/source", "--import", "tsx", "src/bin.ts"]
 
 /** Runs the CLI as a user would, with no gateway credentials in the environment. */
 const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
@@ -14,7 +15,7 @@ const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && !key.startsWith("GENESYS_") && !key.startsWith("LLM_GATEWAY_")) clean[key] = value
   }
-  const result = spawnSync(tsx, ["src/bin.ts", ...args], {
+  const result = spawnSync(process.execPath, [...sources, ...args], {
     cwd: cliDir,
     env: { ...clean, NO_COLOR: "1", ...env },
     encoding: "utf8",
@@ -104,7 +105,7 @@ describe("llm-gateway CLI", () => {
   })
 
   it("sim: serves on loopback, prints its base URL first, and the openai endpoints answer", async () => {
-    const child = spawn(tsx, ["src/bin.ts", "sim", "--port", "0"], { cwd: cliDir, env: { ...process.env, NO_COLOR: "1" } })
+    const child = spawn(process.execPath, [...sources, "sim", "--port", "0"], { cwd: cliDir, env: { ...process.env, NO_COLOR: "1" } })
     try {
       const baseUrl = await new Promise<string>((resolve, reject) => {
         let out = ""
