@@ -34,6 +34,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Environment from "./Environment.js"
 import { AuthError } from "./GatewayError.js"
+import * as Sanitize from "./internal/sanitize.js"
 
 /**
  * @since 0.1.0
@@ -161,7 +162,6 @@ const decodeErrorBody = Schema.decodeUnknownOption(Schema.Union(OAuthErrorBody, 
 
 /** A token response is a few hundred bytes; anything far larger is not one. */
 const maxResponseBytes = 64 * 1024
-const maxDescriptionLength = 500
 
 interface Issued {
   readonly token: Redacted.Redacted<string>
@@ -191,9 +191,9 @@ const isTransient = (error: AuthError): boolean =>
 const refreshRetryPause = 10_000
 
 /**
- * Build the client-credentials Auth against a resolved token URL. `scrub` removes the secret
+ * Build the client-credentials Auth against a resolved token URL. `sanitize` removes the secret
  * and the Basic credentials from any text that came from outside (server messages, socket
- * errors) before it enters an error or a log.
+ * errors), then redacts PII and cuts it, before it enters an error or a log.
  */
 const makeWithTokenUrl = (options: {
   readonly tokenUrl: string
@@ -209,12 +209,7 @@ const makeWithTokenUrl = (options: {
 
     const credentials = Encoding.encodeBase64(`${options.clientId}:${Redacted.value(options.clientSecret)}`)
     const authorization = Redacted.make(`Basic ${credentials}`)
-    const forbidden = [Redacted.value(options.clientSecret), credentials].filter((s) => s.length > 0)
-    const scrub = (text: string): string => {
-      let out = text
-      for (const secret of forbidden) out = out.split(secret).join("<redacted>")
-      return out.length > maxDescriptionLength ? `${out.slice(0, maxDescriptionLength - 3)}...` : out
-    }
+    const sanitize = Sanitize.make([options.clientSecret, credentials])
 
     const request = HttpClientRequest.post(tokenUrl).pipe(
       HttpClientRequest.setHeader("authorization", Redacted.value(authorization)),
@@ -225,7 +220,7 @@ const makeWithTokenUrl = (options: {
     const connectionFailed = (cause: { readonly message: string }, status?: number) =>
       new AuthError({
         error: "connection_failed",
-        description: scrub(`could not reach ${tokenUrl}: ${cause.message}`),
+        description: `could not reach ${tokenUrl}: ${sanitize(cause.message, Sanitize.limits.text)}`,
         ...(status === undefined ? {} : { status })
       })
 
@@ -278,11 +273,16 @@ const makeWithTokenUrl = (options: {
           )
         }
         const value = body.value
-        const description = "error" in value ? value.error_description : value.message
+        const error = sanitize("error" in value ? value.error : value.code, Sanitize.limits.identifier)
+        const description = Sanitize.optional(
+          sanitize,
+          "error" in value ? value.error_description : value.message,
+          Sanitize.limits.text
+        )
         return Either.left(
           new AuthError({
-            error: scrub("error" in value ? value.error : value.code),
-            ...(description === undefined ? {} : { description: scrub(description) }),
+            error: error === "" ? "invalid_response" : error,
+            ...(description === undefined || description === "" ? {} : { description }),
             status
           })
         )

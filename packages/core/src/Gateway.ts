@@ -35,7 +35,7 @@ import {
 import type { ChatChunk } from "./ChatChunk.js"
 import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
-import { type GatewayError, InvalidRequest, RateLimited, type TransportError } from "./GatewayError.js"
+import { type GatewayError, InvalidRequest, mapServerText, RateLimited, type TransportError } from "./GatewayError.js"
 import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
 import * as PromptTemplate from "./PromptTemplate.js"
 import * as ResponseCache from "./ResponseCache.js"
@@ -256,15 +256,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         )
       )
 
-    /** A gateway's error text may echo the prompt or the reply: it is redacted like them. */
-    const redactError = (error: TransportError): TransportError => {
-      if (!("detail" in error) || error.detail === undefined) return error
-      const detail = safety.redact(error.detail).text
-      if (detail === error.detail) return error
-      const { _tag, ...fields } = error
-      const ErrorClass = Object.getPrototypeOf(error).constructor as new(fields: object) => TransportError
-      return new ErrorClass({ ...fields, detail })
-    }
+    /**
+     * A gateway's error text may echo the prompt or the reply. The transport already removed
+     * our secrets, redacted PII with the built-in recognizers and cut every such field; this
+     * applies the caller's own policy (its extra recognizers) on top, to every field.
+     */
+    const redactError = (error: TransportError): TransportError =>
+      mapServerText(error, (text) => safety.redact(text).text)
 
     /**
      * Settles the request's reservation exactly once: uninterruptible, and cleared only after

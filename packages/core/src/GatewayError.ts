@@ -432,3 +432,67 @@ export type TransportError =
  * @since 0.1.0
  */
 export const isRetryable = (error: GatewayError): boolean => error.isRetryable
+
+/**
+ * Rewrites every field of an error that carries text from the gateway or the token endpoint:
+ * `code`, `detail`, `contextId`, `correlationId` and the rate-limit values of HTTP errors, an
+ * `AuthError`'s `error` and `description`, and the `reason` of a `ConnectionError` or
+ * `StreamProtocolError`. Other errors, and errors whose text does not change, are returned as
+ * they are; otherwise a new error of the same class.
+ *
+ * @example
+ * ```ts
+ * import { GatewayError } from "@llm-gateway/core"
+ *
+ * const error = new GatewayError.BadRequest({ status: 400, detail: "Bad model  " })
+ * export const trimmed = GatewayError.mapServerText(error, (text) => text.trim())
+ * ```
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const mapServerText = <E extends GatewayError>(error: E, f: (text: string) => string): E => {
+  const fields = serverTextFields[error._tag]
+  if (fields === undefined) return error
+  const source = error as unknown as Record<string, unknown>
+  const changed: Record<string, unknown> = {}
+  let any = false
+  for (const field of fields) {
+    const value = source[field]
+    if (typeof value === "string") {
+      const next = f(value)
+      if (next !== value) {
+        changed[field] = next
+        any = true
+      }
+    } else if (field === "rateLimit" && typeof value === "object" && value !== null) {
+      const limit: Record<string, string> = {}
+      let limitChanged = false
+      for (const [key, text] of Object.entries(value as Record<string, string>)) {
+        limit[key] = f(text)
+        if (limit[key] !== text) limitChanged = true
+      }
+      if (limitChanged) {
+        changed[field] = limit
+        any = true
+      }
+    }
+  }
+  if (!any) return error
+  const { _tag: _ignored, ...rest } = source
+  const ErrorClass = Object.getPrototypeOf(error).constructor as new(fields: object) => E
+  return new ErrorClass({ ...rest, ...changed })
+}
+
+const upstreamTextFields = ["code", "detail", "contextId", "correlationId", "rateLimit"] as const
+
+const serverTextFields: Partial<Record<GatewayError["_tag"], ReadonlyArray<string>>> = {
+  AuthError: ["error", "description"],
+  PermissionDenied: upstreamTextFields,
+  RateLimited: upstreamTextFields,
+  QuotaExhausted: upstreamTextFields,
+  BadRequest: upstreamTextFields,
+  UpstreamError: upstreamTextFields,
+  ConnectionError: ["reason"],
+  StreamProtocolError: ["reason"]
+}

@@ -44,7 +44,6 @@ import * as Environment from "./Environment.js"
 import {
   RequestTimeout,
   type StreamProtocolError as StreamProtocolErrorType,
-  StreamProtocolError,
   type StreamTruncated,
   type TimeoutPhase,
   type TransportError,
@@ -52,6 +51,7 @@ import {
 } from "./GatewayError.js"
 import { decodeChunks } from "./internal/chunkStream.js"
 import * as HttpErrors from "./internal/httpErrors.js"
+import * as Sanitize from "./internal/sanitize.js"
 import * as Timers from "./internal/transportTimers.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 import * as Sse from "./Sse.js"
@@ -355,6 +355,8 @@ type Exchange =
     readonly response: HttpClientResponse.HttpClientResponse
     /** Closing it aborts the connection. */
     readonly connection: Scope.CloseableScope
+    /** Sanitizes the body's error text; it knows the bearer token this exchange sent. */
+    readonly sanitize: Sanitize.Sanitize
   }
   | { readonly _tag: "Unauthorized"; readonly error: TransportError }
 
@@ -394,25 +396,22 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
       const exchange = (bearer: Redacted.Redacted<string>): Effect.Effect<Exchange, TransportError> =>
         Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (connection) =>
           Effect.gen(function*() {
+            // Everything the server says back is cleaned of the token it was just sent.
+            const sanitize = Sanitize.make([bearer])
             const httpRequest = HttpClientRequest.post(config.url).pipe(
               HttpClientRequest.setHeaders(fixedHeaders),
               HttpClientRequest.bearerToken(bearer),
               HttpClientRequest.bodyUnsafeJson(payload)
             )
             const response = yield* scopedClient.execute(httpRequest).pipe(
-              Effect.mapError(HttpErrors.fromRequestError)
+              Effect.mapError((error) => HttpErrors.fromRequestError(error, sanitize))
             )
             if (response.status >= 200 && response.status < 300) {
               const contentType = response.headers["content-type"]
               if (contentType !== undefined && !HttpErrors.isEventStream(contentType)) {
-                return yield* Effect.fail(
-                  new StreamProtocolError({
-                    reason: `expected a text/event-stream response but the gateway sent ${contentType.slice(0, 100)}`,
-                    partial: false
-                  })
-                )
+                return yield* Effect.fail(HttpErrors.fromContentType(contentType, sanitize))
               }
-              return { _tag: "Open", response, connection } as const
+              return { _tag: "Open", response, connection, sanitize } as const
             }
             // The status decides the error; a body that is slow to arrive only loses its detail
             // (waiting for it would turn a 403 into a retried handshake timeout).
@@ -428,7 +427,7 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
               headers: response.headers,
               body: text,
               now: clock.unsafeCurrentTimeMillis(),
-              secrets: [Redacted.value(bearer)]
+              sanitize
             })
             if (response.status === 401) return { _tag: "Unauthorized", error } as const
             return yield* Effect.fail(error)
@@ -486,14 +485,14 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
       )
 
       return opened.response.stream.pipe(
-        Stream.mapError((error) => HttpErrors.fromBodyError(error, progress.bodyStarted)),
+        Stream.mapError((error) => HttpErrors.fromBodyError(error, progress.bodyStarted, opened.sanitize)),
         Stream.mapChunks((bytes) => {
           if (!progress.bodyStarted && Chunk.some(bytes, (b) => b.length > 0)) progress.bodyStarted = true
           return bytes
         }),
         Sse.decode(sseOptions(config.decode)),
         (events) => Stream.pipeThroughChannel(events, Timers.trackEvents(progress, () => clock.unsafeCurrentTimeMillis())),
-        decodeChunks(chunkOptions(config.decode)),
+        decodeChunks({ ...chunkOptions(config.decode), sanitize: opened.sanitize }),
         Stream.mapChunks((chunks) => {
           if (!progress.sawText && Chunk.some(chunks, hasText)) progress.sawText = true
           return chunks

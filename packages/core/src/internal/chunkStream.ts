@@ -14,6 +14,7 @@ import * as Stream from "effect/Stream"
 import { ChatChunk } from "../ChatChunk.js"
 import { StreamProtocolError, StreamTruncated, UpstreamError } from "../GatewayError.js"
 import type * as Sse from "../Sse.js"
+import * as Sanitize from "./sanitize.js"
 
 /**
  * What to do with an event whose data is not a chat chunk (not JSON, or JSON of the wrong
@@ -26,6 +27,11 @@ import type * as Sse from "../Sse.js"
 export interface ChunkStreamOptions {
   readonly onMalformedJson: "fail" | "skip"
   readonly onSkip?: (count: number) => void
+  /**
+   * Cleans the text of an in-stream error (the transport passes one that knows the bearer
+   * token it sent); default: PII, controls and length only.
+   */
+  readonly sanitize?: Sanitize.Sanitize
 }
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
@@ -129,56 +135,56 @@ const toStatus = (u: unknown): number | undefined => {
   return Number.isInteger(n) && n >= 100 && n <= 599 ? n : undefined
 }
 
-/** A human-readable message is kept bounded: it is the gateway's text, shown to operators. */
-const clip = (s: string) => (s.length > 1000 ? `${s.slice(0, 1000)}…` : s)
-
 /**
  * The typed error for an error the gateway reported inside a started stream: an
  * `{"error": {...}}` object (OpenAI), an `{"object": "error", ...}` object, an `event: error`
  * event with such an object, a bare error object or plain text. The status comes from the error
  * when it holds a numeric one, else 200 (the status of the stream it arrived in).
  */
-const upstreamError = (error: unknown): UpstreamError => {
+const upstreamError = (error: unknown, sanitize: Sanitize.Sanitize): UpstreamError => {
   if (!isRecord(error)) {
-    return new UpstreamError({
-      status: 200,
-      partial: true,
-      ...(typeof error === "string" && error !== "" ? { detail: clip(error) } : {})
-    })
+    const detail = typeof error === "string" ? sanitize(error, Sanitize.limits.text) : ""
+    return new UpstreamError({ status: 200, partial: true, ...(detail !== "" ? { detail } : {}) })
   }
   const status = toStatus(error.status) ?? toStatus(error.code) ?? 200
-  const code = typeof error.code === "string" && error.code !== ""
+  const rawCode = typeof error.code === "string" && error.code !== ""
     ? error.code
     : typeof error.code === "number"
     ? String(error.code)
     : typeof error.type === "string" && error.type !== ""
     ? error.type
     : undefined
-  const detail = typeof error.message === "string" ? clip(error.message) : undefined
+  const code = Sanitize.optional(sanitize, rawCode, Sanitize.limits.identifier)
+  const detail = typeof error.message === "string" ? sanitize(error.message, Sanitize.limits.text) : undefined
+  // A Genesys-shaped error names its contextId, which support asks for.
+  const contextId = typeof error.contextId === "string"
+    ? sanitize(error.contextId, Sanitize.limits.identifier)
+    : undefined
   return new UpstreamError({
     status,
     partial: true,
-    ...(code !== undefined ? { code } : {}),
-    ...(detail !== undefined ? { detail } : {})
+    ...(code !== undefined && code !== "" ? { code } : {}),
+    ...(detail !== undefined && detail !== "" ? { detail } : {}),
+    ...(contextId !== undefined && contextId !== "" ? { contextId } : {})
   })
 }
 
 /** The error carried by a parsed chunk, if it is one. */
-const errorOf = (json: unknown): UpstreamError | undefined => {
+const errorOf = (json: unknown, sanitize: Sanitize.Sanitize): UpstreamError | undefined => {
   if (!isRecord(json)) return undefined
-  if (json.error !== undefined && json.error !== null) return upstreamError(json.error)
-  if (json.object === "error") return upstreamError(json)
+  if (json.error !== undefined && json.error !== null) return upstreamError(json.error, sanitize)
+  if (json.object === "error") return upstreamError(json, sanitize)
   return undefined
 }
 
-const errorFromEvent = (data: string): UpstreamError => {
+const errorFromEvent = (data: string, sanitize: Sanitize.Sanitize): UpstreamError => {
   let json: unknown
   try {
     json = JSON.parse(data)
   } catch {
-    return upstreamError(data)
+    return upstreamError(data, sanitize)
   }
-  return errorOf(json) ?? upstreamError(json)
+  return errorOf(json, sanitize) ?? upstreamError(json, sanitize)
 }
 
 const isDone = (data: string) => data === "[DONE]" || (data.length < 16 && data.trim() === "[DONE]")
@@ -214,6 +220,7 @@ export const decodeChunks = (options: ChunkStreamOptions) =>
       let sawFinish = false
       let skipped = 0
       const skip = options.onMalformedJson === "skip"
+      const sanitize = options.sanitize ?? Sanitize.basic
 
       const reportSkips = (inChunk: number, kinds: ReadonlySet<string>) =>
         Effect.zipRight(
@@ -235,7 +242,7 @@ export const decodeChunks = (options: ChunkStreamOptions) =>
           for (let i = 0; i < events.length; i++) {
             const event = events[i]!
             if (event.event === "error") {
-              end = errorFromEvent(event.data)
+              end = errorFromEvent(event.data, sanitize)
               break
             }
             if (isDone(event.data)) {
@@ -250,7 +257,7 @@ export const decodeChunks = (options: ChunkStreamOptions) =>
               reason = NOT_JSON
             }
             if (reason === undefined) {
-              const error = errorOf(json)
+              const error = errorOf(json, sanitize)
               if (error !== undefined) {
                 end = error
                 break

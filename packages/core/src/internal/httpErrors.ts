@@ -1,7 +1,9 @@
 /**
  * The edge where HTTP meets our error union: statuses, error bodies and platform failures
  * become `TransportError`s carrying what an operator needs (status, Genesys `code` and
- * `contextId`, correlation id, rate-limit headers) and nothing secret.
+ * `contextId`, correlation id, rate-limit headers) and nothing secret. Every string taken from
+ * the response or a socket error passes the request's `Sanitize` (internal/sanitize.ts) here,
+ * where the error is built.
  *
  * @internal
  */
@@ -17,15 +19,15 @@ import {
   QuotaExhausted,
   RateLimited,
   type RateLimitInfo,
+  StreamProtocolError,
   type TransportError,
   UpstreamError
 } from "../GatewayError.js"
 import * as RetryPolicy from "../RetryPolicy.js"
+import * as Sanitize from "./sanitize.js"
 
 /** The most of an error body we read: enough for any JSON error, bounded against a hostile server. */
 export const maxErrorBodyBytes = 64 * 1024
-
-const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text)
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -72,12 +74,16 @@ const header = (headers: Headers.Headers, name: string): string | undefined => {
 
 /**
  * The platform's rate-limit headers (`inin-ratelimit-count/allowed/reset`), else the
- * OpenAI-style `x-ratelimit-limit-requests` / `x-ratelimit-reset-requests`.
+ * OpenAI-style `x-ratelimit-limit-requests` / `x-ratelimit-reset-requests`, sanitized.
  */
-export const rateLimitInfo = (headers: Headers.Headers): RateLimitInfo | undefined => {
-  const count = header(headers, "inin-ratelimit-count")
-  const allowed = header(headers, "inin-ratelimit-allowed") ?? header(headers, "x-ratelimit-limit-requests")
-  const reset = header(headers, "inin-ratelimit-reset") ?? header(headers, "x-ratelimit-reset-requests")
+export const rateLimitInfo = (
+  headers: Headers.Headers,
+  sanitize: Sanitize.Sanitize = Sanitize.basic
+): RateLimitInfo | undefined => {
+  const read = (name: string) => Sanitize.optional(sanitize, header(headers, name), Sanitize.limits.header)
+  const count = read("inin-ratelimit-count")
+  const allowed = read("inin-ratelimit-allowed") ?? read("x-ratelimit-limit-requests")
+  const reset = read("inin-ratelimit-reset") ?? read("x-ratelimit-reset-requests")
   if (count === undefined && allowed === undefined && reset === undefined) return undefined
   return {
     ...(count !== undefined ? { count } : {}),
@@ -86,21 +92,16 @@ export const rateLimitInfo = (headers: Headers.Headers): RateLimitInfo | undefin
   }
 }
 
-/** `ININ-Correlation-Id`, else the `x-request-id` OpenAI-compatible servers send. */
-export const correlationId = (headers: Headers.Headers): string | undefined =>
-  header(headers, "inin-correlation-id") ?? header(headers, "x-request-id")
-
-/**
- * Removes every occurrence of the given secrets (the bearer token we sent) from text that
- * came from the server, in case it was echoed back.
- */
-export const scrub = (text: string, secrets: ReadonlyArray<string>): string => {
-  let out = text
-  for (const secret of secrets) {
-    if (secret !== "") out = out.split(secret).join("<redacted>")
-  }
-  return out
-}
+/** `ININ-Correlation-Id`, else the `x-request-id` OpenAI-compatible servers send, sanitized. */
+export const correlationId = (
+  headers: Headers.Headers,
+  sanitize: Sanitize.Sanitize = Sanitize.basic
+): string | undefined =>
+  Sanitize.optional(
+    sanitize,
+    header(headers, "inin-correlation-id") ?? header(headers, "x-request-id"),
+    Sanitize.limits.identifier
+  )
 
 const QUOTA = /quota|exhausted|insufficient_quota/i
 
@@ -115,8 +116,8 @@ export interface ResponseFacts {
   readonly body: string | undefined
   /** The current time (epoch ms, from `Clock`), to read an HTTP-date `Retry-After`. */
   readonly now: number
-  /** Secrets that must not appear in an error (the bearer token sent). */
-  readonly secrets: ReadonlyArray<string>
+  /** The request's sanitizer, which knows the secrets sent (the bearer token). */
+  readonly sanitize: Sanitize.Sanitize
 }
 
 /**
@@ -126,23 +127,27 @@ export interface ResponseFacts {
  * `BadRequest`, 408, 5xx and anything else → `UpstreamError` (not partial).
  */
 export const fromStatus = (facts: ResponseFacts): TransportError => {
+  // `isQuota` reads the raw code and type: they only choose the class, never reach the error.
   const body = parseErrorBody(facts.body)
-  const detail = body.message === undefined ? undefined : clip(scrub(body.message, facts.secrets), 500)
-  const rateLimit = rateLimitInfo(facts.headers)
-  const correlation = correlationId(facts.headers)
+  const { sanitize } = facts
+  const code = Sanitize.optional(sanitize, body.code, Sanitize.limits.identifier)
+  const detail = Sanitize.optional(sanitize, body.message, Sanitize.limits.text)
+  const contextId = Sanitize.optional(sanitize, body.contextId, Sanitize.limits.identifier)
+  const rateLimit = rateLimitInfo(facts.headers, sanitize)
+  const correlation = correlationId(facts.headers, sanitize)
   const fields = {
     status: facts.status,
-    ...(body.code !== undefined ? { code: clip(body.code, 200) } : {}),
-    ...(detail !== undefined ? { detail } : {}),
-    ...(body.contextId !== undefined ? { contextId: clip(body.contextId, 200) } : {}),
-    ...(correlation !== undefined ? { correlationId: clip(correlation, 200) } : {}),
+    ...(code !== undefined && code !== "" ? { code } : {}),
+    ...(detail !== undefined && detail !== "" ? { detail } : {}),
+    ...(contextId !== undefined && contextId !== "" ? { contextId } : {}),
+    ...(correlation !== undefined && correlation !== "" ? { correlationId: correlation } : {}),
     ...(rateLimit !== undefined ? { rateLimit } : {})
   }
   const status = facts.status
   if (status === 401) {
     return new AuthError({
-      error: body.code ?? "unauthorized",
-      description: `the gateway rejected the bearer token${detail === undefined ? "" : ` (${detail})`}`,
+      error: fields.code ?? "unauthorized",
+      description: `the gateway rejected the bearer token${fields.detail === undefined ? "" : ` (${fields.detail})`}`,
       status
     })
   }
@@ -164,7 +169,7 @@ export const fromStatus = (facts: ResponseFacts): TransportError => {
  * A short description of a network failure: the system error code and message (never the
  * request, whose headers hold the token).
  */
-export const describeCause = (cause: unknown): string => {
+export const describeCause = (cause: unknown, sanitize: Sanitize.Sanitize = Sanitize.basic): string => {
   const parts: Array<string> = []
   let current: unknown = cause
   for (let depth = 0; depth < 3 && current !== undefined && current !== null; depth++) {
@@ -181,23 +186,41 @@ export const describeCause = (cause: unknown): string => {
       break
     }
   }
-  return parts.length === 0 ? "unknown network error" : clip(parts.join(" ← "), 300)
+  const text = parts.length === 0 ? "" : sanitize(parts.join(" ← "), Sanitize.limits.text)
+  return text === "" ? "unknown network error" : text
 }
 
 /** A platform failure before the response headers: always a (retryable) `ConnectionError`. */
-export const fromRequestError = (error: HttpClientError.HttpClientError): ConnectionError =>
+export const fromRequestError = (
+  error: HttpClientError.HttpClientError,
+  sanitize: Sanitize.Sanitize = Sanitize.basic
+): ConnectionError =>
   new ConnectionError({
     reason: error.reason === "Transport"
-      ? describeCause(error.cause)
-      : `${error.reason.toLowerCase()} failure: ${describeCause(error.cause)}`,
+      ? describeCause(error.cause, sanitize)
+      : `${error.reason.toLowerCase()} failure: ${describeCause(error.cause, sanitize)}`,
     partial: false
   })
 
 /** A failure while reading the body: the stream ends here, never retried. */
-export const fromBodyError = (error: HttpClientError.HttpClientError, partial: boolean): ConnectionError =>
+export const fromBodyError = (
+  error: HttpClientError.HttpClientError,
+  partial: boolean,
+  sanitize: Sanitize.Sanitize = Sanitize.basic
+): ConnectionError =>
   new ConnectionError({
-    reason: `the response body broke off: ${describeCause(error.cause ?? error.reason)}`,
+    reason: `the response body broke off: ${describeCause(error.cause ?? error.reason, sanitize)}`,
     partial
+  })
+
+/**
+ * A 2xx response that is not an event stream; the content type the gateway sent is shown
+ * sanitized (a hostile server may put anything in it).
+ */
+export const fromContentType = (contentType: string, sanitize: Sanitize.Sanitize): StreamProtocolError =>
+  new StreamProtocolError({
+    reason: `expected a text/event-stream response but the gateway sent ${sanitize(contentType, Sanitize.limits.header)}`,
+    partial: false
   })
 
 /** Whether a `Content-Type` is `text/event-stream` (parameters and case ignored). */
