@@ -3,6 +3,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import { SafetyViolation } from "../src/GatewayError.js"
+import { workCounter } from "../src/internal/redaction.js"
 import * as SafetyFilter from "../src/SafetyFilter.js"
 
 const filter = Effect.runSync(SafetyFilter.make())
@@ -700,6 +701,23 @@ describe("SafetyFilter output redactor", () => {
       }
       expect(maxHeld, unit).toBeLessThan(maxHold)
       expect(redactor.end().length + emitted, unit).toBe(pushed)
+    }
+  })
+
+  it("looks at each character a bounded number of times, however the text is split", () => {
+    // One-character pushes of text that keeps the email recognizer's whole window undecided
+    // used to search the 513 held-back characters again at every push.
+    const n = 20_000
+    for (const unit of ["a", "ab.", "1 ", "a@", "x@a-", "f:", "1.", "DE89 ", "4111 "]) {
+      const text = unit.repeat(Math.ceil(n / unit.length)).slice(0, n)
+      const redactor = Effect.runSync(filter.outputRedactor)
+      const before = workCounter.steps
+      let out = ""
+      for (const c of text) out += redactor.push(c)
+      out += redactor.end()
+      const steps = workCounter.steps - before
+      expect(out, unit).toBe(redact(text))
+      expect(steps / n, unit).toBeLessThan(32)
     }
   })
 

@@ -48,6 +48,8 @@ export interface RecognizerSpec {
 interface Compiled {
   readonly marker: string
   readonly regex: RegExp
+  /** The same pattern anchored at `lastIndex`: tries one position, never searches ahead. */
+  readonly sticky: RegExp
   readonly maxLength: number
   readonly inAlphabet: (code: number) => boolean
   readonly isStart: (code: number) => boolean
@@ -95,6 +97,7 @@ const compile = (spec: RecognizerSpec): Compiled => {
   return {
     marker: spec.marker,
     regex: new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "g"),
+    sticky: new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "y"),
     maxLength: spec.maxLength,
     inAlphabet: charPredicate(spec.alphabet),
     isStart: charPredicate(spec.start ?? spec.alphabet),
@@ -110,84 +113,98 @@ const compile = (spec: RecognizerSpec): Compiled => {
 }
 
 /**
- * The first position `s >= from` where the recognizer's decision could still change once more
- * text arrives after `text` (see the module comment), or `text.length` if there is none.
+ * Work done by the scanner, for tests that bound it (positions a pattern was tried at, plus
+ * characters looked at to find where a stream must hold back). Only ever incremented.
  */
-const holdOf = (r: Compiled, text: string, from: number): number => {
-  const n = text.length
-  const lo = Math.max(from, n - r.maxLength + 1)
-  let i = n
-  while (i > lo && r.inAlphabet(text.charCodeAt(i - 1))) i--
-  for (let j = i; j < n; j++) {
-    if (r.isStart(text.charCodeAt(j))) return j
-  }
-  return n
-}
+export const workCounter = { steps: 0 }
 
 /** Scratch state of one scan: each recognizer's next accepted match, found lazily. */
 const UNKNOWN = -2
 const NONE = -1
 
+/** The position after the code point at `at`. */
+const nextCodePoint = (text: string, at: number): number =>
+  at + (isHighSurrogate(text.charCodeAt(at)) && isLowSurrogate(text.charCodeAt(at + 1)) ? 2 : 1)
+
+/** The accepted length of the match `m` of `r`, or 0 when it does not count as a match. */
+const acceptedLength = (r: Compiled, m: RegExpExecArray): number =>
+  // An empty match is no match, nor one that reaches the declared bound: with its lookahead
+  // it examined more than `maxLength` characters. (This also keeps a greedy, unbounded
+  // pattern such as `[A-Z]+(?![A-Z])` consistent between whole and streamed text.)
+  m[0].length === 0 || m[0].length >= r.maxLength ? 0 : r.accept(m[0])
+
 /**
  * The first accepted match of `r` starting in `[from, limit)`, written to `starts[i]`/`ends[i]`
- * (`NONE` if there is none).
+ * (`NONE` if there is none). With `anchored`, the pattern is tried at each possible start in
+ * `[from, limit)` only: a stream calls this with `limit` well before the end of its buffer, and
+ * a searching RegExp would otherwise look through the held-back text again at every push. The
+ * answer is the same either way (the leftmost accepted match).
  */
 const findNext = (
   r: Compiled,
   text: string,
   from: number,
   limit: number,
+  anchored: boolean,
   i: number,
   starts: Array<number>,
   ends: Array<number>
 ): void => {
   let at = from
+  if (anchored) {
+    const regex = r.sticky
+    while (at < limit) {
+      workCounter.steps++
+      if (!r.isStart(text.charCodeAt(at))) {
+        at++
+        continue
+      }
+      regex.lastIndex = at
+      const m = regex.exec(text)
+      const len = m === null ? 0 : acceptedLength(r, m)
+      if (len > 0) {
+        starts[i] = at
+        ends[i] = at + len
+        return
+      }
+      at = nextCodePoint(text, at)
+    }
+    starts[i] = NONE
+    return
+  }
   const regex = r.regex
   while (at < limit) {
     regex.lastIndex = at
     const m = regex.exec(text)
+    workCounter.steps += (m === null ? text.length : m.index) - at + 1
     if (m === null || m.index >= limit) break
-    // An empty match is no match, nor one that reaches the declared bound: with its lookahead
-    // it examined more than `maxLength` characters. (This also keeps a greedy, unbounded
-    // pattern such as `[A-Z]+(?![A-Z])` consistent between whole and streamed text.)
-    const len = m[0].length === 0 || m[0].length >= r.maxLength ? 0 : r.accept(m[0])
+    const len = acceptedLength(r, m)
     if (len > 0) {
       starts[i] = m.index
       ends[i] = m.index + len
       return
     }
-    at = m.index + (isHighSurrogate(text.charCodeAt(m.index)) && isLowSurrogate(text.charCodeAt(m.index + 1)) ? 2 : 1)
+    at = nextCodePoint(text, m.index)
   }
   starts[i] = NONE
 }
 
 /**
- * Redacts `text` from `from`, appending the output to `out` and counting matches per
- * recognizer in `counts`. With `final`, the text is complete and everything is decided;
- * otherwise only what no further text can change. Returns the position up to which the text
- * was consumed.
+ * Redacts `text` from `from` up to `limit` (matches start before `limit`; one may end after
+ * it), appending the output to `out` and counting matches per recognizer in `counts`. Below
+ * `limit` every decision must be final (`limit` is the text's length when the text is
+ * complete). Returns the position up to which the text was consumed.
  */
 const scan = (
   recs: ReadonlyArray<Compiled>,
   text: string,
   from: number,
-  final: boolean,
+  limit: number,
   out: Array<string>,
   counts: Array<number>
 ): number => {
-  const n = text.length
   const k = recs.length
-  let limit = n
-  if (!final) {
-    for (let i = 0; i < k; i++) {
-      const h = holdOf(recs[i]!, text, from)
-      if (h < limit) limit = h
-    }
-    // never cut a surrogate pair in two
-    if (limit > from && limit < n && isHighSurrogate(text.charCodeAt(limit - 1)) && isLowSurrogate(text.charCodeAt(limit))) {
-      limit--
-    }
-  }
+  const anchored = limit < text.length
   const starts = new Array<number>(k).fill(UNKNOWN)
   const ends = new Array<number>(k).fill(0)
   let p = from
@@ -196,7 +213,7 @@ const scan = (
     let bestStart = limit
     for (let i = 0; i < k; i++) {
       const s = starts[i]!
-      if (s === UNKNOWN || (s >= 0 && s < p)) findNext(recs[i]!, text, p, limit, i, starts, ends)
+      if (s === UNKNOWN || (s >= 0 && s < p)) findNext(recs[i]!, text, p, limit, anchored, i, starts, ends)
       const start = starts[i]!
       if (start >= 0 && start < bestStart) {
         best = i
@@ -212,6 +229,56 @@ const scan = (
   const cut = Math.max(p, limit)
   if (cut > p) out.push(text.slice(p, cut))
   return cut
+}
+
+/**
+ * Where a stream must hold back, kept up to date as text arrives so that no push looks at
+ * earlier text again. For each recognizer: `runStart`, the start of the trailing run of its
+ * alphabet, and `hold`, the first start character at or after the lowest position whose
+ * decision could still change (the run's start, the scan position, or `maxLength - 1` before
+ * the end, whichever is last), or the end of the text. All three bounds only grow, so `hold`
+ * only moves forward and every character is looked at once per recognizer.
+ */
+interface Holds {
+  readonly runStart: Int32Array
+  readonly hold: Int32Array
+  /** How much of the text the runs have seen. */
+  seen: number
+}
+
+const makeHolds = (k: number): Holds => ({ runStart: new Int32Array(k), hold: new Int32Array(k), seen: 0 })
+
+/** Brings `holds` up to `text` and returns the smallest hold (see `Holds`). */
+const advanceHolds = (recs: ReadonlyArray<Compiled>, holds: Holds, text: string, from: number): number => {
+  const n = text.length
+  let limit = n
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i]!
+    let runStart = holds.runStart[i]!
+    for (let j = holds.seen; j < n; j++) {
+      if (!r.inAlphabet(text.charCodeAt(j))) runStart = j + 1
+    }
+    workCounter.steps += n - holds.seen
+    holds.runStart[i] = runStart
+    let h = Math.max(holds.hold[i]!, runStart, from, n - r.maxLength + 1)
+    while (h < n && !r.isStart(text.charCodeAt(h))) {
+      workCounter.steps++
+      h++
+    }
+    holds.hold[i] = h
+    if (h < limit) limit = h
+  }
+  holds.seen = n
+  return limit
+}
+
+/** Moves every position in `holds` back by `by` (the buffer lost that many characters at its start). */
+const shiftHolds = (holds: Holds, by: number): void => {
+  for (let i = 0; i < holds.hold.length; i++) {
+    holds.runStart[i] = holds.runStart[i]! - by
+    holds.hold[i] = holds.hold[i]! - by
+  }
+  holds.seen -= by
 }
 
 /** Streaming redaction state for one text. */
@@ -247,7 +314,7 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
   const redactInto = (text: string, counts: Array<number>): string => {
     if (recs.length === 0 || text.length === 0) return text
     const out: Array<string> = []
-    scan(recs, text, 0, true, out, counts)
+    scan(recs, text, 0, text.length, out, counts)
     return out.length === 1 ? out[0]! : out.join("")
   }
 
@@ -257,6 +324,7 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
     // the text not yet emitted, which starts at `pos`.
     let buffer = ""
     let pos = 0
+    const holds = makeHolds(recs.length)
     return {
       push: (chunk) => {
         if (chunk.length === 0) return ""
@@ -265,19 +333,33 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
         // A trailing high surrogate is half a character: its meaning depends on what follows,
         // so it is not looked at until the next push.
         const text = isHighSurrogate(buffer.charCodeAt(buffer.length - 1)) ? buffer.slice(0, -1) : buffer
+        let limit = advanceHolds(recs, holds, text, pos)
+        // never cut a surrogate pair in two
+        if (
+          limit > pos && limit < text.length && isHighSurrogate(text.charCodeAt(limit - 1)) &&
+          isLowSurrogate(text.charCodeAt(limit))
+        ) limit--
+        // Nothing new is final: the held-back text is not looked at again.
+        if (limit <= pos) return ""
         const out: Array<string> = []
-        const cut = scan(recs, text, pos, false, out, counts)
+        const cut = scan(recs, text, pos, limit, out, counts)
         let keep = Math.max(0, cut - contextLength)
         if (keep > 0 && isLowSurrogate(buffer.charCodeAt(keep))) keep--
-        if (keep > 0) buffer = buffer.slice(keep)
+        if (keep > 0) {
+          buffer = buffer.slice(keep)
+          shiftHolds(holds, keep)
+        }
         pos = cut - keep
         return out.length === 1 ? out[0]! : out.join("")
       },
       end: () => {
         const out: Array<string> = []
-        if (pos < buffer.length) scan(recs, buffer, pos, true, out, counts)
+        if (pos < buffer.length) scan(recs, buffer, pos, buffer.length, out, counts)
         buffer = ""
         pos = 0
+        holds.runStart.fill(0)
+        holds.hold.fill(0)
+        holds.seen = 0
         return out.join("")
       },
       redactions: () => summarize(counts)
