@@ -18,6 +18,21 @@
  * recomputed from scratch by someone with write access), keep `{seq, hash}` of a recent line
  * somewhere else and pass it to `verify` as an anchor.
  *
+ * ## Keyed chains
+ *
+ * With a key (`FileOptions.key`, `LLM_GATEWAY_AUDIT_KEY`), every line also carries
+ * `"alg": "hmac-sha256"` and `hash` is `hmacSha256hex(key, prevHash + canonicalJson(body))`
+ * over the same material. Without the key nobody can recompute a valid hash, so a forged or
+ * edited line fails verification even when its author recomputed the plain SHA-256 chain.
+ * `verify` needs the key for a keyed chain (and says so when it is missing); given a key, it
+ * rejects unkeyed lines, so a keyed chain cannot be swapped for a recomputed unkeyed one.
+ * Unkeyed files (no `alg`) are verified exactly as before.
+ *
+ * ## One writer
+ *
+ * `layerFile` holds `<path>.lock` (created exclusively, holding the writer's pid) while it is
+ * open; a second writer, in this process or another, fails at start with `AuditLogLocked`.
+ *
  * ## What an entry may hold
  *
  * Entries are encoded with the `AuditEntry` schema before they are chained, which drops every
@@ -35,13 +50,18 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Cost, FinishReason, RedactionCount, Usage, UsageSource } from "./Chat.js"
 import { canonicalJson } from "./internal/canonicalJson.js"
-import { isSha256Hex, sha256Hex } from "./internal/hash.js"
+import { hmacSha256Hex, isSha256Hex, sha256Hex } from "./internal/hash.js"
+import { randomUUID } from "node:crypto"
 
 /**
  * What the pipeline records about one request.
@@ -60,6 +80,8 @@ export const AuditEntry = Schema.Struct({
   usage: Schema.optional(Usage),
   usageSource: Schema.optional(UsageSource),
   cost: Schema.optional(Cost),
+  /** The gateway reported usage costing more than the request reserved (see CostMeter). */
+  usageOverReservation: Schema.optional(Schema.Boolean),
   inputRedactions: Schema.Array(RedactionCount),
   outputRedactions: Schema.Array(RedactionCount),
   droppedMessages: Schema.Int,
@@ -118,12 +140,24 @@ export interface ChainHead {
 }
 
 /**
+ * The `alg` field of the lines of a keyed chain.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const keyedAlg = "hmac-sha256"
+
+/**
  * The hash of a line: `sha256hex(prevHash + canonicalJson(body))`, where `body` is the line
- * without `prevHash` and `hash` (the entry's fields and `seq`).
+ * without `prevHash` and `hash` (the entry's fields, `seq`, and `alg` on keyed lines); with a
+ * `key`, the HMAC-SHA-256 of the same material under that key.
  *
  * @since 0.1.0
  */
-export const lineHash = (prevHash: string, body: object): string => sha256Hex(prevHash + canonicalJson(body))
+export const lineHash = (prevHash: string, body: object, key?: Redacted.Redacted<string>): string =>
+  key === undefined
+    ? sha256Hex(prevHash + canonicalJson(body))
+    : hmacSha256Hex(Redacted.value(key), prevHash + canonicalJson(body))
 
 const encodeEntry = Schema.encodeEither(AuditEntry)
 const entryFields = Object.keys(AuditEntry.fields)
@@ -144,19 +178,19 @@ const sanitize = (entry: AuditEntry): { readonly body: Record<string, unknown>; 
 
 /**
  * Links `entry` after `head`: the persisted line (without a newline), the entry as recorded
- * and the new head.
+ * and the new head. With a `key` the line is keyed (`alg` and an HMAC, see the module doc).
  *
  * @since 0.1.0
  */
-export const link = (head: ChainHead, entry: AuditEntry): {
+export const link = (head: ChainHead, entry: AuditEntry, key?: Redacted.Redacted<string>): {
   readonly line: string
   readonly entry: ChainedEntry
   readonly head: ChainHead
   readonly issue: string | undefined
 } => {
   const { body, issue } = sanitize(entry)
-  const withSeq = { ...body, seq: head.seq }
-  const hash = lineHash(head.prevHash, withSeq)
+  const withSeq = key === undefined ? { ...body, seq: head.seq } : { ...body, seq: head.seq, alg: keyedAlg }
+  const hash = lineHash(head.prevHash, withSeq, key)
   const chained = { ...withSeq, prevHash: head.prevHash, hash } as unknown as ChainedEntry
   return { line: JSON.stringify(chained), entry: chained, head: { seq: head.seq + 1, prevHash: hash }, issue }
 }
@@ -172,10 +206,16 @@ export const link = (head: ChainHead, entry: AuditEntry): {
  * - `out-of-sequence`: `seq` is not the previous line's `seq` + 1.
  * - `anchor-mismatch`: the line at the anchor's `seq` has another hash (the chain was rewritten).
  * - `truncated`: the log ends before the anchor's `seq` (lines were removed from the end).
+ * - `key-required`: the line is keyed (`alg: "hmac-sha256"`) and no key was given: a keyed
+ *   chain cannot be verified as unkeyed.
+ * - `not-keyed`: a key was given but the line has no HMAC (written without the key, or forged
+ *   with a recomputed plain hash).
  *
  * @since 0.1.0
  */
 export type VerifyFailure =
+  | "key-required"
+  | "not-keyed"
   | "malformed"
   | "hash-mismatch"
   | "broken-link"
@@ -213,15 +253,20 @@ export type VerifyReport =
  *   the log); the log must contain that line, unchanged.
  * - `start`: the head the first line must continue (default `{seq: 0, prevHash: genesisHash}`),
  *   for a log file that was rotated: pass the `Valid` report of the previous file.
+ * - `key`: the HMAC key the log was written with (see "Keyed chains"); required for a keyed
+ *   log, and when given every line must be keyed.
  *
  * @since 0.1.0
  */
 export interface VerifyOptions {
   readonly anchor?: { readonly seq: number; readonly hash: string } | undefined
   readonly start?: ChainHead | undefined
+  readonly key?: Redacted.Redacted<string> | undefined
 }
 
 const messages: Record<VerifyFailure, string> = {
+  "key-required": "is keyed (HMAC-SHA-256): pass the audit key (LLM_GATEWAY_AUDIT_KEY) to verify it",
+  "not-keyed": "has no HMAC although a key was given: it was not written with the key (or was forged)",
   "malformed": "is not a chained audit entry (cut off, blank, not JSON, or missing seq/prevHash/hash)",
   "hash-mismatch": "does not match its hash: its content was changed",
   "broken-link": "does not link to the line before it: a line was removed, inserted or moved",
@@ -271,7 +316,11 @@ class Verifier {
     if (!isSha256Hex(hash) || !isSha256Hex(prevHash) || typeof seq !== "number" || !Number.isSafeInteger(seq)) {
       return this.fail("malformed")
     }
-    if (lineHash(prevHash, body) !== hash) return this.fail("hash-mismatch")
+    if (body.alg !== undefined && body.alg !== keyedAlg) return this.fail("malformed")
+    const keyed = body.alg === keyedAlg
+    if (keyed && this.options.key === undefined) return this.fail("key-required")
+    if (!keyed && this.options.key !== undefined) return this.fail("not-keyed")
+    if (lineHash(prevHash, body, this.options.key) !== hash) return this.fail("hash-mismatch")
     if (prevHash !== this.head.prevHash) return this.fail("broken-link")
     if (seq !== this.head.seq) return this.fail("out-of-sequence")
     const anchor = this.options.anchor
@@ -326,6 +375,26 @@ export class AuditFileError extends Schema.TaggedError<AuditFileError>("@llm-gat
 ) {
   override get message(): string {
     return `The audit log ${this.path} could not be read or opened: ${this.reason}.`
+  }
+}
+
+/**
+ * Another writer holds the audit file: a second `layerFile` on the same path, in this process
+ * or another. Two writers would fork the chain (duplicate sequence numbers), so the second one
+ * does not start.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class AuditLogLocked extends Schema.TaggedError<AuditLogLocked>("@llm-gateway/core/AuditLogLocked")(
+  "AuditLogLocked",
+  { path: Schema.String, lockFile: Schema.String, pid: Schema.optional(Schema.Number) }
+) {
+  override get message(): string {
+    const holder = this.pid === undefined ? "another writer" : `process ${this.pid}`
+    return `The audit log ${this.path} is already being written by ${holder} (lock file ${this.lockFile}). ` +
+      `Use one writer per file: give this process its own audit file, or stop the other writer. ` +
+      `If no writer is running, delete the lock file.`
   }
 }
 
@@ -433,13 +502,14 @@ export const verifyFile = (
 const makeAppender = (
   initial: ChainHead,
   write: (line: string, entry: ChainedEntry) => Effect.Effect<void>,
-  semaphore: Effect.Semaphore = Effect.unsafeMakeSemaphore(1)
+  semaphore: Effect.Semaphore = Effect.unsafeMakeSemaphore(1),
+  key?: Redacted.Redacted<string>
 ): Service => {
   let head = initial
   return {
     append: (entry) =>
       semaphore.withPermits(1)(Effect.suspend(() => {
-        const linked = link(head, entry)
+        const linked = link(head, entry, key)
         head = linked.head
         const reportIssue = linked.issue === undefined ? Effect.void : Effect.logError(
           "AuditLog: an entry does not match the AuditEntry schema; its declared fields were recorded as given",
@@ -506,6 +576,9 @@ export const layerMemory: Layer.Layer<AuditLog | MemoryAuditLog> = Layer.effectC
  * - `retryEvery`: how often lines kept after a write failure are retried in the background
  *   (default 5 seconds); every `append` also retries them first.
  * - `maxPending`: how many lines are kept in memory while writes fail (default 10,000).
+ * - `key`: an HMAC key (non-empty); every line is then keyed (see "Keyed chains" in the module
+ *   doc). A file must be written with one key throughout: a keyed writer does not continue an
+ *   unkeyed file, nor an unkeyed writer a keyed one (rotate to a new file to change).
  *
  * @since 0.1.0
  */
@@ -513,12 +586,21 @@ export interface FileOptions {
   readonly sync?: boolean | undefined
   readonly retryEvery?: Duration.DurationInput | undefined
   readonly maxPending?: number | undefined
+  readonly key?: Redacted.Redacted<string> | undefined
 }
 
 /** How much of the end of the file is read at start-up to find the chain's head. */
 const tailBytes = 1024 * 1024
 
-const parseHead = (text: string): ChainHead | undefined => {
+/**
+ * The head a line leaves, `"key-required"` / `"not-keyed"` when the line was written in the
+ * other mode, `"key-mismatch"` for a keyed line that does not verify, `undefined` when the
+ * line is not an intact chained entry.
+ */
+const parseHead = (
+  text: string,
+  key: Redacted.Redacted<string> | undefined
+): ChainHead | "key-required" | "not-keyed" | "key-mismatch" | undefined => {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
@@ -531,7 +613,77 @@ const parseHead = (text: string): ChainHead | undefined => {
   if (!isSha256Hex(hash) || !isSha256Hex(prevHash) || typeof seq !== "number" || !Number.isSafeInteger(seq)) {
     return undefined
   }
-  return lineHash(prevHash, body) === hash ? { seq: seq + 1, prevHash: hash } : undefined
+  const keyed = body.alg === keyedAlg
+  if (body.alg !== undefined && !keyed) return undefined
+  if (keyed && key === undefined) return lineHash(prevHash, body) === hash ? undefined : "key-required"
+  if (!keyed && key !== undefined) return lineHash(prevHash, body) === hash ? "not-keyed" : undefined
+  if (lineHash(prevHash, body, key) === hash) return { seq: seq + 1, prevHash: hash }
+  return keyed ? "key-mismatch" : undefined
+}
+
+/** Whether a process with this pid exists (EPERM: it exists but belongs to another user). */
+const isAlive = (pid: number): boolean => {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as { code?: unknown }).code === "EPERM"
+  }
+}
+
+/** A lock file younger than this without a readable pid is being written, not abandoned. */
+const lockSettleMillis = 10_000
+
+/**
+ * Takes `lockFile` for this writer: created exclusively (`wx`) holding the pid and a token of
+ * this Layer instance, removed by the finalizer if it is still ours. A lock whose process is
+ * gone is taken over with a warning. Two processes taking over the same stale lock at the
+ * same instant can still race; a live holder is never displaced.
+ */
+const acquireLock = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  lockFile: string
+): Effect.Effect<void, AuditFileError | AuditLogLocked, Scope.Scope> => {
+  const fault = (error: unknown) => new AuditFileError({ path: lockFile, reason: describeFault(error) })
+  const content = `${process.pid}\n${randomUUID()}\n`
+  const create = Effect.scoped(Effect.gen(function*() {
+    const file = yield* fs.open(lockFile, { flag: "wx", mode: 0o600 })
+    yield* file.writeAll(new TextEncoder().encode(content))
+  }))
+  const alreadyExists = (error: unknown) =>
+    typeof error === "object" && error !== null && (error as { reason?: unknown }).reason === "AlreadyExists"
+  const attempt = (takeOver: boolean): Effect.Effect<void, AuditFileError | AuditLogLocked> =>
+    create.pipe(Effect.catchAll((error) =>
+      !alreadyExists(error) ? Effect.fail(fault(error)) : Effect.gen(function*() {
+        const held = yield* fs.readFileString(lockFile).pipe(Effect.option)
+        if (Option.isNone(held)) return yield* (takeOver ? attempt(false) : Effect.fail(new AuditLogLocked({ path, lockFile })))
+        const pid = Number(held.value.split("\n", 1)[0])
+        const readable = /^[0-9]+\n/.test(held.value)
+        if (readable && isAlive(pid)) return yield* Effect.fail(new AuditLogLocked({ path, lockFile, pid }))
+        if (!readable) {
+          const age = yield* fs.stat(lockFile).pipe(
+            Effect.map((info) => Option.match(info.mtime, { onNone: () => Infinity, onSome: (t) => Date.now() - t.getTime() })),
+            Effect.orElseSucceed(() => Infinity)
+          )
+          if (age < lockSettleMillis) return yield* Effect.fail(new AuditLogLocked({ path, lockFile }))
+        }
+        if (!takeOver) return yield* Effect.fail(new AuditLogLocked({ path, lockFile, ...(readable ? { pid } : {}) }))
+        yield* Effect.logWarning(
+          `AuditLog: taking over the stale lock ${lockFile} of ${readable ? `process ${pid}, which is gone` : "an unknown writer"}`
+        )
+        // Remove it only if it is still the stale lock we read, then create ours exclusively.
+        const again = yield* fs.readFileString(lockFile).pipe(Effect.option)
+        if (Option.isSome(again) && again.value === held.value) yield* Effect.ignore(fs.remove(lockFile))
+        return yield* attempt(false)
+      })
+    ))
+  const release = fs.readFileString(lockFile).pipe(
+    Effect.flatMap((held) => (held === content ? fs.remove(lockFile) : Effect.void)),
+    Effect.catchAll((error) => Effect.logWarning("AuditLog: could not remove the audit log's lock file", describeFault(error)))
+  )
+  return Effect.acquireRelease(attempt(true), () => release)
 }
 
 /**
@@ -541,7 +693,13 @@ const parseHead = (text: string): ChainHead | undefined => {
  * At start-up the end of the file is read and the chain continues from its newest intact line,
  * so restarts extend one chain. A cut-off last line (a crash during a write) is ended with a
  * newline and left in place, and an error is logged: `verifyFile` will report it, which is the
- * truth. Only one process may append to a file.
+ * truth.
+ *
+ * One writer per file: the Layer holds `<path>.lock` (created with `O_EXCL`, holding its pid)
+ * from before it reads the head until it closes. A second writer, in this process or another,
+ * fails at start with `AuditLogLocked`; a lock left by a process that is gone is taken over
+ * with a warning. With `options.key` every line is keyed (HMAC-SHA-256); a file written in the
+ * other mode, or with another key, fails the start with `AuditFileError`.
  *
  * Write policy: appends are serialized by a semaphore and each line is written whole with one
  * `write` on an append-mode handle, then fsynced (see `FileOptions.sync`). When a write
@@ -558,7 +716,7 @@ const parseHead = (text: string): ChainHead | undefined => {
 export const layerFile = (
   path: string,
   options: FileOptions = {}
-): Layer.Layer<AuditLog, AuditFileError, FileSystem.FileSystem | Path.Path> =>
+): Layer.Layer<AuditLog, AuditFileError | AuditLogLocked, FileSystem.FileSystem | Path.Path> =>
   Layer.scoped(
     AuditLog,
     Effect.gen(function*() {
@@ -569,9 +727,16 @@ export const layerFile = (
       const sync = options.sync ?? true
       const maxPending = Math.max(1, Math.floor(options.maxPending ?? 10_000))
 
+      const key = options.key
+      if (key !== undefined && Redacted.value(key).length === 0) {
+        return yield* Effect.fail(new AuditFileError({ path, reason: "the audit key is empty; give a non-empty key or none" }))
+      }
+
       yield* fs.makeDirectory(pathService.dirname(pathService.resolve(path)), { recursive: true }).pipe(
         Effect.mapError(fault)
       )
+      // Held from before the head is read, so no other writer can extend the chain meanwhile.
+      yield* acquireLock(fs, path, `${pathService.resolve(path)}.lock`)
 
       // Find the head of the chain in the last megabyte of the file.
       const tail = yield* Effect.scoped(Effect.gen(function*() {
@@ -596,13 +761,30 @@ export const layerFile = (
       const complete = segments.slice(tail.start > 0n ? 1 : 0, -1)
       let head: ChainHead = { seq: 0, prevHash: genesisHash }
       let skipped = 0
+      let keyMismatch = false
       for (let i = complete.length - 1; i >= 0; i--) {
-        const found = parseHead(complete[i]!)
-        if (found !== undefined) {
+        const found = parseHead(complete[i]!, key)
+        if (found === "key-required" || found === "not-keyed") {
+          return yield* Effect.fail(
+            new AuditFileError({
+              path,
+              reason: found === "key-required"
+                ? "it was written with an HMAC key; set the same key (LLM_GATEWAY_AUDIT_KEY) or write to a new file"
+                : "it was written without an HMAC key, and a keyed chain cannot continue it; write to a new file to turn the key on"
+            })
+          )
+        }
+        if (found === "key-mismatch") keyMismatch = true
+        if (found !== undefined && typeof found === "object") {
           head = found
           break
         }
         skipped++
+      }
+      if (keyMismatch && skipped === complete.length) {
+        return yield* Effect.fail(
+          new AuditFileError({ path, reason: "none of its last lines verifies with the given HMAC key; is it the key the file was written with?" })
+        )
       }
       if (torn) {
         yield* Effect.logError(
@@ -690,7 +872,7 @@ export const layerFile = (
         Effect.suspend(() => {
           pending.push(line)
           return flush
-        }), lock)
+        }), lock, key)
       const guardedFlush = lock.withPermits(1)(Effect.suspend(() => (pending.length === 0 ? Effect.void : flush)))
 
       yield* Effect.sleep(options.retryEvery ?? "5 seconds").pipe(
@@ -712,4 +894,38 @@ export const layerFile = (
       )
       return service
     })
+  )
+
+/**
+ * The audit key from `LLM_GATEWAY_AUDIT_KEY` (optional, `Redacted`, non-empty when set).
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const keyConfig: Config.Config<Option.Option<Redacted.Redacted<string>>> = Config.option(
+  Config.redacted("LLM_GATEWAY_AUDIT_KEY").pipe(
+    Config.validate({ message: "LLM_GATEWAY_AUDIT_KEY must not be empty (unset it for an unkeyed log)", validation: (key) => Redacted.value(key).length > 0 })
+  )
+)
+
+/**
+ * `layerFile` with its HMAC key read from `LLM_GATEWAY_AUDIT_KEY` (see `keyConfig`); unset
+ * means an unkeyed chain. A key that is set but empty fails the Layer with a `ConfigError`.
+ *
+ * @example
+ * import { NodeContext } from "@effect/platform-node"
+ * import { AuditLog } from "@llm-gateway/core"
+ * import * as Layer from "effect/Layer"
+ *
+ * const AuditLive = AuditLog.layerFileConfig("audit.jsonl").pipe(Layer.provide(NodeContext.layer))
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerFileConfig = (
+  path: string,
+  options: Omit<FileOptions, "key"> = {}
+): Layer.Layer<AuditLog, AuditFileError | AuditLogLocked | ConfigError.ConfigError, FileSystem.FileSystem | Path.Path> =>
+  Layer.unwrapEffect(
+    Effect.map(keyConfig, (key) => layerFile(path, { ...options, key: Option.getOrUndefined(key) }))
   )

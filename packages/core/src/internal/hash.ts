@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { createHash } from "node:crypto"
+import { createHash, createHmac } from "node:crypto"
 
 /**
  * The SHA-256 digest of `input` (strings are hashed as UTF-8), as 64 lowercase hex digits.
@@ -12,6 +12,14 @@ import { createHash } from "node:crypto"
  * @internal
  */
 export const sha256Hex = (input: string | Uint8Array): string => createHash("sha256").update(input).digest("hex")
+
+/**
+ * The HMAC-SHA-256 of `input` under `key` (both UTF-8), as 64 lowercase hex digits.
+ *
+ * @internal
+ */
+export const hmacSha256Hex = (key: string, input: string): string =>
+  createHmac("sha256", key).update(input).digest("hex")
 
 /**
  * Whether `value` looks like a SHA-256 hex digest (64 lowercase hex digits).
