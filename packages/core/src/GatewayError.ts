@@ -287,13 +287,23 @@ export class ContextWindowExceeded extends Schema.TaggedError<ContextWindowExcee
 )("ContextWindowExceeded", {
   model: Schema.String,
   limit: Schema.Number,
-  required: Schema.Number
+  required: Schema.Number,
+  /** The model's whole window and the tokens reserved for the reply (`limit` is what is left). */
+  contextWindow: Schema.optional(Schema.Number),
+  reservedForReply: Schema.optional(Schema.Number)
 }) {
   get isRetryable(): boolean {
     return false
   }
   override get message(): string {
-    return `The prompt needs ${this.required} tokens but ${this.model} allows ${this.limit} (after reserving room for the reply). Shorten the system instruction or the newest message, or lower maxTokens.`
+    if (this.contextWindow === undefined || this.reservedForReply === undefined) {
+      return `The prompt needs ${this.required} tokens but ${this.model} allows ${this.limit} (after reserving room for the reply). Shorten the system instruction or the newest message, or lower maxTokens.`
+    }
+    const room = this.contextWindow - this.required
+    const fix = room > 0
+      ? `Lower maxTokens to at most ${room}, or shorten the system instruction or the newest message.`
+      : "Shorten the system instruction or the newest message: they alone exceed the whole window."
+    return `The prompt needs ${this.required} tokens but the context window of ${this.model} is ${this.contextWindow} tokens, of which ${this.reservedForReply} are reserved for the reply, leaving ${this.limit} for the prompt. ${fix}`
   }
 }
 
