@@ -6,7 +6,7 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Auth, Transport } from "@llm-gateway/core"
-import { SimulatorApp, SimulatorLayer } from "@llm-gateway/simulator"
+import type { SimulatorApp, SimulatorLayer } from "@llm-gateway/simulator"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
@@ -68,7 +68,12 @@ export const layer = (
         Layer.provide(NodeHttpClient.layerUndici)
       )
     case "Simulator":
-      return SimulatorLayer.layer(simulator)
+      // Loaded here, so that a real backend never loads the simulator.
+      return Layer.unwrapEffect(
+        Effect.promise(() => import("@llm-gateway/simulator/SimulatorLayer")).pipe(
+          Effect.map((SimulatorLayer) => SimulatorLayer.layer(simulator))
+        )
+      )
   }
 }
 
@@ -77,4 +82,6 @@ export const layer = (
  *
  * @since 0.1.0
  */
-export const simulatorService = Effect.serviceOption(SimulatorApp.Simulator)
+export const simulatorService: Effect.Effect<Option.Option<SimulatorApp.Simulator["Type"]>> = Effect.promise(
+  () => import("@llm-gateway/simulator/SimulatorApp")
+).pipe(Effect.flatMap((SimulatorApp) => Effect.serviceOption(SimulatorApp.Simulator)))

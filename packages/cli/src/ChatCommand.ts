@@ -6,15 +6,11 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import type { Chat, Part } from "@llm-gateway/core"
-import { Gateway } from "@llm-gateway/core"
+import type { Chat } from "@llm-gateway/core"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
-import * as Stream from "effect/Stream"
-import * as AppLayer from "./AppLayer.js"
-import * as Backend from "./Backend.js"
-import * as Output from "./Output.js"
+import * as Argv from "./internal/argv.js"
 
 const template = Options.text("template").pipe(
   Options.withDescription("A prompt template ($name, ${name}, $$) rendered as the user message"),
@@ -49,6 +45,27 @@ const message = Args.text({ name: "message" }).pipe(
   Args.withDescription("The user message (omit it when --template is given)"),
   Args.optional
 )
+
+/**
+ * The flags of `chat` and what each expects, checked before parsing.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const spec: Argv.Spec = {
+  positionals: 1,
+  flags: {
+    "--template": Argv.valueFlag("a prompt template"),
+    "--var": Argv.valueFlag("a template variable as key=value", (v) => v.indexOf("=") > 0),
+    "--system": Argv.valueFlag("a system instruction"),
+    "--model": Argv.valueFlag("a model id"),
+    "--json": Argv.switchFlag,
+    "--max-tokens": Argv.valueFlag("a positive whole number", (v) => Argv.isInteger(v) && Number(v) > 0),
+    "--temperature": Argv.valueFlag("a number from 0 to 2", (v) => Argv.isNumber(v) && Number(v) >= 0 && Number(v) <= 2),
+    "--no-cache": Argv.switchFlag,
+    "--audit-file": Argv.valueFlag("a file path")
+  }
+}
 
 /**
  * The parsed `chat` arguments.
@@ -90,66 +107,6 @@ export const toRequest = (args: ChatArgs): Chat.ChatRequestInput => ({
   ...(args.noCache ? { cache: false } : {})
 })
 
-const describeNotice = (part: Part.Part): string | undefined => {
-  switch (part._tag) {
-    case "RedactionNotice":
-      return `[${part.direction === "input" ? "redacted before sending" : "redacted from the reply"}: ${
-        part.redactions.map((r) => `${r.kind} x${r.count}`).join(", ")
-      }]`
-    case "ContextTrimmed":
-      return `[context: dropped ${part.droppedMessages} old message(s) to fit ${part.limit} tokens]`
-    default:
-      return undefined
-  }
-}
-
-const run = (args: ChatArgs) =>
-  Effect.gen(function*() {
-    const backend = yield* Backend.detect
-    const request = toRequest(args)
-    const program = args.json
-      ? Gateway.complete(request).pipe(
-        Effect.flatMap((c) =>
-          Output.stdout(
-            JSON.stringify({
-              text: c.text,
-              finishReason: c.finishReason,
-              usage: c.usage,
-              usageSource: c.usageSource,
-              cost: c.cost,
-              cached: c.cached,
-              redactions: c.redactions
-            }) + "\n"
-          )
-        )
-      )
-      : Gateway.stream(request).pipe(
-        Stream.runForEach((part) => {
-          if (part._tag === "TextDelta") return Output.stdout(part.text)
-          if (part._tag === "Finish") {
-            return Output.stdout("\n").pipe(Effect.zipRight(Output.stderrLine(
-              `[${part.reason}; ${part.usage.promptTokens}+${part.usage.completionTokens} tokens (${part.usageSource}); ${
-                Output.usd(part.cost.totalUsd)
-              }${part.cached ? "; cached" : ""}]`
-            )))
-          }
-          const notice = describeNotice(part)
-          return notice === undefined ? Effect.void : Output.stderrLine(notice)
-        })
-      )
-    return yield* program.pipe(
-      Effect.provide(AppLayer.layer(Backend.layer(backend), { auditFile: Option.getOrUndefined(args.auditFile) }))
-    )
-  }).pipe(
-    Effect.catchAll((error) => {
-      const described = Output.describeError(error)
-      const report = args.json
-        ? Output.stdout(JSON.stringify({ error: described }) + "\n")
-        : Output.stderrLine(`error (${described._tag}): ${described.message}`)
-      return Effect.zipRight(report, Output.setFailed)
-    })
-  )
-
 /**
  * The `chat` command.
  *
@@ -158,5 +115,5 @@ const run = (args: ChatArgs) =>
 export const command = Command.make(
   "chat",
   { template, variables, system, model, json, maxTokens, temperature, noCache, auditFile, message },
-  run
+  (args) => Effect.flatMap(Effect.promise(() => import("./internal/chat.js")), (chat) => chat.run(args))
 ).pipe(Command.withDescription("Send one chat request through the gateway and stream the reply"))

@@ -7,11 +7,8 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { SimulatorApp, SimulatorServer } from "@llm-gateway/simulator"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Output from "./Output.js"
+import * as Argv from "./internal/argv.js"
 
 const port = Options.integer("port").pipe(
   Options.withDescription("The port to listen on (0 picks a free one)"),
@@ -26,41 +23,30 @@ const scenario = Options.text("scenario").pipe(
   Options.optional
 )
 
-const run = (args: { readonly port: number; readonly host: string; readonly scenario: Option.Option<string> }) =>
-  Effect.gen(function*() {
-    const fromFile = Option.isSome(args.scenario)
-      ? yield* SimulatorServer.loadScenarioFile(args.scenario.value).pipe(Effect.provide(NodeFileSystem.layer))
-      : undefined
-    const options: SimulatorServer.ServerOptions = {
-      port: args.port,
-      host: args.host,
-      ...(fromFile === undefined ? {} : { scenarios: fromFile.scenarios, defaultScenario: fromFile.defaultScenario })
-    }
-    return yield* Effect.gen(function*() {
-      const server = yield* SimulatorServer.SimulatorServer
-      const scenarios = yield* server.scenarios
-      yield* Output.stdout(`${server.baseUrl}\n`)
-      yield* Output.stderrLine(
-        [
-          `token endpoint:     ${server.baseUrl}/oauth/token (client id ${SimulatorApp.defaultClient.clientId})`,
-          `gateway profile:    ${server.gatewayUrl}`,
-          `OpenAI-compatible:  ${server.openAiBaseUrl}`,
-          `scenarios:          ${scenarios.length} (choose with the model id sim:<name> or the x-simulator-scenario header)`
-        ].join("\n")
-      )
-      return yield* Effect.never
-    }).pipe(Effect.provide(SimulatorServer.layerServer(options)))
-  }).pipe(
-    Effect.catchAll((error) =>
-      Output.stderrLine(`error (${error._tag}): ${error.message}`).pipe(Effect.zipRight(Output.setFailed))
-    )
-  )
+/**
+ * The flags of `sim` and what each expects, checked before parsing.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const spec: Argv.Spec = {
+  positionals: 0,
+  flags: {
+    "--port": Argv.valueFlag("a port number from 0 to 65535", (v) => Argv.isInteger(v) && Number(v) >= 0 && Number(v) <= 65535),
+    "--host": Argv.valueFlag("an address to listen on"),
+    "--scenario": Argv.valueFlag("a JSON scenario file")
+  }
+}
 
 /**
  * The `sim` command.
  *
  * @since 0.1.0
  */
-export const command = Command.make("sim", { port, host, scenario }, run).pipe(
+export const command = Command.make(
+  "sim",
+  { port, host, scenario },
+  (args) => Effect.flatMap(Effect.promise(() => import("./internal/sim.js")), (sim) => sim.run(args))
+).pipe(
   Command.withDescription("Run the gateway simulator as an HTTP server and print its base URL")
 )

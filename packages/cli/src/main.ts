@@ -4,37 +4,79 @@
  * @since 0.1.0
  */
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
 import * as ChatCommand from "./ChatCommand.js"
 import * as DemoCommand from "./DemoCommand.js"
+import * as Argv from "./internal/argv.js"
+import * as Output from "./Output.js"
 import * as SimCommand from "./SimCommand.js"
+
+const name = "llm-gateway"
 
 /**
  * The root command.
  *
  * @since 0.1.0
+ * @category Commands
  */
-export const command = Command.make("llm-gateway").pipe(
+export const command = Command.make(name).pipe(
   Command.withDescription("Talk to an LLM gateway through the llm-gateway pipeline"),
   Command.withSubcommands([ChatCommand.command, DemoCommand.command, SimCommand.command])
 )
 
+const specs: Readonly<Record<string, Argv.Spec>> = {
+  chat: ChatCommand.spec,
+  demo: DemoCommand.spec,
+  sim: SimCommand.spec
+}
+
+/** The exit code of a command line that could not be understood, as shells and coreutils use. */
+const usageExit = 2
+
+const usageError = (message: string) =>
+  Output.stderrLine(`${name}: ${message}`).pipe(
+    Effect.zipRight(Effect.sync(() => {
+      process.exitCode = usageExit
+    }))
+  )
+
+// @effect/cli prints its own multi-line report of a bad command line through Console.error;
+// the one line from `usageError` replaces it. Help and version still go to Console.log.
+const withoutConsoleErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Console.consoleWith((console) => Effect.withConsole(effect, { ...console, error: () => Effect.void }))
+
 /**
- * Runs the CLI on an argv array (`node`, the script path, then the arguments).
+ * Runs the CLI on an argv array (`node`, the script path, then the arguments). A command line
+ * that cannot be understood prints one line to stderr naming the problem and exits with 2.
  *
  * @since 0.1.0
+ * @category Commands
  */
-export const cli = Command.run(command, { name: "llm-gateway", version: "0.1.0" })
+export const cli = (argv: ReadonlyArray<string>) => {
+  const problem = Argv.check(name, argv.slice(2), specs)
+  if (problem !== undefined) return usageError(problem)
+  return Command.run(command, { name, version: "0.1.0" })(argv).pipe(
+    Effect.catchIf(ValidationError.isValidationError, (error) =>
+      usageError(
+        `${HelpDoc.toAnsiText(error.error).replace(/\s+/g, " ").trim()}. See '${name} --help'.`
+      )),
+    withoutConsoleErrors
+  )
+}
 
 /**
  * Runs the CLI on `process.argv`.
  *
  * @since 0.1.0
+ * @category Commands
  */
 export const main = (): void =>
   cli(process.argv).pipe(

@@ -140,4 +140,14 @@ describe("llm-gateway CLI", () => {
     expect(stderr).toContain(file)
     expect(stderr).toContain("tokenMs")
   })
+
+  it("a bad flag: one line on stderr naming the flag and what it expects, exit code 2", () => {
+    const { code, stdout, stderr } = runCli(["chat", "--max-tokens", "abc", "hi"])
+    expect(code).toBe(2)
+    expect(stdout).toBe("")
+    expect(stderr).toBe(
+      `llm-gateway: --max-tokens expects a positive whole number, got "abc". See 'llm-gateway chat --help'.\n`
+    )
+  })
+
 })
