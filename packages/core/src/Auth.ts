@@ -203,7 +203,7 @@ const makeWithTokenUrl = (options: {
   readonly retry: Schedule.Schedule<unknown, AuthError>
 }): Effect.Effect<Service, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
-    const client = (yield* HttpClient.HttpClient).pipe(HttpClient.withScope)
+    const client = (yield* HttpClient.HttpClient).pipe(Sanitize.hideHeaderValuesInSpans, HttpClient.withScope)
     const scope = yield* Effect.scope
     const { tokenUrl, requestTimeout } = options
 

@@ -376,7 +376,7 @@ const hasText = (chunk: ChatChunk): boolean => {
 }
 
 const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth["Type"]): Service => {
-  const scopedClient = HttpClient.withScope(client)
+  const scopedClient = HttpClient.withScope(Sanitize.hideHeaderValuesInSpans(client))
   const fixedHeaders = Headers.merge(config.headers, Headers.fromInput({ accept: "text/event-stream" }))
 
   const stream = (request: OutboundRequest): Stream.Stream<ChatChunk, TransportError> => {

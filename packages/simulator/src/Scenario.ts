@@ -36,7 +36,9 @@ const Headers = Schema.Record({ key: Schema.String, value: Schema.String })
  * status: Genesys `{message, code, status, contextId, details}` on the gateway endpoint, the
  * OpenAI `{error: {message, type, param, code}}` on `/v1`. A 401 on the gateway endpoint also
  * revokes the bearer token that was presented, like an expired token, so the client must fetch
- * a new one; set `revokeToken: false` to keep it.
+ * a new one; set `revokeToken: false` to keep it. In `body`, `headers` and `contentType` the
+ * placeholders `{{authorization}}` and `{{credential}}` are replaced by what the caller sent
+ * (see `Script.fillCredentials`), to play a gateway that echoes secrets.
  *
  * @since 0.1.0
  */
@@ -100,6 +102,7 @@ export type Split = typeof Split.Type
  * all choices, in the order they are sent:
  *
  * - `errorAfter`: after that many tokens, an `{"error": {...}}` event, then the stream closes.
+ *   Its texts, like `contentType`, may hold the credential placeholders (see `Attempt`).
  * - `dropAfter`: after that many tokens the connection is cut (no terminating chunk).
  * - `stallAfter`: after that many tokens nothing more is sent (keep-alives continue if set).
  * - `endAfter`: after that many tokens the body ends cleanly, with no finish reason, no usage
@@ -306,6 +309,96 @@ export const decodeFileText = (path: string, text: string): Effect.Effect<Scenar
 const forever = 1_000_000_000
 
 /**
+ * The address the `echo-secrets*` scenarios put beside the echoed credentials.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const echoedEmail = "jane.doe@example.com"
+
+/**
+ * A token-endpoint failure for the simulator's `tokenAttempts` option: 401 whose OAuth
+ * `error` and `error_description` echo the client's `Authorization: Basic …` header, the
+ * base64 credentials and an email address.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const echoSecretsTokenAttempt: Attempt = {
+  status: 401,
+  headers: { "inin-correlation-id": `correlation: {{authorization}} ${echoedEmail}` },
+  body: {
+    error: `error: {{authorization}} / {{credential}} / ${echoedEmail}`,
+    error_description: `description: {{authorization}} / {{credential}} / ${echoedEmail}`
+  }
+}
+
+/**
+ * A hostile gateway that echoes the caller's credentials and an email address in every field
+ * it can: the `{{authorization}}` and `{{credential}}` placeholders (see
+ * `Script.fillCredentials`) in the error body's `message`, `code` and `contextId`, the
+ * correlation and rate-limit headers, an in-stream error and the content type.
+ */
+function echoSecretScenarios(): ReadonlyArray<Scenario> {
+  const echo = (field: string) => `${field}: {{authorization}} / {{credential}} / ${echoedEmail}`
+  const body = (status: number) => ({
+    message: echo("message"),
+    code: echo("code"),
+    status,
+    contextId: echo("contextId"),
+    details: [],
+    errors: []
+  })
+  const headers = { "inin-correlation-id": echo("correlation"), "x-request-id": echo("request-id") }
+  return [
+    {
+      name: "echo-secrets",
+      description: "400 every time; message, code, contextId and correlation header echo the credentials and an email.",
+      attempts: [{ status: 400, times: forever, headers, body: body(400) }]
+    },
+    {
+      name: "echo-secrets-401",
+      description: "401 every time (the token is not revoked), echoing the credentials and an email in every field.",
+      attempts: [{ status: 401, times: forever, revokeToken: false, headers, body: body(401) }]
+    },
+    {
+      name: "echo-secrets-429",
+      description: "429 asking to wait an hour, echoing the credentials and an email in the body and the rate-limit headers.",
+      attempts: [{
+        status: 429,
+        times: forever,
+        retryAfter: 3_600,
+        headers: {
+          ...headers,
+          "inin-ratelimit-count": echo("count"),
+          "inin-ratelimit-allowed": echo("allowed"),
+          "inin-ratelimit-reset": echo("reset")
+        },
+        body: body(429)
+      }]
+    },
+    {
+      name: "echo-secrets-stream",
+      description: "An in-stream error after 2 tokens whose message and code echo the credentials and an email.",
+      reply: "This reply breaks off with an error that repeats what the caller sent.",
+      faults: { errorAfter: { tokens: 2, message: echo("message"), type: echo("type"), code: echo("code") } }
+    },
+    {
+      name: "echo-secrets-content-type",
+      description: "A 200 whose Content-Type is not an event stream and echoes the credentials and an email.",
+      reply: "Never read.",
+      faults: { contentType: `text/html; echo="{{authorization}} ${echoedEmail}"` }
+    }
+  ]
+}
+
+/**
+ * The scenarios every simulator knows, by name. `echo` is the default for model ids without
+ * the `sim:` prefix. A scenario of the same name passed in the options replaces a built-in.
+ *
+ * @since 0.1.0
+ */
+/**
  * The scenarios every simulator knows, by name. `echo` is the default for model ids without
  * the `sim:` prefix. A scenario of the same name passed in the options replaces a built-in.
  *
@@ -452,7 +545,8 @@ export const builtins: ReadonlyArray<Scenario> = [
     description: "A 2 MiB line with no line ending after 1 token, then the body closes.",
     reply: "An endless line follows.",
     faults: { oversized: { afterTokens: 1, bytes: 2 * 1024 * 1024, terminated: false } }
-  }
+  },
+  ...echoSecretScenarios()
 ]
 
 const builtinNames = new Set(builtins.map((scenario) => scenario.name))

@@ -99,6 +99,58 @@ export interface Script {
  */
 export const bodyBytes = (script: Script): Uint8Array => concat(script.chunks.map((chunk) => chunk.bytes))
 
+const PLACEHOLDER = /\{\{(authorization|credential)\}\}/g
+
+const fillPlaceholders = (value: unknown, values: Readonly<Record<string, string>>): unknown => {
+  if (typeof value === "string") {
+    return value.includes("{{") ? value.replace(PLACEHOLDER, (_, name: string) => values[name] ?? "") : value
+  }
+  if (Array.isArray(value)) return value.map((item) => fillPlaceholders(item, values))
+  if (typeof value === "object" && value !== null) {
+    const out: Record<string, unknown> = {}
+    for (const [key, item] of Object.entries(value)) out[key] = fillPlaceholders(item, values)
+    return out
+  }
+  return value
+}
+
+/**
+ * Fills the credential placeholders in `value` (a scenario's `attempts`, `headers` and
+ * `faults`, or the simulator's `tokenAttempts`), so a scripted gateway can echo what the caller
+ * sent, as a careless or hostile one does: `{{authorization}}` becomes the `Authorization`
+ * header as received (`Bearer …`, `Basic …`), `{{credential}}` the part after its scheme (the
+ * token, API key or base64 client credentials). Without the header both become empty.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const fillCredentials = <A>(value: A, authorization: string | undefined): A => {
+  const header = authorization ?? ""
+  const space = header.indexOf(" ")
+  const credential = space < 0 ? header : header.slice(space + 1).trim()
+  return fillPlaceholders(value, { authorization: header, credential }) as A
+}
+
+/**
+ * The scenario with its credential placeholders filled for one request (see
+ * `fillCredentials`); the reply text is left as written.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const withCredentials = (scenario: Scenario, authorization: string | undefined): Scenario => {
+  if (scenario.attempts === undefined && scenario.headers === undefined && scenario.faults === undefined) {
+    return scenario
+  }
+  return {
+    ...scenario,
+    ...(scenario.attempts === undefined ? {} : { attempts: fillCredentials(scenario.attempts, authorization) }),
+    ...(scenario.headers === undefined ? {} : { headers: fillCredentials(scenario.headers, authorization) }),
+    ...(scenario.faults === undefined ? {} : { faults: fillCredentials(scenario.faults, authorization) })
+  }
+}
+
+
 /**
  * How many requests the attempts of a scenario answer before the reply (`times` included).
  *

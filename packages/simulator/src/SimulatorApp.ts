@@ -85,7 +85,8 @@ export const defaultGatewayPath = "/api/v2/ai/llm/gateway/invoke"
  * - `tokenLifetime`: the `expires_in` of issued tokens (default 86400 s, the platform's
  *   default); tokens expire on the Effect `Clock`.
  * - `tokenAttempts`: scripted failures of the token endpoint before each token it issues
- *   (OAuth error bodies by default), e.g. `[{ status: 503 }]`.
+ *   (OAuth error bodies by default), e.g. `[{ status: 503 }]`; the credential placeholders of
+ *   `Scenario.Attempt` are filled from the token request (`Scenario.echoSecretsTokenAttempt`).
  * - `apiKeys`: static bearer tokens the chat endpoints accept besides issued tokens
  *   (default `[defaultApiKey]`).
  * - `rateLimit`: requests allowed per bearer token per window on the chat endpoints; more get
@@ -352,12 +353,15 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       const total = tokenAttempts.reduce((sum, a) => sum + (a.times ?? 1), 0)
       if (tokenAttempt < total) {
         let index = tokenAttempt++
-        const fault = tokenAttempts.find((a) => {
-          const times = a.times ?? 1
-          if (index < times) return true
-          index -= times
-          return false
-        })!
+        const fault = Script.fillCredentials(
+          tokenAttempts.find((a) => {
+            const times = a.times ?? 1
+            if (index < times) return true
+            index -= times
+            return false
+          })!,
+          authorization
+        )
         const headers: Record<string, string> = {}
         if (fault.retryAfter !== undefined) headers["retry-after"] = String(fault.retryAfter)
         Object.assign(headers, fault.headers ?? {})
@@ -536,7 +540,11 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       // after the reply.
       const key = `${scenario.name}\u0000${sha256(text)}`
       const attempt = attempts.get(key) ?? 0
-      const script = Script.render(scenario, scriptRequest, attempt)
+      const script = Script.render(
+        Script.withCredentials(scenario, request.headers["authorization"]),
+        scriptRequest,
+        attempt
+      )
       if (script.outcome === "reply") {
         attempts.delete(key)
       } else {

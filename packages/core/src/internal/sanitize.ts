@@ -14,6 +14,9 @@
  *
  * @internal
  */
+import * as Headers from "@effect/platform/Headers"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
 import * as Redacted from "effect/Redacted"
 import * as Redaction from "./redaction.js"
@@ -186,3 +189,15 @@ export const basic: Sanitize = make()
 /** Sanitizes an optional field. */
 export const optional = (sanitize: Sanitize, text: string | undefined, maxLength: number): string | undefined =>
   text === undefined ? undefined : sanitize(text, maxLength)
+
+const everyHeader: ReadonlyArray<RegExp> = [/[^]/]
+
+/**
+ * The client with every header value hidden in the platform's `http.client` span. That span
+ * records each request and response header verbatim (only `authorization`, cookies and
+ * `x-api-key` are redacted by default), and a gateway may echo our token or PII in any header
+ * it likes; the names, the status and the URL stay. What an operator needs from the headers
+ * (the correlation id) is on our typed errors, sanitized.
+ */
+export const hideHeaderValuesInSpans = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+  HttpClient.transformResponse(client, Effect.locally(Headers.currentRedactedNames, everyHeader))
