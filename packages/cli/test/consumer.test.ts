@@ -1,0 +1,126 @@
+// The packages as a user gets them: packed, installed with npm into a fresh project outside the
+// repository, and used there with plain node, tsc, esbuild and the installed binary.
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../../../", import.meta.url))
+const readme = readFileSync(join(root, "README.md"), "utf8")
+const section = readme.slice(readme.indexOf("## Install in your project"))
+const installLine = /```sh\n(npm install [^\n]+)\n```/.exec(section)?.[1]
+const appSource = /```js\n([\s\S]*?)```/.exec(section)?.[1]
+
+interface Result {
+  readonly code: number | null
+  readonly output: string
+}
+
+const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeout = 120_000) =>
+  new Promise<Result>((resolve) => {
+    const child = spawn(command, args, { cwd, env: { ...process.env, NO_COLOR: "1" }, timeout })
+    let output = ""
+    child.stdout.on("data", (data) => (output += data))
+    child.stderr.on("data", (data) => (output += data))
+    child.on("error", (error) => resolve({ code: null, output: output + String(error) }))
+    child.on("close", (code) => resolve({ code, output }))
+  })
+
+const tsc = (cwd: string, flags: ReadonlyArray<string>) =>
+  run(process.execPath, [
+    join(root, "node_modules/typescript/bin/tsc"),
+    "--module", "nodenext", "--moduleResolution", "nodenext", "--strict", "--noEmit", "--target", "es2022",
+    ...flags,
+    "consumer.ts"
+  ], cwd)
+
+let project = ""
+let installed: Result = { code: null, output: "not run" }
+
+describe("installed from the packed tarballs into a fresh project", () => {
+  beforeAll(async () => {
+    project = mkdtempSync(join(tmpdir(), "llm-gateway-consumer-"))
+    const packs = join(project, "packs")
+    const packed = await run(process.execPath, [join(root, "scripts/pack.mjs"), packs], root)
+    if (packed.code !== 0) {
+      installed = { code: packed.code, output: `packing failed:\n${packed.output}` }
+      return
+    }
+    const tarballs = JSON.parse(packed.output) as Record<string, string>
+    const app = join(project, "app")
+    installed = { code: null, output: "the README has no npm install line" }
+    if (installLine === undefined) return
+    // The README's line as written, with the packages taken from the tarballs instead of the registry.
+    const args = installLine.split(/\s+/).slice(2).map((arg) => tarballs[arg] ?? arg)
+    mkdirSync(app)
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }))
+    installed = await run("npm", [
+      "install", "--no-audit", "--no-fund", "--loglevel=error",
+      ...args, tarballs["@llm-gateway/cli"]!, "@types/node@20"
+    ], app)
+    if (appSource !== undefined) writeFileSync(join(app, "app.mjs"), appSource)
+    copyFileSync(fileURLToPath(new URL("./fixtures/consumer.ts", import.meta.url)), join(app, "consumer.ts"))
+    project = app
+  }, 240_000)
+
+  afterAll(() => {
+    if (project !== "") rmSync(join(project, ".."), { recursive: true, force: true })
+  })
+
+  it("the README's install line installs the packed packages", () => {
+    expect(installLine, "README: no ```sh block with `npm install …` under '## Install in your project'").toBeDefined()
+    expect(appSource, "README: no ```js example under '## Install in your project'").toBeDefined()
+    expect(installed.code, `npm install failed:\n${installed.output}`).toBe(0)
+  })
+
+  it("(a) plain node runs the README's example, streaming a reply from the simulator", async () => {
+    expect(installed.code, "npm install failed (see the first test)").toBe(0)
+    const result = await run(process.execPath, ["app.mjs"], project)
+    expect(result.code, `node app.mjs failed:\n${result.output}`).toBe(0)
+    expect(result.output, "the example printed no simulator reply").toContain("You said:")
+    expect(result.output, "the example's email address reached the output").not.toContain("@example.com")
+  })
+
+  it("(b) tsc --strict type-checks a TypeScript consumer against the published .d.ts", async () => {
+    expect(installed.code, "npm install failed (see the first test)").toBe(0)
+    const result = await tsc(project, [])
+    expect(result.code, `tsc failed on the consumer:\n${result.output}`).toBe(0)
+  })
+
+  it("(b) the consumer's own strictness flags find nothing in our .d.ts", async () => {
+    expect(installed.code, "npm install failed (see the first test)").toBe(0)
+    const result = await tsc(project, [
+      "--noPropertyAccessFromIndexSignature",
+      "--exactOptionalPropertyTypes",
+      "--lib",
+      "es2022"
+    ])
+    // Errors inside Effect's own declarations (platform's KeyValueStore names the DOM `Storage`
+    // type, absent from `--lib es2022`) are upstream's; ours and the consumer's must be none.
+    const ours = result.output.split("\n").filter((line) => /^(consumer\.ts|node_modules\/@llm-gateway\/)/.test(line))
+    expect(ours, `errors from our packages under the consumer's flags:\n${result.output}`).toEqual([])
+  })
+
+  it("(c) esbuild bundles the example for node, and the bundle runs", async () => {
+    expect(installed.code, "npm install failed (see the first test)").toBe(0)
+    const bundled = await run(join(root, "node_modules/.bin/esbuild"), [
+      "app.mjs", "--bundle", "--platform=node", "--format=esm", "--outfile=bundle.mjs", "--log-level=warning"
+    ], project)
+    expect(bundled.code, `esbuild failed:\n${bundled.output}`).toBe(0)
+    const result = await run(process.execPath, ["bundle.mjs"], project)
+    expect(result.code, `node bundle.mjs failed:\n${result.output}`).toBe(0)
+    expect(result.output, "the bundle printed no simulator reply").toContain("You said:")
+  })
+
+  it("(d) the installed llm-gateway binary answers chat --json on the simulator", async () => {
+    expect(installed.code, "npm install failed (see the first test)").toBe(0)
+    const env = Object.keys(process.env).filter((key) => key.startsWith("GENESYS_") || key.startsWith("LLM_GATEWAY_"))
+    expect(env, "gateway credentials in the environment would send this test to a real gateway").toEqual([])
+    const result = await run(join(project, "node_modules/.bin/llm-gateway"), ["chat", "--json", "hello"], project)
+    expect(result.code, `llm-gateway chat --json hello failed:\n${result.output}`).toBe(0)
+    const reply = JSON.parse(result.output) as { text: string }
+    expect(reply.text).toBe("You said: hello")
+  })
+})
