@@ -39,6 +39,7 @@ import { type GatewayError, InvalidRequest, mapServerText, RateLimited, type Tra
 import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
 import * as PromptTemplate from "./PromptTemplate.js"
 import * as ResponseCache from "./ResponseCache.js"
+import * as Sanitize from "./internal/sanitize.js"
 import * as SafetyFilter from "./SafetyFilter.js"
 import * as Transport from "./Transport.js"
 
@@ -257,12 +258,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
       )
 
     /**
-     * A gateway's error text may echo the prompt or the reply. The transport already removed
-     * our secrets, redacted PII with the built-in recognizers and cut every such field; this
-     * applies the caller's own policy (its extra recognizers) on top, to every field.
+     * A gateway's error text may echo the prompt or the reply. The transport's sanitizer
+     * removes our secrets and redacts with the built-in recognizers and, given
+     * `policyRedaction` (provided around the transport stream), with the caller's own policy,
+     * before it cuts. `redactError` applies the policy once more to every field, for errors
+     * built outside that stream (the token endpoint's).
      */
-    const redactError = (error: TransportError): TransportError =>
-      mapServerText(error, (text) => safety.redact(text).text)
+    const policyRedaction = (text: string): string => safety.redact(text).text
+    const redactError = (error: TransportError): TransportError => mapServerText(error, policyRedaction)
 
     /**
      * Settles the request's reservation exactly once: uninterruptible, and cleared only after
@@ -426,6 +429,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         })
 
         return transport.stream(outbound).pipe(
+          Stream.provideService(Sanitize.PolicyRedaction, policyRedaction),
           Stream.mapChunks((chunk) => Chunk.unsafeFromArray(onChunks(chunk))),
           Stream.concat(Stream.fromIterableEffect(finishing)),
           Stream.mapError(redactError)

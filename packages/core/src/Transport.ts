@@ -384,6 +384,7 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
     return Stream.unwrapScoped(Effect.gen(function*() {
       const scope = yield* Effect.scope
       const clock = yield* Effect.clock
+      const policy = yield* Sanitize.PolicyRedaction
       const startedAt = clock.unsafeCurrentTimeMillis()
       const progress = Timers.makeProgress()
       const tokenFailures = new WeakSet<object>()
@@ -397,7 +398,7 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
         Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (connection) =>
           Effect.gen(function*() {
             // Everything the server says back is cleaned of the token it was just sent.
-            const sanitize = Sanitize.make([bearer])
+            const sanitize = Sanitize.make([bearer], policy)
             const httpRequest = HttpClientRequest.post(config.url).pipe(
               HttpClientRequest.setHeaders(fixedHeaders),
               HttpClientRequest.bearerToken(bearer),

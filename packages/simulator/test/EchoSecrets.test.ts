@@ -88,6 +88,8 @@ const observe = (options: {
   readonly auth: "static" | "genesys"
   readonly profile?: Transport.Profile
   readonly tokenAttempts?: ReadonlyArray<Scenario.Attempt>
+  readonly scenarios?: ReadonlyArray<Scenario.Scenario>
+  readonly safety?: Layer.Layer<SafetyFilter.SafetyFilter>
 }) =>
   Effect.gen(function*() {
     const server = yield* SimulatorServer.SimulatorServer
@@ -103,7 +105,7 @@ const observe = (options: {
     }).pipe(Layer.provideMerge(authLayer), Layer.provide(NodeHttpClient.layerUndici))
     const layer = Gateway.layer().pipe(
       Layer.provideMerge(Layer.mergeAll(
-        SafetyFilter.layerDefault,
+        options.safety ?? SafetyFilter.layerDefault,
         ContextWindow.layer(),
         ResponseCache.layerMemory({ capacity: 10, timeToLive: "1 minute" }),
         CostMeter.layerMemory({ budgetUsd: 5 }),
@@ -152,6 +154,7 @@ const observe = (options: {
     Effect.provide(SimulatorServer.layerServer({
       clients: [client],
       apiKeys: [Redacted.make(apiKey)],
+      ...(options.scenarios === undefined ? {} : { scenarios: options.scenarios }),
       ...(options.tokenAttempts === undefined ? {} : { tokenAttempts: options.tokenAttempts })
     }))
   )
@@ -265,5 +268,36 @@ describe("a gateway that echoes the caller's secrets (simulator server, real soc
       expectScrubbed(error.error, "error:")
       expectScrubbed(error.description, "description:")
       expectClean(observed, [Redacted.value(client.clientSecret), basicCredentials])
+    }))
+
+  it.live("the caller's policy redacts before the cut: a custom id straddling it is not half-shown", () =>
+    Effect.gen(function*() {
+      const customerId: SafetyFilter.Recognizer = {
+        kind: "customer-id",
+        marker: "[CUSTOMER]",
+        pattern: /\bCUST-\d{8}\b/,
+        maxLength: 14,
+        alphabet: /[A-Z0-9\-]/,
+        start: /C/
+      }
+      const safety = Layer.orDie(SafetyFilter.layer({ recognizers: [customerId] }))
+      // Cut raw at 500 characters, 490 and 495 would show "CUST-123…"; 470 leaves room for the marker.
+      for (const at of [470, 490, 495]) {
+        const observed = yield* observe({
+          scenario: "custom-id",
+          auth: "static",
+          safety,
+          scenarios: [{
+            name: "custom-id",
+            attempts: [{ status: 400, times: 10, body: { message: `${"x".repeat(at)} CUST-12345678 {{credential}}` } }]
+          }]
+        })
+        expect(observed.error._tag).toBe("BadRequest")
+        if (observed.error._tag !== "BadRequest") return
+        expect(observed.error.detail).toMatch(/^x+ /)
+        if (at === 470) expect(observed.error.detail).toContain("[CUSTOMER] <redacted>")
+        expect(observed.everything).not.toContain("CUST-")
+        expectClean(observed, [])
+      }
     }))
 })

@@ -8,7 +8,8 @@
  *    from a secret of 16 or more (a prefix, a suffix, a middle part);
  * 2. control, line-separator and invisible formatting characters are neutralised (they would
  *    forge log lines or split a match so the next step misses it);
- * 3. PII is redacted with the SafetyFilter's built-in recognizers;
+ * 3. PII is redacted with the SafetyFilter's built-in recognizers, then with the caller's
+ *    policy when one is in context (`PolicyRedaction`, provided by the Gateway per request);
  * 4. the text is cut to a bounded length, after redaction, so an address straddling the cut
  *    cannot survive half-shown.
  *
@@ -16,6 +17,7 @@
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
 import * as Redacted from "effect/Redacted"
@@ -158,10 +160,21 @@ export const cut = (text: string, max: number): string => {
 }
 
 /**
- * The sanitizer that removes `secrets` (see the module comment for the steps). Secrets shorter
- * than 4 characters are ignored: removing them would mangle ordinary words.
+ * The caller's own redaction (its SafetyFilter policy: custom recognizers …), applied after the
+ * built-in recognizers and before the cut. The Gateway provides it around each request's
+ * transport stream; without it only the built-in recognizers run.
  */
-export const make = (secrets: Iterable<Secret> = []): Sanitize => {
+export class PolicyRedaction extends Context.Reference<PolicyRedaction>()(
+  "@llm-gateway/core/internal/PolicyRedaction",
+  { defaultValue: (): ((text: string) => string) | undefined => undefined }
+) {}
+
+/**
+ * The sanitizer that removes `secrets` (see the module comment for the steps), with `policy`
+ * as an extra redaction step. Secrets shorter than 4 characters are ignored: removing them
+ * would mangle ordinary words.
+ */
+export const make = (secrets: Iterable<Secret> = [], policy?: (text: string) => string): Sanitize => {
   const forms = new Set<string>()
   for (const secret of secrets) {
     const value = secretValue(secret)
@@ -178,7 +191,9 @@ export const make = (secrets: Iterable<Secret> = []): Sanitize => {
     out = neutralize(out)
     out = removeExact(out, ordered)
     out = removeFragments(out, ordered)
-    out = redactPII(out, truncated).trim()
+    out = redactPII(out, truncated)
+    if (policy !== undefined) out = policy(out)
+    out = out.trim()
     return cut(truncated ? `${out}…` : out, maxLength)
   }
 }
