@@ -91,6 +91,22 @@ describe("llm-gateway CLI", () => {
     expect(result.error.message).toContain("$name")
   })
 
+  it("chat --json: a gateway that echoes the bearer token and an email shows neither", () => {
+    // The embedded simulator's echo-secrets scenario puts "Bearer <token>", the token and
+    // jane.doe@example.com in the message, code, contextId and correlation header of a 400.
+    const { code, stdout, stderr } = runCli(["chat", "--json", "--model", "sim:echo-secrets", "hi"])
+    expect(code).toBe(1)
+    const result = JSON.parse(stdout)
+    expect(result.error._tag).toBe("BadRequest")
+    expect(result.error.message).toContain("code: Bearer <redacted> / <redacted> / [EMAIL]")
+    expect(result.error.message).toContain("correlation: Bearer <redacted>")
+    for (const output of [stdout, stderr]) {
+      expect(output).not.toMatch(/Bearer (?!<redacted>)/)
+      expect(output).not.toContain("jane.doe")
+      expect(output).not.toContain("simulator-secret")
+    }
+  })
+
   it("chat: a bad setting in the environment fails naming the variable", () => {
     const { code, stdout } = runCli(["chat", "--json", "hi"], {
       GENESYS_CLIENT_ID: "id",
