@@ -60,6 +60,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Cost, FinishReason, RedactionCount, Usage, UsageSource } from "./Chat.js"
 import { canonicalJson } from "./internal/canonicalJson.js"
+import { ensureDirectory } from "./internal/directory.js"
 import { hmacSha256Hex, isSha256Hex, sha256Hex } from "./internal/hash.js"
 import { randomUUID } from "node:crypto"
 
@@ -732,8 +733,8 @@ export const layerFile = (
         return yield* Effect.fail(new AuditFileError({ path, reason: "the audit key is empty; give a non-empty key or none" }))
       }
 
-      yield* fs.makeDirectory(pathService.dirname(pathService.resolve(path)), { recursive: true }).pipe(
-        Effect.mapError(fault)
+      yield* ensureDirectory(fs, pathService, pathService.dirname(pathService.resolve(path))).pipe(
+        Effect.mapError((reason) => new AuditFileError({ path, reason }))
       )
       // Held from before the head is read, so no other writer can extend the chain meanwhile.
       yield* acquireLock(fs, path, `${pathService.resolve(path)}.lock`)

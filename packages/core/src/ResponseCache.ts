@@ -27,6 +27,7 @@ import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import { FinishReason, type OutboundRequest, RedactionCount, Usage, UsageSource } from "./Chat.js"
 import { canonicalJson } from "./internal/canonicalJson.js"
+import { ensureDirectory as ensureDirectoryLevels } from "./internal/directory.js"
 import { sha256Hex } from "./internal/hash.js"
 import { Alternative } from "./Part.js"
 
@@ -202,6 +203,14 @@ export const layerMemory = (options: MemoryOptions): Layer.Layer<ResponseCache> 
  *   read against the time written in the entry, so lowering it takes effect at once.
  * - `sweepInterval`: how often expired entries and abandoned temporary files are removed in the
  *   background (default 1 hour; the first sweep runs at start-up). Reads never depend on it.
+ * - `maxEntries`: the most entry files kept (default 10,000).
+ * - `maxBytes`: the most bytes of entry files kept (default 256 MiB).
+ * - `maxEntryBytes`: the largest entry file read or written (default 8 MiB). A larger file is
+ *   never read into memory: it is a miss and is removed; a larger reply is not stored.
+ *
+ * When a write takes the store past `maxEntries` or `maxBytes` (counted from the last scan of
+ * the directory plus this process's writes), the oldest entries (by modification time) are
+ * removed in the background until the store is back under 90 % of both bounds.
  *
  * @since 0.1.0
  */
@@ -209,6 +218,37 @@ export interface FileSystemOptions {
   readonly directory: string
   readonly timeToLive: Duration.DurationInput
   readonly sweepInterval?: Duration.DurationInput | undefined
+  readonly maxEntries?: number | undefined
+  readonly maxBytes?: number | undefined
+  readonly maxEntryBytes?: number | undefined
+}
+
+/**
+ * The defaults of `FileSystemOptions`' size bounds.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const fileSystemDefaults = {
+  maxEntries: 10_000,
+  maxBytes: 256 * 1024 * 1024,
+  maxEntryBytes: 8 * 1024 * 1024
+} as const
+
+/**
+ * The file store's directory cannot be used: it cannot be created (a path under `/proc`, no
+ * permission), an ancestor is not a directory, or creating it did not finish in time.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class CacheDirectoryError extends Schema.TaggedError<CacheDirectoryError>(
+  "@llm-gateway/core/CacheDirectoryError"
+)("CacheDirectoryError", { directory: Schema.String, reason: Schema.String }) {
+  override get message(): string {
+    return `The response cache directory ${this.directory} cannot be used (${this.reason}). ` +
+      `Point the file cache at a writable directory on a regular file system, or use another store.`
+  }
 }
 
 const entryFormat = "llm-gateway/response-cache/v1"
@@ -239,39 +279,84 @@ const logFault = (message: string) => (cause: Cause.Cause<unknown>): Effect.Effe
  * A store of one JSON file per key under `options.directory`. Writes go to a temporary file in
  * the same directory and are renamed over the entry, so a reader sees the old entry or the new
  * one, never half of one. Every read is validated against the entry schema: a corrupt,
- * truncated or foreign file reads as a miss, is logged at warning level and removed. Expiry is
- * checked on read. Entries are not fsynced (a lost entry is only a miss). File names are the
- * hex keys, which carry nothing of the request.
+ * truncated, oversized or foreign file reads as a miss, is logged at warning level and
+ * removed; no file is read past `maxEntryBytes`. Expiry is checked on read. The store is
+ * bounded by `maxEntries` and `maxBytes` (oldest entries evicted first, see
+ * `FileSystemOptions`). Entries are not fsynced (a lost entry is only a miss). File names are
+ * the hex keys, which carry nothing of the request.
+ *
+ * The directory and its missing parents are created one level at a time at start-up; a
+ * directory that cannot be created fails with `CacheDirectoryError` at once.
  *
  * @since 0.1.0
  */
 export const makeFileSystem = (
   options: FileSystemOptions
-): Effect.Effect<Service, never, FileSystem.FileSystem | Path.Path | Scope.Scope> =>
+): Effect.Effect<Service, CacheDirectoryError, FileSystem.FileSystem | Path.Path | Scope.Scope> =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const directory = options.directory
     const timeToLive = Duration.toMillis(Duration.decode(options.timeToLive))
+    const bound = (value: number | undefined, fallback: number) =>
+      value === undefined || Number.isNaN(value) ? fallback : Math.max(0, Math.floor(value))
+    const maxEntries = bound(options.maxEntries, fileSystemDefaults.maxEntries)
+    const maxBytes = bound(options.maxBytes, fileSystemDefaults.maxBytes)
+    const maxEntryBytes = bound(options.maxEntryBytes, fileSystemDefaults.maxEntryBytes)
 
-    const ensureDirectory = fs.makeDirectory(directory, { recursive: true })
-    yield* ensureDirectory.pipe(
-      Effect.catchAllCause(logFault("ResponseCache: could not create the cache directory; entries will miss"))
-    )
+    const ensureDirectory = ensureDirectoryLevels(fs, path, directory)
+    yield* ensureDirectory.pipe(Effect.mapError((reason) => new CacheDirectoryError({ directory, reason })))
 
     const removeQuietly = (file: string) => Effect.ignore(fs.remove(file))
 
+    type Loaded =
+      | { readonly _tag: "Missing" }
+      | { readonly _tag: "Unusable"; readonly why: string }
+      | { readonly _tag: "Text"; readonly text: string }
+
+    /**
+     * Reads an entry file without ever holding more than `maxEntryBytes + 1` bytes: checks
+     * its type and size first (a FIFO would block `open`), then reads at most that much.
+     */
+    const load = (file: string): Effect.Effect<Loaded, unknown> =>
+      Effect.gen(function*() {
+        const info = yield* Effect.either(fs.stat(file))
+        if (info._tag === "Left") {
+          const error = info.left
+          if (error._tag === "SystemError" && error.reason === "NotFound") return { _tag: "Missing" } as const
+          return yield* Effect.fail(error)
+        }
+        if (info.right.type !== "File") return { _tag: "Unusable", why: "is not a regular file" } as const
+        if (Number(info.right.size) > maxEntryBytes) {
+          return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
+        }
+        return yield* Effect.scoped(Effect.gen(function*() {
+          const handle = yield* fs.open(file, { flag: "r" })
+          const buffer = new Uint8Array(Math.min(Number(info.right.size), maxEntryBytes) + 1)
+          let filled = 0
+          while (filled < buffer.length) {
+            const read = Number(yield* handle.read(buffer.subarray(filled)))
+            if (read === 0) break
+            filled += read
+          }
+          // It grew after the stat (replaced meanwhile): still never past the bound.
+          if (filled > maxEntryBytes) {
+            return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
+          }
+          return { _tag: "Text", text: new TextDecoder("utf-8").decode(buffer.subarray(0, filled)) } as const
+        }))
+      })
+
     const read = (key: string, file: string): Effect.Effect<Option.Option<CachedReply>, unknown> =>
       Effect.gen(function*() {
-        const text = yield* fs.readFileString(file).pipe(
-          Effect.map(Option.some),
-          Effect.catchIf(
-            (error) => error._tag === "SystemError" && error.reason === "NotFound",
-            () => Effect.succeedNone
-          )
-        )
-        if (Option.isNone(text)) return Option.none()
-        const decoded = decodeFileEntry(text.value)
+        const loaded = yield* load(file)
+        if (loaded._tag === "Missing") return Option.none()
+        if (loaded._tag === "Unusable") {
+          yield* Effect.logWarning(`ResponseCache: an entry file ${loaded.why}; it is removed and read as a miss`)
+          yield* removeQuietly(file)
+          return Option.none()
+        }
+        const decoded = decodeFileEntry(loaded.text)
         if (Either.isLeft(decoded) || decoded.right.key !== key) {
           yield* Effect.logWarning(
             "ResponseCache: an entry file is corrupt or does not belong to its key; it is removed and read as a miss"
@@ -297,8 +382,69 @@ export const makeFileSystem = (
       )
     }
 
+    // What the directory holds, as of the last scan plus this process's writes since (writes
+    // made while a scan runs are counted on top of it: at worst an early eviction).
+    const usage = { entries: 0, bytes: 0 }
+    const written = { entries: 0, bytes: 0 }
+    let evicting = false
+
+    /**
+     * Scans the directory: removes entry files that are not regular or are oversized, then the
+     * oldest entries (by modification time) until both bounds hold with 10 % to spare.
+     */
+    const evict = Effect.gen(function*() {
+      const before = { ...written }
+      const names = yield* fs.readDirectory(directory)
+      const files: Array<{ readonly file: string; readonly size: number; readonly mtime: number }> = []
+      for (const name of names) {
+        if (!name.endsWith(".json") || name.startsWith(".")) continue
+        const file = path.join(directory, name)
+        const info = yield* Effect.option(fs.stat(file))
+        if (Option.isNone(info)) continue
+        const size = Number(info.value.size)
+        if (info.value.type !== "File" || size > maxEntryBytes) {
+          yield* removeQuietly(file)
+          continue
+        }
+        files.push({ file, size, mtime: Option.match(info.value.mtime, { onNone: () => 0, onSome: (d) => d.getTime() }) })
+      }
+      files.sort((a, b) => a.mtime - b.mtime || (a.file < b.file ? -1 : 1))
+      let entries = files.length
+      let bytes = files.reduce((sum, f) => sum + f.size, 0)
+      const over = entries > maxEntries || bytes > maxBytes
+      const targetEntries = over ? Math.floor(maxEntries * 0.9) : maxEntries
+      const targetBytes = over ? Math.floor(maxBytes * 0.9) : maxBytes
+      let removed = 0
+      for (const f of files) {
+        if (entries <= targetEntries && bytes <= targetBytes) break
+        yield* removeQuietly(f.file)
+        entries--
+        bytes -= f.size
+        removed++
+      }
+      usage.entries = entries + written.entries - before.entries
+      usage.bytes = bytes + written.bytes - before.bytes
+      if (removed > 0) {
+        yield* Effect.logDebug(`ResponseCache: evicted the ${removed} oldest entries to stay within the size bounds`)
+      }
+    })
+
+    const scope = yield* Effect.scope
+    const evictInBackground = Effect.suspend(() => {
+      if (evicting) return Effect.void
+      evicting = true
+      return evict.pipe(
+        Effect.catchAllCause(logFault("ResponseCache: evicting old entries failed")),
+        Effect.ensuring(Effect.sync(() => {
+          evicting = false
+        })),
+        Effect.forkIn(scope),
+        Effect.asVoid
+      )
+    })
+
     const set = (key: string, reply: CachedReply): Effect.Effect<void> => {
-      if (timeToLive <= 0) return Effect.void
+      if (timeToLive <= 0 || maxEntries === 0 || maxBytes === 0) return Effect.void
       const name = fileNameOf(key)
       const file = path.join(directory, name)
       const write = Effect.gen(function*() {
@@ -307,12 +453,23 @@ export const makeFileSystem = (
         if (Either.isLeft(encoded)) {
           return yield* Effect.logWarning("ResponseCache: the reply does not match the CachedReply schema; not stored")
         }
+        const bytes = new TextEncoder().encode(encoded.right)
+        if (bytes.length > maxEntryBytes || bytes.length > maxBytes) {
+          return yield* Effect.logWarning(
+            `ResponseCache: the entry (${bytes.length} bytes) is larger than maxEntryBytes (${maxEntryBytes}) or maxBytes; not stored`
+          )
+        }
         yield* ensureDirectory
         const temporary = path.join(directory, `.${name}.${randomUUID()}.tmp`)
-        yield* fs.writeFileString(temporary, encoded.right, { mode: 0o600 }).pipe(
+        yield* fs.writeFile(temporary, bytes, { mode: 0o600 }).pipe(
           Effect.zipRight(fs.rename(temporary, file)),
           Effect.onError(() => removeQuietly(temporary))
         )
+        usage.entries += 1
+        usage.bytes += bytes.length
+        written.entries += 1
+        written.bytes += bytes.length
+        if (usage.entries > maxEntries || usage.bytes > maxBytes) yield* evictInBackground
       })
       return write.pipe(
         Effect.uninterruptible,
@@ -333,14 +490,20 @@ export const makeFileSystem = (
             yield* removeQuietly(file)
           }
         } else if (name.endsWith(".json")) {
-          const text = yield* Effect.option(fs.readFileString(file))
-          if (Option.isNone(text)) continue
-          const decoded = decodeFileEntry(text.value)
+          const loaded = yield* Effect.option(load(file))
+          if (Option.isNone(loaded) || loaded.value._tag === "Missing") continue
+          if (loaded.value._tag === "Unusable") {
+            yield* removeQuietly(file)
+            continue
+          }
+          const decoded = decodeFileEntry(loaded.value.text)
           if (Either.isLeft(decoded) || now >= decoded.right.writtenAt + timeToLive) {
             yield* removeQuietly(file)
           }
         }
       }
+      // Counts what is left and restores the bounds (another process may have written too).
+      yield* evict
     })
     const sweepInterval = options.sweepInterval === undefined
       ? Duration.hours(1)
@@ -371,7 +534,7 @@ export const makeFileSystem = (
  */
 export const layerFileSystem = (
   options: FileSystemOptions
-): Layer.Layer<ResponseCache, never, FileSystem.FileSystem | Path.Path> =>
+): Layer.Layer<ResponseCache, CacheDirectoryError, FileSystem.FileSystem | Path.Path> =>
   Layer.scoped(ResponseCache, makeFileSystem(options))
 
 // ---------------------------------------------------------------------------------------------

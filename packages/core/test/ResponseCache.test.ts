@@ -267,10 +267,12 @@ describe("ResponseCache.layerFileSystem", () => {
       yield* Effect.gen(function*() {
         const fs = yield* FileSystem.FileSystem
         const root = yield* fs.makeTempDirectoryScoped({ prefix: "llm-gateway-cache-" })
-        // The cache directory is a regular file: every operation fails underneath.
+        // After start-up the cache directory is replaced by a regular file: every operation
+        // fails underneath.
         const directory = `${root}/not-a-directory`
-        yield* fs.writeFileString(directory, "")
         const cache = yield* ResponseCache.makeFileSystem({ directory, timeToLive: "1 hour" })
+        yield* fs.remove(directory, { recursive: true })
+        yield* fs.writeFileString(directory, "")
         yield* cache.set(key, reply("A"))
         expect(yield* cache.get(key)).toEqual(Option.none())
       }).pipe(Effect.provide(Layer.merge(NodeContext.layer, layer)))
