@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
+import * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type { ChatMessage } from "./Chat.js"
 import { ContextWindowExceeded } from "./GatewayError.js"
@@ -96,6 +97,28 @@ const TOKENS_PER_NAME = 1
 /** Unknown model ids we have already warned about; bounded so odd ids cannot grow it forever. */
 const MAX_WARNED = 1_000
 
+/**
+ * Resumes the fiber from a timer task: between slices of a long text, I/O callbacks and other
+ * requests get their turn (a plain `yieldNow` resumes from a microtask, which they do not).
+ */
+const yieldToEventLoop = Effect.yieldNow().pipe(Effect.withScheduler(Scheduler.timer(0)))
+
+/** Tokens of `text`; a text longer than one slice is counted slice by slice, yielding in between. */
+const countTokens = (tk: Tokenizer.Tokenizer, text: string): Effect.Effect<number> =>
+  text.length <= Tokenizer.sliceLength
+    ? Effect.sync(() => tk.count(text))
+    : Effect.suspend(() => {
+      const slices = Tokenizer.slices(text)
+      let total = 0
+      const step: Effect.Effect<number> = Effect.suspend(() => {
+        const next = slices.next()
+        if (next.done === true) return Effect.succeed(total)
+        total += tk.count(next.value)
+        return Effect.zipRight(yieldToEventLoop, step)
+      })
+      return step
+    })
+
 const decodeModelInfo = Schema.decodeUnknownEither(Models.ModelInfo)
 const decodeReserve = Schema.decodeUnknownEither(Schema.NonNegativeInt)
 
@@ -143,15 +166,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
 
     const resolve = (model: string): Effect.Effect<Models.Resolved> => {
       const resolved = Models.resolve(model, registry)
+      // Only valid ids are remembered (at most 256 characters each), and only those named raw.
+      const remember = Models.isModelId(model)
       if (resolved.matched !== undefined || warned.has(model) || warned.size >= MAX_WARNED) {
         return Effect.succeed(resolved)
       }
-      warned.add(model)
+      if (remember) warned.add(model)
       return Effect.logWarning(
         "Unknown model: using the fallback window and encoding; register the model in ContextWindow.layer({ models })"
       ).pipe(
         Effect.annotateLogs({
-          model,
+          model: Models.printableId(model),
           contextWindow: registry.fallback.contextWindow,
           encoding: registry.fallback.encoding
         }),
@@ -159,12 +184,18 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
       )
     }
 
-    const messageTokens = (tk: Tokenizer.Tokenizer, message: ChatMessage): number =>
-      TOKENS_PER_MESSAGE + tk.count(message.role) + tk.count(message.content) +
-      (message.name === undefined ? 0 : tk.count(message.name) + TOKENS_PER_NAME)
+    const messageTokens = (tk: Tokenizer.Tokenizer, message: ChatMessage): Effect.Effect<number> =>
+      Effect.map(
+        countTokens(tk, message.content),
+        (content) =>
+          TOKENS_PER_MESSAGE + tk.count(message.role) + content +
+          (message.name === undefined ? 0 : tk.count(message.name) + TOKENS_PER_NAME)
+      )
 
-    const fixedTokens = (tk: Tokenizer.Tokenizer, system: string | undefined): number =>
-      REPLY_PRIMING + (system === undefined ? 0 : TOKENS_PER_MESSAGE + tk.count("system") + tk.count(system))
+    const fixedTokens = (tk: Tokenizer.Tokenizer, system: string | undefined): Effect.Effect<number> =>
+      system === undefined
+        ? Effect.succeed(REPLY_PRIMING)
+        : Effect.map(countTokens(tk, system), (n) => REPLY_PRIMING + TOKENS_PER_MESSAGE + tk.count("system") + n)
 
     const reserveFor = (info: Models.ModelInfo, requested: number | undefined): number =>
       requested !== undefined && Number.isFinite(requested) && requested >= 0
@@ -175,17 +206,18 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
       Effect.gen(function*() {
         const { info } = yield* resolve(model)
         const tk = yield* tokenizer(info.encoding)
-        const limit = Math.max(0, info.contextWindow - reserveFor(info, reserveForReply))
+        const reserved = reserveFor(info, reserveForReply)
+        const limit = Math.max(0, info.contextWindow - reserved)
         const n = messages.length
         // Each message is tokenized exactly once; trimming only subtracts.
         const costs = new Array<number>(n)
         let newestUser = -1
         for (let i = 0; i < n; i++) {
-          costs[i] = messageTokens(tk, messages[i]!)
+          costs[i] = yield* messageTokens(tk, messages[i]!)
           if (messages[i]!.role === "user") newestUser = i
         }
         const pinned = (i: number) => i === newestUser || messages[i]!.role === "system"
-        let total = fixedTokens(tk, system)
+        let total = yield* fixedTokens(tk, system)
         let required = total
         for (let i = 0; i < n; i++) {
           total += costs[i]!
@@ -195,7 +227,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
           return { messages, promptTokens: total, droppedMessages: 0, limit } satisfies Fitted
         }
         if (required > limit) {
-          return yield* new ContextWindowExceeded({ model, limit, required })
+          return yield* new ContextWindowExceeded({
+            model: Models.printableId(model),
+            limit,
+            required,
+            contextWindow: info.contextWindow,
+            reservedForReply: reserved
+          })
         }
         const dropped = new Uint8Array(n)
         const drop = (i: number) => {
@@ -224,14 +262,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
         }
         const kept = messages.filter((_, i) => dropped[i] === 0)
         return { messages: kept, promptTokens: total, droppedMessages: n - kept.length, limit } satisfies Fitted
-      }).pipe(Effect.withSpan("ContextWindow.fit", { attributes: { model } }))
+      }).pipe(Effect.withSpan("ContextWindow.fit", { attributes: { model: Models.printableId(model) } }))
 
     const countPrompt: Service["countPrompt"] = (model, system, messages) =>
       Effect.gen(function*() {
         const { info } = yield* resolve(model)
         const tk = yield* tokenizer(info.encoding)
-        let total = fixedTokens(tk, system)
-        for (const message of messages) total += messageTokens(tk, message)
+        let total = yield* fixedTokens(tk, system)
+        for (const message of messages) total += yield* messageTokens(tk, message)
         return total
       })
 
@@ -239,7 +277,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
       Effect.gen(function*() {
         const { info } = yield* resolve(model)
         const tk = yield* tokenizer(info.encoding)
-        return tk.count(text)
+        return yield* countTokens(tk, text)
       })
 
     if (options.preload !== undefined) {

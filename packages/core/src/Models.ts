@@ -18,6 +18,54 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
 /**
+ * The longest model id a request may name. Real ids are far shorter (a Bedrock inference
+ * profile ARN, among the longest, is under 120 characters); the bound keeps per-model caches
+ * and log lines small.
+ *
+ * @since 0.1.0
+ */
+export const maxModelIdLength = 256
+
+const modelIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:/@+=-]*$/
+
+/**
+ * Whether `model` is a usable model id: 1 to `maxModelIdLength` characters from letters,
+ * digits and `. _ : / @ + = -`, starting with a letter or digit. That covers OpenAI, Azure
+ * deployment, Bedrock, Vertex, OpenRouter and Hugging Face ids, and keeps control characters
+ * (a CR/LF that would forge log lines), spaces and quotes out.
+ *
+ * @since 0.1.0
+ */
+export const isModelId = (model: unknown): model is string => typeof model === "string" && validId(model)
+
+const validId = (model: string): boolean => model.length <= maxModelIdLength && modelIdPattern.test(model)
+
+/**
+ * A model id in a request, validated with `isModelId`.
+ *
+ * @since 0.1.0
+ */
+export const ModelId = Schema.String.pipe(
+  Schema.filter((model) =>
+    validId(model) ||
+    (model.length === 0
+      ? "must not be empty"
+      : model.length > maxModelIdLength
+      ? `must be at most ${maxModelIdLength} characters (maxModelIdLength)`
+      : "must be letters, digits and . _ : / @ + = - only, starting with a letter or digit")
+  )
+)
+
+/**
+ * `model` as it may appear in a log line or span: unchanged when it is a valid id (see
+ * `isModelId`), otherwise JSON-quoted (control characters escaped) and cut to 64 characters.
+ *
+ * @since 0.1.0
+ */
+export const printableId = (model: string): string =>
+  validId(model) ? model : JSON.stringify(model.length > 64 ? `${model.slice(0, 61)}...` : model)
+
+/**
  * The tiktoken encodings of the chat models: `o200k_base` (gpt-4o, gpt-4.1, gpt-4.5, gpt-5 and
  * the o-series) and `cl100k_base` (gpt-4, gpt-4-turbo, gpt-3.5-turbo).
  *
@@ -202,6 +250,8 @@ export const find = (
   model: string,
   registry: Registry = defaultRegistry
 ): Option.Option<readonly [string, ModelInfo]> => {
+  // An id no request may name matches nothing (and a huge one is not shortened dash by dash).
+  if (!isModelId(model.trim())) return Option.none()
   for (const candidate of candidates(model)) {
     let id = candidate
     while (id.length > 0) {

@@ -135,6 +135,62 @@ describe("tokenizer", () => {
     }))
 })
 
+describe("tokenizer on long texts", () => {
+  for (const encoding of ["cl100k_base", "o200k_base"] as const) {
+    it.effect(`${encoding}: slices cut only at pre-token boundaries, so their counts add up to js-tiktoken's`, () =>
+      Effect.gen(function*() {
+        const ours = yield* Effect.promise(() => Tokenizer.load(encoding))
+        const ref = yield* Effect.promise(() => referenceFor(encoding))
+        const text = FastCheck.array(
+          FastCheck.constantFrom(
+            "a", "Zb", "é", "\u0301", "日本", "中", "я", "😀", " ", "  ", "\t", "\n", "\n\n", "\r\n", "\r", "'s", "1", "234",
+            ".", "/", "!", "_", "\u3000", "\u00a0", "<|endoftext|>"
+          ),
+          { maxLength: 150 }
+        ).map((parts) => parts.join(""))
+        FastCheck.assert(
+          FastCheck.property(text, FastCheck.integer({ min: 2, max: 40 }), (text, max) => {
+            let sum = 0
+            for (const slice of Tokenizer.slices(text, max, false)) sum += ours.count(slice)
+            expect(sum).toBe(ref.encode(text, [], []).length)
+          }),
+          { numRuns: 400 }
+        )
+        // Normal prose longer than one slice counts exactly as a whole.
+        const prose = "The quick brown fox jumps over the lazy dog. Съешь же ещё этих булок. 我能吞下玻璃。\n".repeat(2_000)
+        expect(prose.length).toBeGreaterThan(Tokenizer.sliceLength)
+        expect(ours.count(prose)).toBe(ref.encode(prose, [], []).length)
+      }))
+  }
+
+  it.effect("counts 5 million CJK or Cyrillic letters without a stack overflow", () =>
+    Effect.gen(function*() {
+      // One pre-token of millions of letters overflowed V8's RegExp stack; such a run is cut
+      // into slices, and for these letters every cut falls between whole tokens.
+      const o200k = yield* Effect.promise(() => Tokenizer.load("o200k_base"))
+      const ref = yield* Effect.promise(() => referenceFor("o200k_base"))
+      expect(ref.encode("中".repeat(1_000)).length).toBe(1_000)
+      expect(o200k.count("中".repeat(5_000_000))).toBe(5_000_000)
+      expect(ref.encode("я".repeat(1_000)).length).toBe(500)
+      expect(o200k.count("я".repeat(5_000_000))).toBe(2_500_000)
+      for (const slice of Tokenizer.slices("я".repeat(200_000))) {
+        expect(slice.length).toBeLessThanOrEqual(Tokenizer.sliceLength)
+      }
+    }), 60_000)
+
+  it.effect("lets timers and I/O run while it counts a long text", () =>
+    Effect.gen(function*() {
+      const cw = yield* ContextWindow.make({ preload: ["o200k_base"] })
+      const text = "lorem ipsum dolor sit amet ".repeat(40_000)
+      let ticks = 0
+      const timer = setInterval(() => ticks++, 0)
+      const counted = yield* cw.countText("gpt-4o", text).pipe(Effect.ensuring(Effect.sync(() => clearInterval(timer))))
+      expect(counted).toBe((yield* Effect.promise(() => Tokenizer.load("o200k_base"))).count(text))
+      // A synchronous count of these 1 M characters would let no timer fire before it ends.
+      expect(ticks).toBeGreaterThan(0)
+    }))
+})
+
 /** The example conversation of OpenAI's token-counting cookbook. */
 const cookbook: ReadonlyArray<ChatMessage> = [
   {
@@ -295,10 +351,22 @@ layer(ContextWindow.layer({ models: { [MODEL]: { contextWindow: WINDOW, maxOutpu
         const error = yield* Effect.flip(
           cw.fit({ model: MODEL, system: "system rules", messages, reserveForReply: WINDOW - required + 1 })
         )
-        expect(error).toEqual(new ContextWindowExceeded({ model: MODEL, limit: required - 1, required }))
-        // A reply reserve larger than the window leaves no room at all.
-        const none = yield* Effect.flip(cw.fit({ model: MODEL, system: undefined, messages, reserveForReply: 5_000 }))
+        expect(error).toEqual(
+          new ContextWindowExceeded({
+            model: MODEL,
+            limit: required - 1,
+            required,
+            contextWindow: WINDOW,
+            reservedForReply: WINDOW - required + 1
+          })
+        )
+        // A reply reserve larger than the window leaves no room at all, and the message says
+        // why with the real numbers instead of "allows 0".
+        const none = yield* Effect.flip(cw.fit({ model: MODEL, system: undefined, messages, reserveForReply: 1e9 }))
         expect(none.limit).toBe(0)
+        const needed = yield* cw.countPrompt(MODEL, undefined, [messages[2]!])
+        expect(none.message).toContain(`context window of ${MODEL} is ${WINDOW} tokens, of which 1000000000 are reserved`)
+        expect(none.message).toContain(`Lower maxTokens to at most ${WINDOW - needed}`)
       }))
 
     it.effect("reserves the model's default when the request sets no reply size", () =>
@@ -361,7 +429,11 @@ layer(ContextWindow.layer({ models: { [MODEL]: { contextWindow: WINDOW, maxOutpu
           const result = yield* Effect.either(cw.fit({ model, system, messages, reserveForReply }))
 
           if (required > limit) {
-            expect(result).toEqual(Either.left(new ContextWindowExceeded({ model, limit, required })))
+            expect(result).toEqual(
+              Either.left(
+                new ContextWindowExceeded({ model, limit, required, contextWindow: window, reservedForReply: reserveForReply })
+              )
+            )
             return
           }
           expect(Either.isRight(result)).toBe(true)

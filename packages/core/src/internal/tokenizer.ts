@@ -18,8 +18,84 @@ import type { Encoding } from "../Models.js"
 /** A ready tokenizer for one encoding. */
 export interface Tokenizer {
   readonly encoding: Encoding
-  /** Tokens of `text`; special-token spellings such as `<|endoftext|>` count as plain text. */
+  /**
+   * Tokens of `text`; special-token spellings such as `<|endoftext|>` count as plain text. Any
+   * length works: a text longer than `sliceLength` is counted slice by slice (see `slices`).
+   */
   readonly count: (text: string) => number
+}
+
+/**
+ * The longest text handed to the pre-tokenizing RegExp at once. V8's RegExp backtracking stack
+ * overflows on one run of a few million letters (CJK or Cyrillic text without spaces), so long
+ * texts are cut first (see `slices`).
+ */
+export const sliceLength = 65_536
+
+const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff
+const isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff
+
+/** JavaScript's `\s`, which both encodings' patterns use. */
+const isSpace = (c: number): boolean =>
+  c === 0x20 || (c >= 0x09 && c <= 0x0d) ||
+  (c >= 0x80 &&
+    (c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f ||
+      c === 0x205f || c === 0x3000 || c === 0xfeff))
+
+const letterOrNumber = /^[\p{L}\p{N}]$/u
+
+/**
+ * Whether every pre-token of `text` ends or starts at `i`, whatever precedes or follows, in
+ * both encodings' patterns: (1) after a letter or digit, before whitespace: no pattern
+ * alternative consumes a letter or digit and then whitespace, and whitespace fails every test
+ * such an alternative makes next just as the end of the text does; (2) after a line feed,
+ * before anything but whitespace or `/`: only the whitespace alternatives and the `[\r\n/]*`
+ * tail of punctuation consume a line feed, and `\s*[\r\n]+` (listed before `\s+(?!\S)`) ends
+ * there both in the whole text and in the text cut at `i`.
+ */
+export const isBoundary = (text: string, i: number): boolean => {
+  const c = text.charCodeAt(i)
+  const p = text.charCodeAt(i - 1)
+  if (p === 0x0a) return !isSpace(c) && c !== 0x2f
+  if (!isSpace(c)) return false
+  if (p < 0x80) return (p >= 0x30 && p <= 0x39) || (p >= 0x41 && p <= 0x5a) || (p >= 0x61 && p <= 0x7a)
+  const from = isLow(p) && i >= 2 && isHigh(text.charCodeAt(i - 2)) ? i - 2 : i - 1
+  return letterOrNumber.test(text.slice(from, i))
+}
+
+/**
+ * `text` cut into slices of at most `max` characters whose counts add up to the count of the
+ * whole text: each cut is the last pre-token boundary (`isBoundary`) within reach. A run longer
+ * than `max` without any boundary (a megabyte of CJK letters, a base64 blob) is cut at `max`
+ * (never inside a surrogate pair); only there may the sum differ from the whole text's count,
+ * by about one token per cut. With `force: false` such a run is not cut but searched to its end
+ * (tests use this to check the boundaries on short slices).
+ */
+export const slices = function*(text: string, max: number = sliceLength, force = true): Generator<string> {
+  const n = text.length
+  let start = 0
+  while (n - start > max) {
+    const hi = start + max
+    let cut = -1
+    for (let i = hi; i > start; i--) {
+      if (isBoundary(text, i)) {
+        cut = i
+        break
+      }
+    }
+    if (cut < 0) {
+      if (force) {
+        cut = isHigh(text.charCodeAt(hi - 1)) && isLow(text.charCodeAt(hi)) && hi - 1 > start ? hi - 1 : hi
+      } else {
+        cut = hi + 1
+        while (cut < n && !isBoundary(text, cut)) cut++
+        if (cut >= n) break
+      }
+    }
+    yield text.slice(start, cut)
+    start = cut
+  }
+  yield text.slice(start)
 }
 
 interface RankFile {
@@ -203,7 +279,7 @@ export const mergeCountLarge = (piece: string, ranks: ReadonlyMap<string, number
 const makeTokenizer = (encoding: Encoding, file: RankFile): Tokenizer => {
   const ranks = parseRanks(file.bpe_ranks)
   const pattern = new RegExp(file.pat_str, "gu")
-  const count = (text: string): number => {
+  const countSlice = (text: string): number => {
     if (text.length === 0) return 0
     // `count` is synchronous and never re-entered, so one RegExp with its lastIndex is safe.
     pattern.lastIndex = 0
@@ -220,6 +296,12 @@ const makeTokenizer = (encoding: Encoding, file: RankFile): Tokenizer => {
       else if (key.length <= SMALL_PIECE) tokens += mergeCountSmall(key, ranks)
       else tokens += mergeCountLarge(key, ranks)
     }
+    return tokens
+  }
+  const count = (text: string): number => {
+    if (text.length <= sliceLength) return countSlice(text)
+    let tokens = 0
+    for (const slice of slices(text)) tokens += countSlice(slice)
     return tokens
   }
   return { encoding, count }
