@@ -2,7 +2,8 @@
 // repository, and used there with plain node, tsc, esbuild and the installed binary.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -65,9 +66,9 @@ describe("installed from the packed tarballs into a fresh project", () => {
     project = app
   }, 240_000)
 
-  afterAll(() => {
-    if (project !== "") rmSync(join(project, ".."), { recursive: true, force: true })
-  })
+  afterAll(async () => {
+    if (project !== "") await rm(join(project, ".."), { recursive: true, force: true })
+  }, 60_000)
 
   it("the README's install line installs the packed packages", () => {
     expect(installLine, "README: no ```sh block with `npm install …` under '## Install in your project'").toBeDefined()
