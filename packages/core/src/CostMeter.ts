@@ -81,7 +81,10 @@ export interface Service {
     promptTokens: number,
     maxCompletionTokens: number
   ) => Effect.Effect<Reservation, BudgetExceeded>
-  /** Releases the hold and records the real usage (`undefined` when nothing was used). */
+  /**
+   * Releases the hold and records the real usage (`undefined` when nothing was used), at most
+   * the hold plus one token's price; returns the cost recorded.
+   */
   readonly settle: (reservation: Reservation, usage: Usage | undefined) => Effect.Effect<Cost>
   readonly summary: Effect.Effect<Summary>
 }
@@ -307,6 +310,19 @@ const makeRates = (pricing: Pricing | undefined): (model: string) => Rate => {
   }
 }
 
+interface Settled {
+  readonly cost: ExactCost
+  readonly reported: bigint
+  readonly held: bigint
+  readonly capped: boolean
+}
+
+/** `cost` lowered to `cap` in total, prompt first. */
+const capAt = (cost: ExactCost, cap: bigint): ExactCost => {
+  const prompt = cost.prompt < cap ? cost.prompt : cap
+  return { prompt, completion: cap - prompt }
+}
+
 const exactCost = (rate: Rate, promptTokens: number, completionTokens: number): ExactCost => ({
   prompt: rate.prompt * tokens(promptTokens),
   completion: rate.completion * tokens(completionTokens)
@@ -345,6 +361,10 @@ export interface Options {
 interface Hold {
   readonly model: string
   readonly units: bigint
+  /** The price of one token (the dearer of prompt and completion): what a settlement may add. */
+  readonly slack: bigint
+  readonly promptTokens: number
+  readonly completionTokens: number
 }
 
 interface State {
@@ -377,8 +397,11 @@ const checkDollars = (what: string, usd: number): number =>
  * the model. It counts against every budget until it is settled. `settle` releases the hold and
  * adds the real cost (priced for the reserved model) to the spent totals and to the current
  * period; it is idempotent (a second settle of the same reservation records nothing and
- * returns the same cost). A real cost above the hold is still recorded in full, so a budget
- * can end slightly over its limit; further reservations then fail. A reservation fails with
+ * returns the same cost). A cost above the hold (a gateway that ignored the maximum, a
+ * tokenizer that counts one token differently, or an absurd usage report) is recorded only up
+ * to the hold plus the price of one token, and a warning names the reservation; so requests
+ * settled together never spend more than the budget by more than one token's price each, and
+ * a report of 1e15 tokens cannot exhaust a budget. A reservation fails with
  * `BudgetExceeded` when spent + held + requested would exceed a limit (reaching it exactly is
  * allowed). Invalid options (a negative budget, a period of zero) are a defect at start-up.
  *
@@ -467,7 +490,13 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
             {
               ...s,
               nextId: s.nextId + 1,
-              holds: HashMap.set(s.holds, id, { model, units: requested }),
+              holds: HashMap.set(s.holds, id, {
+                model,
+                units: requested,
+                slack: rate.prompt > rate.completion ? rate.prompt : rate.completion,
+                promptTokens: Number(tokens(promptTokens)),
+                completionTokens: Number(tokens(maxCompletionTokens))
+              }),
               reserved: s.reserved + requested
             }
           ]
@@ -478,28 +507,50 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     const settle = (reservation: Reservation, usage: Usage | undefined): Effect.Effect<Cost> =>
       Effect.gen(function*() {
         const at = yield* now
-        const result = yield* Ref.modify(state, (current): [{ cost: ExactCost; model: string } | undefined, State] => {
+        const result = yield* Ref.modify(state, (current): [Settled | undefined, State] => {
           const s = roll(current, at)
           const hold = HashMap.get(s.holds, reservation.id)
           if (Option.isNone(hold)) return [undefined, s]
-          const cost = usage === undefined
+          const { completionTokens, promptTokens, slack, units } = hold.value
+          const reported = usage === undefined
             ? { prompt: 0n, completion: 0n }
             : exactCost(rateOf(hold.value.model), usage.promptTokens, usage.completionTokens)
+          const reportedTotal = reported.prompt + reported.completion
+          const cap = units + slack
+          const capped = reportedTotal > cap
+          const cost = capped ? capAt(reported, cap) : reported
           const total = cost.prompt + cost.completion
-          return [{ cost, model: hold.value.model }, {
+          // Past the cap the reported numbers are not believed: the hold's own counts stand in.
+          const recorded = usage === undefined
+            ? { prompt: 0, completion: 0 }
+            : capped
+            ? { prompt: promptTokens, completion: completionTokens }
+            : { prompt: Number(tokens(usage.promptTokens)), completion: Number(tokens(usage.completionTokens)) }
+          return [{ cost, reported: reportedTotal, held: units, capped }, {
             ...s,
             holds: HashMap.remove(s.holds, reservation.id),
-            reserved: s.reserved - hold.value.units,
+            reserved: s.reserved - units,
             spent: s.spent + total,
             periodSpent: s.periodSpent + total,
             requests: usage === undefined ? s.requests : s.requests + 1,
-            promptTokens: usage === undefined ? s.promptTokens : s.promptTokens + Number(tokens(usage.promptTokens)),
-            completionTokens: usage === undefined
-              ? s.completionTokens
-              : s.completionTokens + Number(tokens(usage.completionTokens))
+            promptTokens: s.promptTokens + recorded.prompt,
+            completionTokens: s.completionTokens + recorded.completion
           }]
         })
-        if (result !== undefined) return toCost(result.cost)
+        if (result !== undefined) {
+          if (result.reported > result.held) {
+            yield* Effect.logWarning(
+              `CostMeter: the usage reported costs more than was reserved${
+                result.capped ? "; only the reservation plus one token's price was recorded" : ""
+              }`
+            ).pipe(Effect.annotateLogs({
+              "costMeter.reservation": reservation.id,
+              "costMeter.reservedUsd": dollarsOfUnits(result.held),
+              "costMeter.reportedUsd": dollarsOfUnits(result.reported)
+            }))
+          }
+          return toCost(result.cost)
+        }
         yield* Effect.logDebug("CostMeter: a reservation was settled twice or is unknown; nothing recorded").pipe(
           Effect.annotateLogs({ "costMeter.reservation": reservation.id })
         )

@@ -89,7 +89,9 @@ export const requestKeyVersion = "llm-gateway/request-key/v1"
  * carry the same data, whatever the order of their keys. Every field takes part, including
  * fields added to `OutboundRequest` later: a field that changes the reply must change the key,
  * and an unknown field costing a miss is cheaper than a wrong hit. `profile` names the wire
- * profile, so two gateways never share entries.
+ * profile, so two gateways never share entries. `policy` is the `SafetyFilter` fingerprint
+ * the reply is redacted under, so a reply stored under a weaker policy (say, with email
+ * redaction off) is never replayed to a gateway with a stricter one sharing the store.
  *
  * The request must already be redacted (the pipeline hashes what it sends); only the hex key
  * may leave the process, never the serialization.
@@ -103,12 +105,15 @@ export const requestKeyVersion = "llm-gateway/request-key/v1"
  *   messages: [{ role: "user", content: "Hello" }],
  *   temperature: 0,
  *   maxTokens: 64,
- *   profile: "openai"
+ *   profile: "openai",
+ *   policy: "3f0c…"
  * })
  *
  * @since 0.1.0
  */
-export const requestKey = (request: OutboundRequest & { readonly profile?: string | undefined }): string =>
+export const requestKey = (
+  request: OutboundRequest & { readonly profile?: string | undefined; readonly policy?: string | undefined }
+): string =>
   sha256Hex(requestKeyVersion + "\n" + canonicalJson(request))
 
 // ---------------------------------------------------------------------------------------------

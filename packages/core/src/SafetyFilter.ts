@@ -37,6 +37,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { ChatMessage, RedactionCount } from "./Chat.js"
 import { SafetyViolation } from "./GatewayError.js"
+import { sha256Hex } from "./internal/hash.js"
 import * as Redaction from "./internal/redaction.js"
 import * as Recognizers from "./internal/redactionRecognizers.js"
 import * as Rules from "./internal/redactionRules.js"
@@ -81,6 +82,11 @@ export interface Service {
   readonly redact: (text: string) => { readonly text: string; readonly redactions: ReadonlyArray<RedactionCount> }
   /** Fresh streaming redaction state for one reply. */
   readonly outputRedactor: Effect.Effect<OutputRedactor>
+  /**
+   * A hash of what this policy redacts (its recognizers, in order). The gateway puts it into
+   * every cache key, so a reply stored under one policy is never replayed under another.
+   */
+  readonly fingerprint: string
 }
 
 /**
@@ -307,6 +313,20 @@ const resolve = (policy: Policy): Either.Either<Resolved, ConfigError.ConfigErro
   return Either.right({ recognizers: [...extra, ...recognizers], blockRules: [...blockRules, ...extraRules] })
 }
 
+// Block rules are left out: they judge the prompt before any cache lookup, never the reply.
+// A `validate` function takes part through its source text, the best a process can see of it.
+const fingerprintOf = (recognizers: ReadonlyArray<Recognizer>): string =>
+  sha256Hex(JSON.stringify(recognizers.map((r) => [
+    nameOf(r),
+    r.kind,
+    r.marker,
+    String(r.pattern),
+    r.maxLength,
+    r.alphabet === undefined ? null : String(r.alphabet),
+    r.start === undefined ? null : String(r.start),
+    r.validate === undefined ? null : String(r.validate)
+  ])))
+
 const fromResolved = (resolved: Resolved): Service => {
   const engine = Redaction.makeEngine(resolved.recognizers)
   const rules = resolved.blockRules.map((b) => {
@@ -324,6 +344,7 @@ const fromResolved = (resolved: Resolved): Service => {
   }
 
   return SafetyFilter.of({
+    fingerprint: fingerprintOf(resolved.recognizers),
     redact: engine.redact,
     outputRedactor: Effect.sync(() => engine.stream()),
     guardInput: (input) =>
