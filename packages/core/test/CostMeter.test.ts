@@ -132,6 +132,29 @@ describe("CostMeter reservations", () => {
       expect(yield* m.summary).toMatchObject({ requests: 1, totalUsd: 0.0035, reservedUsd: 0 })
     }))
 
+  it.effect("usage above the hold is recorded up to the hold plus one token's price, with a warning", () =>
+    Effect.gen(function*() {
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === LogLevel.Warning) warnings.push(String(message))
+      })
+      const m = yield* meter({ budgetUsd: 1 })
+      // gpt-4o: $2.50 prompt and $10 completion per million tokens; one token costs at most $0.00001.
+      for (const reported of [usage(1_000, 1e15), usage(Number.MAX_VALUE, 1e300), usage(1_000, 1_001)]) {
+        const r = yield* m.reserve("gpt-4o", 1_000, 1_000)
+        const cost = yield* m.settle(r, reported).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+        expect(cost.totalUsd).toBeLessThanOrEqual(r.amountUsd + 0.00001)
+      }
+      const summary = yield* m.summary
+      expect(summary.totalUsd).toBeLessThanOrEqual(3 * (0.0125 + 0.00001))
+      expect(summary.completionTokens).toBe(1_000 + 1_000 + 1_001)
+      expect(warnings).toHaveLength(3)
+      // Negative and NaN counts cost nothing and leave the totals finite.
+      const r = yield* m.reserve("gpt-4o", 1_000, 1_000)
+      expect((yield* m.settle(r, usage(-5, Number.NaN))).totalUsd).toBe(0)
+      expect(Number.isFinite((yield* m.summary).totalUsd)).toBe(true)
+    }))
+
   it.effect("fails with BudgetExceeded naming the budget, its limit, what is committed and what was asked", () =>
     Effect.gen(function*() {
       const m = yield* meter({ budgetUsd: 0.05 })
