@@ -112,6 +112,11 @@ export type Split = typeof Split.Type
  * - `oversized`: after `afterTokens` tokens, one `data:` line of `bytes` bytes; with
  *   `terminated: false` the line never ends and the body closes after it.
  * - `contentType`: the content type of the 200 response (e.g. `text/html`).
+ * - `endless`: the reply never ends: after its tokens they are sent again and again, as
+ *   `delta` (`content`, the default, or `refusal`) of choice `choice` (default 0), with no
+ *   finish reason, no usage and no `[DONE]`, until the client goes away. A request's
+ *   `max_tokens` still cuts it (and ends it with `length`) unless the scenario sets
+ *   `ignoreMaxTokens`.
  *
  * @since 0.1.0
  */
@@ -132,7 +137,11 @@ export const Faults = Schema.Struct({
     bytes: Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(64 * 1024 * 1024)),
     terminated: Schema.optional(Schema.Boolean)
   })),
-  contentType: Schema.optional(Schema.String)
+  contentType: Schema.optional(Schema.String),
+  endless: Schema.optional(Schema.Struct({
+    delta: Schema.optional(Schema.Literal("content", "refusal")),
+    choice: Schema.optional(Schema.Int.pipe(Schema.between(0, 127)))
+  }))
 })
 
 /**
@@ -183,7 +192,7 @@ export type Reply = typeof Reply.Type
  *   and the replies of choices 1, 2, … (default: the reply of choice 0). Choices are
  *   interleaved token by token, as the platform does.
  * - `finishReason` (default `stop`); a request's `max_tokens` cuts the reply and reports
- *   `length`.
+ *   `length`, unless `ignoreMaxTokens` is set (a gateway that does not honour it).
  * - `usage`, `timing`, `attempts` (answers before the success, see `Attempt`), `headers`
  *   (extra headers on the 200), `faults` (see `Faults`), `split` (see `Split`).
  * - `keepAliveMs`: a `: keep-alive` comment whenever that long passed without an event,
@@ -201,6 +210,7 @@ export const Scenario = Schema.Struct({
   n: Schema.optional(Schema.Int.pipe(Schema.between(1, 128))),
   alternatives: Schema.optional(Schema.Array(Reply)),
   finishReason: Schema.optional(Schema.String),
+  ignoreMaxTokens: Schema.optional(Schema.Boolean),
   usage: Schema.optional(UsageSpec),
   timing: Schema.optional(Timing),
   attempts: Schema.optional(Schema.Array(Attempt)),
@@ -308,6 +318,9 @@ export const decodeFileText = (path: string, text: string): Effect.Effect<Scenar
 
 const forever = 1_000_000_000
 
+const endlessReply =
+  "All work and no play makes a model a dull boy, so it keeps talking, one sentence after another, and never stops. "
+
 /**
  * The address the `echo-secrets*` scenarios put beside the echoed credentials.
  *
@@ -392,12 +405,6 @@ function echoSecretScenarios(): ReadonlyArray<Scenario> {
   ]
 }
 
-/**
- * The scenarios every simulator knows, by name. `echo` is the default for model ids without
- * the `sim:` prefix. A scenario of the same name passed in the options replaces a built-in.
- *
- * @since 0.1.0
- */
 /**
  * The scenarios every simulator knows, by name. `echo` is the default for model ids without
  * the `sim:` prefix. A scenario of the same name passed in the options replaces a built-in.
@@ -539,6 +546,31 @@ export const builtins: ReadonlyArray<Scenario> = [
     description: "A 2 MiB event after 1 token.",
     reply: "An oversized event follows.",
     faults: { oversized: { afterTokens: 1, bytes: 2 * 1024 * 1024 } }
+  },
+  {
+    name: "endless",
+    description: "A reply that never ends: tokens keep coming, no finish reason, no [DONE]; max_tokens still cuts it.",
+    reply: endlessReply,
+    faults: { endless: {} }
+  },
+  {
+    name: "endless-refusal",
+    description: "A refusal that never ends.",
+    reply: endlessReply,
+    faults: { endless: { delta: "refusal" } }
+  },
+  {
+    name: "ignores-max-tokens",
+    description: "Ignores the request's max_tokens and never stops sending tokens.",
+    reply: endlessReply,
+    ignoreMaxTokens: true,
+    faults: { endless: {} }
+  },
+  {
+    name: "usage-oversized",
+    description: "A short reply whose usage chunk reports 10^15 completion tokens.",
+    reply: "A short reply with an absurd bill.",
+    usage: { prompt_tokens: 12, completion_tokens: 1_000_000_000_000_000 }
   },
   {
     name: "endless-line",

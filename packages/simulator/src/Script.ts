@@ -60,8 +60,9 @@ export interface ScriptChunk {
 
 /**
  * How the body ends: `Close` (normally), `Drop` (the connection is cut `delayMs` after the last
- * chunk, with no terminating chunk), or `Stall` (nothing more is sent, except a keep-alive
- * comment every `keepAlive.intervalMs` when set).
+ * chunk, with no terminating chunk), `Stall` (nothing more is sent, except a keep-alive
+ * comment every `keepAlive.intervalMs` when set), or `Repeat` (`bytes` are sent again every
+ * `intervalMs`, forever: an endless reply).
  *
  * @since 0.1.0
  */
@@ -72,6 +73,7 @@ export type ScriptEnd =
     readonly _tag: "Stall"
     readonly keepAlive: { readonly intervalMs: number; readonly bytes: Uint8Array } | undefined
   }
+  | { readonly _tag: "Repeat"; readonly intervalMs: number; readonly bytes: Uint8Array }
 
 /**
  * Everything the simulator sends for one request. `outcome` says whether this was a scripted
@@ -149,7 +151,6 @@ export const withCredentials = (scenario: Scenario, authorization: string | unde
     ...(scenario.faults === undefined ? {} : { faults: fillCredentials(scenario.faults, authorization) })
   }
 }
-
 
 /**
  * How many requests the attempts of a scenario answer before the reply (`times` included).
@@ -384,10 +385,17 @@ const renderReply = (
   const n = Math.max(request.n ?? 1, scenario.n ?? 1)
   const mainTokens = tokensOf(scenario.reply ?? echoReply(request.messages))
   const choices: Array<Choice> = []
+  let cutByMaxTokens = false
   for (let index = 0; index < n; index++) {
     const alternative = index === 0 ? undefined : scenario.alternatives?.[index - 1]
-    const all = alternative === undefined ? mainTokens : tokensOf(alternative)
-    const cut = request.maxTokens !== undefined && all.length > request.maxTokens
+    const base = alternative === undefined ? mainTokens : tokensOf(alternative)
+    // An endless reply under an honoured max_tokens is its tokens repeated up to the cut.
+    const all = faults.endless !== undefined && scenario.ignoreMaxTokens !== true && base.length > 0 &&
+        request.maxTokens !== undefined && request.maxTokens < 1_000_000
+      ? Array.from({ length: request.maxTokens + 1 }, (_, i) => base[i % base.length]!)
+      : base
+    const cut = request.maxTokens !== undefined && all.length > request.maxTokens && scenario.ignoreMaxTokens !== true
+    if (cut) cutByMaxTokens = true
     choices.push({
       index,
       tokens: cut ? all.slice(0, request.maxTokens) : all,
@@ -428,7 +436,30 @@ const renderReply = (
   }
 
   const terminal = terminalFault(faults)
+  // An endless reply stops only where an honoured max_tokens cuts it, or at an earlier fault.
+  const endless = faults.endless !== undefined && terminal === undefined && !cutByMaxTokens
+    ? faults.endless
+    : undefined
+  const endlessTokens = mainTokens.length === 0 ? ["…"] : mainTokens
   if (!request.stream) {
+    if (endless !== undefined) {
+      // The JSON body opens a content string that never closes.
+      const head = `{"id":"${id}","object":"chat.completion","created":${created},"model":${JSON.stringify(request.model)},"choices":[{"index":0,"message":{"role":"assistant","content":"`
+      return {
+        status: 200,
+        headers,
+        headersDelayMs: headersMs,
+        chunks: [{ delayMs: 0, bytes: encoder.encode(head) }],
+        end: {
+          _tag: "Repeat",
+          intervalMs: tokenMs * endlessTokens.length,
+          bytes: encoder.encode(JSON.stringify(endlessTokens.join("")).slice(1, -1))
+        },
+        chunked: true,
+        outcome: "reply",
+        revokeToken: false
+      }
+    }
     return renderNonStreaming({ request, choices, usage, id, created, faults, terminal, headers, headersMs, doneAt })
   }
 
@@ -503,7 +534,15 @@ const renderReply = (
     const { choice, token } = order[k]!
     push(times[k]!, data(chunk([choiceJson(choice, { content: token }, null)])))
   }
-  if (!ended) {
+  if (!ended && endless !== undefined) {
+    const field = endless.delta ?? "content"
+    const choice = endless.choice ?? 0
+    end = {
+      _tag: "Repeat",
+      intervalMs: tokenMs * endlessTokens.length,
+      bytes: concat(endlessTokens.map((token) => data(chunk([choiceJson(choice, { [field]: token }, null)]))))
+    }
+  } else if (!ended) {
     if (order.length === 0) {
       for (const choice of choices) push(doneAt, data(chunk([choiceJson(choice.index, { role: "assistant", content: "" }, null)])))
     }

@@ -665,6 +665,12 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     } satisfies Service
   })
 
+// An endless body: without an interval it yields between writes, so the server stays responsive.
+const repeat = (bytes: Uint8Array, intervalMs: number): Stream.Stream<Uint8Array> =>
+  Stream.repeatEffect(
+    intervalMs > 0 ? Effect.as(Effect.sleep(Duration.millis(intervalMs)), bytes) : Effect.as(Effect.yieldNow(), bytes)
+  )
+
 /**
  * Plays a script: waits `headersDelayMs`, answers with its status and headers, then sends each
  * chunk after its delay and ends the body as the script says.
@@ -690,6 +696,8 @@ export const play = (
       ? Stream.fromEffect(
         Effect.zipRight(Effect.sleep(Duration.millis(script.end.delayMs)), dropper.drop(request))
       )
+      : script.end._tag === "Repeat"
+      ? repeat(script.end.bytes, script.end.intervalMs)
       : script.end.keepAlive === undefined
       ? Stream.never
       : Stream.repeatEffect(
