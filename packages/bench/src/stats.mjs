@@ -1,0 +1,35 @@
+// Paired ratios: each round measures every case once, in an order that rotates, and the ratio of
+// two cases is taken within the round, so that load on the machine moves both alike.
+
+/** The median of numbers. */
+export const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/**
+ * Runs `rounds` rounds (after `warmup` unrecorded ones) of every case; `cases` maps a name to an
+ * async function returning a duration in milliseconds. Returns the durations per case.
+ */
+export const interleave = async (cases, { rounds, warmup }) => {
+  const names = Object.keys(cases)
+  const samples = Object.fromEntries(names.map((name) => [name, []]))
+  for (let round = 0; round < warmup + rounds; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(round + i) % names.length]
+      const ms = await cases[name]()
+      if (round >= warmup) samples[name].push(ms)
+    }
+  }
+  return samples
+}
+
+/** Median, min and max of the per-round ratios a/b. */
+export const pairedRatio = (a, b) => {
+  const ratios = a.map((value, i) => value / b[i])
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) }
+}
+
+/** `1.23× (1.10–1.40)` */
+export const formatRatio = ({ median, min, max }) => `${median.toFixed(2)}× (${min.toFixed(2)}–${max.toFixed(2)})`
