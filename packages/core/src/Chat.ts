@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { ModelId } from "./Models.js"
 
 /**
  * The author of a message.
@@ -34,6 +35,31 @@ export const ChatMessage = Schema.Struct({
  */
 export type ChatMessage = typeof ChatMessage.Type
 
+const isTemplateVariables = (u: unknown): u is Readonly<Record<string, string>> | ReadonlyMap<string, string> => {
+  try {
+    if (u instanceof Map) {
+      for (const [key, value] of u) if (typeof key !== "string" || typeof value !== "string") return false
+      return true
+    }
+    if (typeof u !== "object" || u === null || Array.isArray(u)) return false
+    return Object.keys(u).every((key) => typeof (u as Record<string, unknown>)[key] === "string")
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The variables of a template: a plain object whose own properties are strings, or a `Map`
+ * of strings. Decoding keeps the value as given rather than copying it, so a variable named
+ * `__proto__` (an own property, as `JSON.parse` makes it) is not lost on the way.
+ *
+ * @since 0.1.0
+ */
+export const TemplateVariables = Schema.declare(isTemplateVariables, {
+  identifier: "TemplateVariables",
+  message: () => "must be an object or a Map whose values are strings"
+})
+
 /**
  * A prompt template and the variables to substitute into it (Python `string.Template`
  * semantics, see `PromptTemplate`). The rendered text becomes the newest user message.
@@ -42,7 +68,7 @@ export type ChatMessage = typeof ChatMessage.Type
  */
 export const TemplatePrompt = Schema.Struct({
   template: Schema.String,
-  variables: Schema.Record({ key: Schema.String, value: Schema.String })
+  variables: TemplateVariables
 })
 
 /**
@@ -51,8 +77,45 @@ export const TemplatePrompt = Schema.Struct({
 export type TemplatePrompt = typeof TemplatePrompt.Type
 
 /**
+ * Size limits of a request, checked before any of its text is scanned or tokenized; a request
+ * over a limit fails with `InvalidRequest`, whose issue names the limit. Set them with
+ * `Gateway.layer({ limits })`.
+ *
+ * - `maxMessages`: messages in `messages`.
+ * - `maxMessageChars`: characters (UTF-16 code units) of one text: a message's content or
+ *   name, the system instruction, the template, one variable, the rendered template.
+ * - `maxPromptChars`: characters of all of them together (the gateway's default system
+ *   instruction and the rendered template included).
+ * - `maxVariables`: variables of a template.
+ *
+ * @since 0.1.0
+ */
+export interface InputLimits {
+  readonly maxMessages: number
+  readonly maxMessageChars: number
+  readonly maxPromptChars: number
+  readonly maxVariables: number
+}
+
+/**
+ * The default limits: 10,000 messages, 1,048,576 characters per text, 2,097,152 characters in
+ * all (about half a million tokens, more than most context windows hold; raise it for models
+ * with a million-token window), 1,000 template variables. Counting 2 M characters takes about
+ * half a second, spread over slices so other requests keep running.
+ *
+ * @since 0.1.0
+ */
+export const defaultInputLimits: InputLimits = {
+  maxMessages: 10_000,
+  maxMessageChars: 1_048_576,
+  maxPromptChars: 2_097_152,
+  maxVariables: 1_000
+}
+
+/**
  * What an application asks the gateway for.
  *
+ * - `model`: a model id (1 to 256 letters, digits and `. _ : / @ + = -`, see `Models.ModelId`).
  * - `messages`: the conversation so far, oldest first. System messages here are appended to
  *   the system instruction in force.
  * - `prompt`: an optional template rendered and appended as the newest user message.
@@ -63,7 +126,7 @@ export type TemplatePrompt = typeof TemplatePrompt.Type
  * @since 0.1.0
  */
 export const ChatRequest = Schema.Struct({
-  model: Schema.String.pipe(Schema.nonEmptyString()),
+  model: ModelId,
   messages: Schema.optionalWith(Schema.Array(ChatMessage), { default: () => [] }),
   prompt: Schema.optional(TemplatePrompt),
   systemInstruction: Schema.optional(Schema.String),

@@ -156,6 +156,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
     const registry = yield* validate(options)
     const ready = new Map<Models.Encoding, Tokenizer.Tokenizer>()
     const warned = new Set<string>()
+    let warnedInvalid = false
 
     const tokenizer = (encoding: Models.Encoding): Effect.Effect<Tokenizer.Tokenizer> => {
       const found = ready.get(encoding)
@@ -166,12 +167,16 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
 
     const resolve = (model: string): Effect.Effect<Models.Resolved> => {
       const resolved = Models.resolve(model, registry)
-      // Only valid ids are remembered (at most 256 characters each), and only those named raw.
-      const remember = Models.isModelId(model)
-      if (resolved.matched !== undefined || warned.has(model) || warned.size >= MAX_WARNED) {
-        return Effect.succeed(resolved)
+      if (resolved.matched !== undefined) return Effect.succeed(resolved)
+      // Valid ids (at most 256 characters) are remembered one by one; invalid ones share one
+      // warning, so no id of any size is kept.
+      if (Models.isModelId(model)) {
+        if (warned.has(model) || warned.size >= MAX_WARNED) return Effect.succeed(resolved)
+        warned.add(model)
+      } else {
+        if (warnedInvalid) return Effect.succeed(resolved)
+        warnedInvalid = true
       }
-      if (remember) warned.add(model)
       return Effect.logWarning(
         "Unknown model: using the fallback window and encoding; register the model in ContextWindow.layer({ models })"
       ).pipe(

@@ -24,6 +24,8 @@ import {
   type ChatMessage,
   ChatRequest,
   type ChatRequestInput,
+  defaultInputLimits,
+  type InputLimits,
   type Cost,
   type FinishReason,
   finishReasonFromWire,
@@ -37,6 +39,7 @@ import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
 import { type GatewayError, InvalidRequest, mapServerText, RateLimited, type TransportError } from "./GatewayError.js"
 import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
+import * as RequestIntake from "./internal/requestIntake.js"
 import * as PromptTemplate from "./PromptTemplate.js"
 import * as ResponseCache from "./ResponseCache.js"
 import * as Sanitize from "./internal/sanitize.js"
@@ -49,6 +52,8 @@ import * as Transport from "./Transport.js"
  * - `systemInstruction`: the default system message; a request's own `systemInstruction`
  *   overrides it.
  * - `profile`: a label mixed into the cache key, so replies from different upstreams never mix.
+ * - `limits`: size limits of a request (see `InputLimits`), checked before anything scans or
+ *   tokenizes it; fields left out keep `defaultInputLimits`.
  *
  * @since 0.1.0
  */
@@ -56,6 +61,7 @@ export interface Options {
   readonly systemInstruction?: string | undefined
   readonly profile?: string | undefined
   readonly rateLimit?: RateLimit | undefined
+  readonly limits?: Partial<InputLimits> | undefined
 }
 
 /**
@@ -133,13 +139,33 @@ interface RequestState {
   flight: Deferred.Deferred<Option.Option<ResponseCache.CachedReply>> | undefined
 }
 
-const formatIssues = (error: ParseResult.ParseError): ReadonlyArray<string> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => {
-    const path = issue.path.length === 0 ? "request" : issue.path.join(".")
-    // Drop the ", actual …" tail: the actual value may be prompt text.
-    const message = issue.message.replace(/,\s*actual[\s\S]*$/, "")
-    return `${path}: ${message}`
-  })
+/** At most this many issues are reported, each cut to `maxIssueLength` characters. */
+const maxIssues = 20
+const maxIssueLength = 300
+
+/**
+ * The issues of a failed decode, as field paths and messages without values. The input was
+ * copied by `RequestIntake.intake` first, so it is plain and shallow; the `try` still keeps a
+ * surprise in formatting from becoming a defect.
+ */
+const formatIssues = (error: ParseResult.ParseError): ReadonlyArray<string> => {
+  try {
+    const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const lines = issues.slice(0, maxIssues).map((issue) => {
+      const path = issue.path.length === 0
+        ? "request"
+        : issue.path.map((key) => typeof key === "symbol" ? "[symbol]" : String(key)).join(".")
+      // Drop the ", actual …" tail: the actual value may be prompt text.
+      const message = issue.message.replace(/,\s*actual[\s\S]*$/, "")
+      const line = `${path}: ${message}`
+      return line.length > maxIssueLength ? `${line.slice(0, maxIssueLength - 3)}...` : line
+    })
+    if (issues.length > maxIssues) lines.push(`and ${issues.length - maxIssues} more`)
+    return lines
+  } catch {
+    return ["request: could not be decoded"]
+  }
+}
 
 
 /**
@@ -250,12 +276,49 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
     }
 
     // Field paths can hold user text (a variable's name), so issues pass the redactor too.
+    const limits: InputLimits = { ...defaultInputLimits, ...options.limits }
+    for (const [name, value] of Object.entries(limits)) {
+      if (!Number.isSafeInteger(value) || value < 1) {
+        return yield* Effect.dieMessage(`Gateway option limits.${name} must be a positive integer`)
+      }
+    }
+    // The request is copied into plain data first (sizes checked, hostile objects defused), so
+    // neither decoding nor formatting its issues can recurse without bound or call its code.
     const decodeRequest = (input: ChatRequestInput) =>
-      Schema.decodeUnknown(ChatRequest)(input).pipe(
-        Effect.mapError((error) =>
-          new InvalidRequest({ issues: formatIssues(error).map((issue) => safety.redact(issue).text) })
+      Effect.suspend(() => {
+        const plain = RequestIntake.intake(input, limits)
+        if (plain._tag === "Issues") {
+          return Effect.fail(new InvalidRequest({ issues: plain.issues.map((issue) => safety.redact(issue).text) }))
+        }
+        return Schema.decodeUnknown(ChatRequest)(plain.value).pipe(
+          Effect.mapError((error) =>
+            new InvalidRequest({ issues: formatIssues(error).map((issue) => safety.redact(issue).text) })
+          )
         )
-      )
+      })
+    /** Bounds the rendered template before it is built: `$a$a$a…` can multiply a long variable. */
+    const checkRendered = (prompt: { readonly template: string; readonly variables: PromptTemplate.Variables }) =>
+      Effect.suspend(() => {
+        const length = PromptTemplate.renderedLength(prompt.template, prompt.variables)
+        return length > limits.maxMessageChars
+          ? Effect.fail(new InvalidRequest({
+            issues: [
+              `prompt: the rendered template would have ${length} characters, more than the limit of ${limits.maxMessageChars} (maxMessageChars)`
+            ]
+          }))
+          : Effect.void
+      })
+    /** Bounds the whole prompt, default system instruction included, before the guard scans it. */
+    const checkPromptSize = (split: { readonly system: string | undefined; readonly messages: ReadonlyArray<ChatMessage> }) =>
+      Effect.suspend(() => {
+        let total = split.system?.length ?? 0
+        for (const m of split.messages) total += m.content.length + (m.name?.length ?? 0)
+        return total > limits.maxPromptChars
+          ? Effect.fail(new InvalidRequest({
+            issues: [`request: the prompt has ${total} characters, more than the limit of ${limits.maxPromptChars} (maxPromptChars)`]
+          }))
+          : Effect.void
+      })
 
     /**
      * A gateway's error text may echo the prompt or the reply. The transport's sanitizer
@@ -442,10 +505,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         state.model = request.model
         let messages: ReadonlyArray<ChatMessage> = request.messages
         if (request.prompt !== undefined) {
+          yield* checkRendered(request.prompt)
           const content = yield* PromptTemplate.substitute(request.prompt.template, request.prompt.variables)
           messages = [...messages, { role: "user", content }]
         }
         const split = splitSystem({ ...request, messages }, options.systemInstruction)
+        yield* checkPromptSize(split)
         if (!split.messages.some((m) => m.role === "user")) {
           return yield* new InvalidRequest({ issues: ["messages: the conversation has no user message to answer"] })
         }
@@ -579,7 +644,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
       Stream.suspend(() => {
         const state: RequestState = {
           requestId: "",
-          model: typeof input?.model === "string" ? input.model : "",
+          model: RequestIntake.modelIdOf(input),
           startedAt: 0,
           requestHash: "",
           cached: false,

@@ -251,7 +251,7 @@ export const find = (
   registry: Registry = defaultRegistry
 ): Option.Option<readonly [string, ModelInfo]> => {
   // An id no request may name matches nothing (and a huge one is not shortened dash by dash).
-  if (!isModelId(model.trim())) return Option.none()
+  if (model.length > 2 * maxModelIdLength || !isModelId(model.trim())) return Option.none()
   for (const candidate of candidates(model)) {
     let id = candidate
     while (id.length > 0) {

@@ -150,6 +150,32 @@ export const substitute = (template: string, variables: Variables): Effect.Effec
   Effect.suspend(() => render(template, variables, true))
 
 /**
+ * The length of what `safeSubstitute` would return (and `substitute`, when it succeeds),
+ * computed without building the text: a short template can repeat a long variable many times,
+ * so callers bound the result before rendering it.
+ *
+ * @since 0.1.0
+ */
+export const renderedLength = (template: string, variables: Variables): number => {
+  let length = 0
+  let last = 0
+  let at = template.indexOf("$")
+  while (at !== -1) {
+    length += at - last
+    const placeholder = placeholderAt(template, at)
+    if (placeholder._tag === "Named") {
+      const value = lookup(variables, placeholder.name)
+      length += value === undefined ? placeholder.end - placeholder.start : value.length
+    } else {
+      length += 1
+    }
+    last = placeholder.end
+    at = template.indexOf("$", last)
+  }
+  return length + template.length - last
+}
+
+/**
  * Renders a template without failing: placeholders without a variable and invalid placeholders
  * stay exactly as written; `$$` still becomes `$`. Like Python's `Template.safe_substitute`.
  *
