@@ -1,6 +1,7 @@
 // `pnpm bench [--quick]`: builds the packages, runs every benchmark side by side with its peer,
 // prints a table of paired ratios and exits non-zero when a case gave a wrong answer.
 import { spawnSync } from "node:child_process"
+import { writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
 import * as CliStartup from "./cliStartup.mjs"
@@ -16,21 +17,35 @@ if (build.status !== 0) process.exit(1)
 
 const suites = [CliStartup]
 let failed = false
-console.log(`llm-gateway benchmarks (${quick ? "quick" : "full"}), ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`)
-console.log("")
-console.log("| benchmark | case | ours | peer | ratio, median (min–max) | target |")
-console.log("|---|---|---|---|---|---|")
+const notes = []
+const lines = []
+const log = (line) => {
+  lines.push(line)
+  console.log(line)
+}
+log(`llm-gateway benchmarks (${quick ? "quick" : "full"}), ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}`)
+log("")
+log("| benchmark | case | ours | peer | ratio, median (min–max) | target |")
+log("|---|---|---|---|---|---|")
 for (const suite of suites) {
   try {
     const result = await suite.run({ quick })
     for (const row of result.rows) {
       const met = row.ratio.median <= row.target ? "met" : "NOT met"
-      console.log(`| ${result.name} | ${row.case} | ${row.ours} | ${row.peer} | ${formatRatio(row.ratio)} | ≤ ${row.target}× (${met}) |`)
+      log(`| ${result.name} | ${row.case} | ${row.ours} | ${row.peer} | ${formatRatio(row.ratio)} | ≤ ${row.target}× (${met}) |`)
     }
-    for (const note of result.notes ?? []) console.log(`\n${result.name}: ${note}`)
+    for (const note of result.notes ?? []) notes.push(`- ${result.name}: ${note}`)
   } catch (error) {
     failed = true
-    console.log(`| ${suite.name ?? "?"} | WRONG ANSWER | | | ${String(error?.message ?? error).split("\n")[0]} | |`)
+    log(`| ${suite.name} | WRONG ANSWER | | | ${String(error?.message ?? error).split("\n")[0]} | |`)
   }
+}
+if (notes.length > 0) log(`\n${notes.join("\n")}`)
+// A full run is the record: docs/performance.md holds its table.
+if (!quick && !failed) {
+  writeFileSync(
+    new URL("../../../docs/performance.md", import.meta.url),
+    `# Performance\n\nWritten by \`pnpm bench\` (a full run); ratios are paired within each interleaved round, ours ÷ peer, so lower is better.\n\n${lines.join("\n")}\n`
+  )
 }
 process.exit(failed ? 1 : 0)
