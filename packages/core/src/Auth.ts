@@ -69,9 +69,26 @@ export class Auth extends Context.Tag("@llm-gateway/core/Auth")<Auth, Service>()
  * @since 0.1.0
  */
 export const makeStatic = (token: Redacted.Redacted<string>): Service => ({
-  token: Effect.succeed(token),
+  token: isUsableToken(Redacted.value(token))
+    ? Effect.succeed(token)
+    : Effect.fail(
+      new AuthError({
+        error: "invalid_token",
+        description: "the static API key holds characters that cannot be sent in an HTTP header (a line break or space?)"
+      })
+    ),
   invalidate: () => Effect.void
 })
+
+/**
+ * Whether a bearer token can be sent as it is in an `Authorization` header: one or more
+ * visible ASCII characters (RFC 6750's token characters are a subset). A token with a CR/LF,
+ * a space or a non-ASCII character would be refused by the HTTP client on every attempt.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const isUsableToken = (token: string): boolean => /^[\x21-\x7e]+$/.test(token)
 
 /**
  * Auth from a static bearer token or API key. See `makeStatic`: a 401 is final.
@@ -88,7 +105,20 @@ export const layerStatic = (token: Redacted.Redacted<string>): Layer.Layer<Auth>
  * @since 0.1.0
  */
 export const layerStaticConfig = (): Layer.Layer<Auth, ConfigError.ConfigError> =>
-  Layer.effect(Auth, Effect.map(Config.redacted(Config.nonEmptyString("LLM_GATEWAY_API_KEY")), makeStatic))
+  Layer.effect(
+    Auth,
+    Effect.map(
+      Config.redacted(
+        Config.nonEmptyString("LLM_GATEWAY_API_KEY").pipe(
+          Config.validate({
+            message: "Expected visible ASCII characters only (no spaces or line breaks)",
+            validation: isUsableToken
+          })
+        )
+      ),
+      makeStatic
+    )
+  )
 
 // ---------------------------------------------------------------------------------------------
 // Genesys Cloud client credentials
@@ -139,6 +169,16 @@ export const defaultTokenRetry: Schedule.Schedule<unknown, AuthError> = Schedule
  */
 export const refreshMargin = (lifetime: Duration.DurationInput): Duration.Duration =>
   Duration.min(Duration.seconds(300), Duration.times(Duration.decode(lifetime), 0.1))
+
+/**
+ * The longest token lifetime believed: 172,800 seconds (48 hours), the most Genesys Cloud can
+ * be configured to issue. A larger `expires_in` (a broken endpoint answering `1e13`) is cut to
+ * it, so the expiry is always a valid date and the token is still replaced in time.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const maxTokenLifetime: Duration.Duration = Duration.seconds(172_800)
 
 const TokenResponse = Schema.Struct({
   access_token: Schema.NonEmptyString,
@@ -313,7 +353,18 @@ const makeWithTokenUrl = (options: {
           new AuthError({ error: "invalid_response", description: "the token type is not bearer", status })
         )
       }
-      const lifetime = decoded.right.expires_in * 1000
+      if (!isUsableToken(decoded.right.access_token)) {
+        // Not retried: the same endpoint would hand out the same kind of token.
+        return Either.left(
+          new AuthError({
+            error: "invalid_response",
+            description:
+              "the token endpoint returned an unusable token (characters that cannot be sent in an HTTP header)",
+            status
+          })
+        )
+      }
+      const lifetime = Math.min(decoded.right.expires_in * 1000, Duration.toMillis(maxTokenLifetime))
       const expiresAt = startedAt + lifetime
       return Either.right({
         token: Redacted.make(decoded.right.access_token),
