@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
  * What the CLI's gateway is built with.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options {
   readonly systemInstruction?: string | undefined
@@ -48,6 +49,7 @@ const auditLayer = (
  * The gateway over a transport, with every other concern at its CLI default.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layer = (
   transport: Layer.Layer<Transport.GatewayTransport | Auth.Auth, ConfigError.ConfigError>,

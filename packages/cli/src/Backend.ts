@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
  * Where requests go.
  *
  * @since 0.1.0
+ * @category Models
  */
 export type Backend =
   | { readonly _tag: "Genesys"; readonly description: string }
@@ -29,6 +30,7 @@ export type Backend =
  * embedded simulator answers.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const detect: Effect.Effect<Backend, ConfigError.ConfigError> = Effect.gen(function*() {
   const clientId = yield* Config.option(Config.string("GENESYS_CLIENT_ID"))
@@ -51,6 +53,7 @@ export const detect: Effect.Effect<Backend, ConfigError.ConfigError> = Effect.ge
  * service, so the caller can show what reached the gateway.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layer = (
   backend: Backend,
@@ -81,6 +84,7 @@ export const layer = (
  * The simulator in the current context, when the backend is the simulator.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const simulatorService: Effect.Effect<Option.Option<SimulatorApp.Simulator["Type"]>> = Effect.promise(
   () => import("@llm-gateway/simulator/SimulatorApp")

@@ -71,6 +71,7 @@ export const spec: Argv.Spec = {
  * The parsed `chat` arguments.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface ChatArgs {
   readonly template: Option.Option<string>
@@ -89,6 +90,7 @@ export interface ChatArgs {
  * Builds the request the arguments describe.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const toRequest = (args: ChatArgs): Chat.ChatRequestInput => ({
   model: args.model,
@@ -111,6 +113,7 @@ export const toRequest = (args: ChatArgs): Chat.ChatRequestInput => ({
  * The `chat` command.
  *
  * @since 0.1.0
+ * @category Commands
  */
 export const command = Command.make(
   "chat",

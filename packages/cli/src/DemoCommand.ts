@@ -15,6 +15,7 @@ import type * as Argv from "./internal/argv.js"
  * The demo's request.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const request = (model: string): Chat.ChatRequestInput => ({
   model,
@@ -33,6 +34,7 @@ export const request = (model: string): Chat.ChatRequestInput => ({
  * redaction marker: the address never reached it.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const simulatorScenario = {
   name: "demo-translation",
@@ -53,6 +55,7 @@ export const spec: Argv.Spec = { positionals: 0, flags: {} }
  * The `demo` command.
  *
  * @since 0.1.0
+ * @category Commands
  */
 export const command = Command.make(
   "demo",

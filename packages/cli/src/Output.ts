@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
  * Writes text to stdout without a newline.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const stdout = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(text))
 
@@ -18,6 +19,7 @@ export const stdout = (text: string): Effect.Effect<void> => Effect.sync(() => v
  * Writes a line to stderr.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const stderrLine = (text: string): Effect.Effect<void> =>
   Effect.sync(() => void process.stderr.write(`${text}\n`))
@@ -47,6 +49,7 @@ export const oneLine = (text: string): string => {
  * from the environment, or a scenario file error. Both are single lines (see `oneLine`).
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const describeError = (error: unknown): { readonly _tag: string; readonly message: string } => {
   // A ConfigError names the variable through toString, not through a message.
@@ -62,6 +65,7 @@ export const describeError = (error: unknown): { readonly _tag: string; readonly
  * Marks the process as failed without throwing, so output already written stays intact.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const setFailed: Effect.Effect<void> = Effect.sync(() => {
   process.exitCode = 1
@@ -71,5 +75,6 @@ export const setFailed: Effect.Effect<void> = Effect.sync(() => {
  * Formats a dollar amount with enough digits for per-request costs.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const usd = (amount: number): string => `$${amount.toFixed(6)}`

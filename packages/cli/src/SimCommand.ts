@@ -42,6 +42,7 @@ export const spec: Argv.Spec = {
  * The `sim` command.
  *
  * @since 0.1.0
+ * @category Commands
  */
 export const command = Command.make(
   "sim",

@@ -68,6 +68,7 @@ import { randomUUID } from "node:crypto"
  * What the pipeline records about one request.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const AuditEntry = Schema.Struct({
   requestId: Schema.String,
@@ -90,12 +91,19 @@ export const AuditEntry = Schema.Struct({
 })
 
 /**
+ * One decoded audit entry, as `AuditLog.append` receives it.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type AuditEntry = typeof AuditEntry.Type
 
 /**
+ * The audit log: `append` records one entry per request, whatever its outcome. Layers decide where
+ * it goes (console, hash-chained JSONL file, memory).
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   readonly append: (entry: AuditEntry) => Effect.Effect<void>
@@ -105,6 +113,7 @@ export interface Service {
  * The AuditLog service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class AuditLog extends Context.Tag("@llm-gateway/core/AuditLog")<AuditLog, Service>() {}
 
@@ -116,6 +125,7 @@ export class AuditLog extends Context.Tag("@llm-gateway/core/AuditLog")<AuditLog
  * The `prevHash` of the first line of a chain.
  *
  * @since 0.1.0
+ * @category Hash chain
  */
 export const genesisHash = "0".repeat(64)
 
@@ -123,6 +133,7 @@ export const genesisHash = "0".repeat(64)
  * A persisted line: an entry with its place in the chain.
  *
  * @since 0.1.0
+ * @category Hash chain
  */
 export type ChainedEntry = AuditEntry & {
   readonly seq: number
@@ -134,6 +145,7 @@ export type ChainedEntry = AuditEntry & {
  * Where a chain stands: the `seq` the next line gets and the `hash` it links to.
  *
  * @since 0.1.0
+ * @category Hash chain
  */
 export interface ChainHead {
   readonly seq: number
@@ -144,7 +156,7 @@ export interface ChainHead {
  * The `alg` field of the lines of a keyed chain.
  *
  * @since 0.1.0
- * @category Models
+ * @category Hash chain
  */
 export const keyedAlg = "hmac-sha256"
 
@@ -154,6 +166,7 @@ export const keyedAlg = "hmac-sha256"
  * `key`, the HMAC-SHA-256 of the same material under that key.
  *
  * @since 0.1.0
+ * @category Hash chain
  */
 export const lineHash = (prevHash: string, body: object, key?: Redacted.Redacted<string>): string =>
   key === undefined
@@ -182,6 +195,7 @@ const sanitize = (entry: AuditEntry): { readonly body: Record<string, unknown>; 
  * and the new head. With a `key` the line is keyed (`alg` and an HMAC, see the module doc).
  *
  * @since 0.1.0
+ * @category Hash chain
  */
 export const link = (head: ChainHead, entry: AuditEntry, key?: Redacted.Redacted<string>): {
   readonly line: string
@@ -213,6 +227,7 @@ export const link = (head: ChainHead, entry: AuditEntry, key?: Redacted.Redacted
  *   with a recomputed plain hash).
  *
  * @since 0.1.0
+ * @category Verification
  */
 export type VerifyFailure =
   | "key-required"
@@ -230,6 +245,7 @@ export type VerifyFailure =
  * continue; `Invalid` names the first bad line and how many lines before it were good.
  *
  * @since 0.1.0
+ * @category Verification
  */
 export type VerifyReport =
   | {
@@ -258,6 +274,7 @@ export type VerifyReport =
  *   log, and when given every line must be keyed.
  *
  * @since 0.1.0
+ * @category Verification
  */
 export interface VerifyOptions {
   readonly anchor?: { readonly seq: number; readonly hash: string } | undefined
@@ -352,6 +369,7 @@ class Verifier {
  * newline, is ignored) and reports the first bad line.
  *
  * @since 0.1.0
+ * @category Verification
  */
 export const verify = (lines: Iterable<string>, options: VerifyOptions = {}): VerifyReport => {
   const verifier = new Verifier(options)
@@ -369,6 +387,7 @@ export const verify = (lines: Iterable<string>, options: VerifyOptions = {}): Ve
  * Reading an audit log file failed (it is missing, unreadable or not a regular file).
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class AuditFileError extends Schema.TaggedError<AuditFileError>("@llm-gateway/core/AuditFileError")(
   "AuditFileError",
@@ -420,6 +439,7 @@ const describeFault = (error: unknown): string =>
  * )
  *
  * @since 0.1.0
+ * @category Verification
  */
 export const verifyFile = (
   path: string,
@@ -527,6 +547,7 @@ const makeAppender = (
  * collectors that keep stdout.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerConsole: Layer.Layer<AuditLog> = Layer.sync(
   AuditLog,
@@ -537,6 +558,7 @@ export const layerConsole: Layer.Layer<AuditLog> = Layer.sync(
  * Read access to the entries of `layerMemory`, for tests.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class MemoryAuditLog extends Context.Tag("@llm-gateway/core/MemoryAuditLog")<MemoryAuditLog, {
   /** The entries as recorded (schema-encoded, with `seq`, `prevHash` and `hash`). */
@@ -549,6 +571,7 @@ export class MemoryAuditLog extends Context.Tag("@llm-gateway/core/MemoryAuditLo
  * Keeps the chained entries in memory, readable through `MemoryAuditLog`.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerMemory: Layer.Layer<AuditLog | MemoryAuditLog> = Layer.effectContext(
   Effect.gen(function*() {
@@ -582,6 +605,7 @@ export const layerMemory: Layer.Layer<AuditLog | MemoryAuditLog> = Layer.effectC
  *   unkeyed file, nor an unkeyed writer a keyed one (rotate to a new file to change).
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface FileOptions {
   readonly sync?: boolean | undefined
@@ -713,6 +737,7 @@ const acquireLock = (
  * start-up fails the Layer with `AuditFileError`.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerFile = (
   path: string,

@@ -37,7 +37,11 @@ import { AuthError } from "./GatewayError.js"
 import * as Sanitize from "./internal/sanitize.js"
 
 /**
+ * What the pipeline needs from authentication: a bearer token for each request, and a way to drop
+ * a token the gateway rejected.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /** A valid bearer token; concurrent callers share one in-flight token request. */
@@ -54,6 +58,7 @@ export interface Service {
  * The Auth service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class Auth extends Context.Tag("@llm-gateway/core/Auth")<Auth, Service>() {}
 
@@ -67,6 +72,7 @@ export class Auth extends Context.Tag("@llm-gateway/core/Auth")<Auth, Service>()
  * caller.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const makeStatic = (token: Redacted.Redacted<string>): Service => ({
   token: isUsableToken(Redacted.value(token))
@@ -94,6 +100,7 @@ export const isUsableToken = (token: string): boolean => /^[\x21-\x7e]+$/.test(t
  * Auth from a static bearer token or API key. See `makeStatic`: a 401 is final.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerStatic = (token: Redacted.Redacted<string>): Layer.Layer<Auth> =>
   Layer.succeed(Auth, makeStatic(token))
@@ -103,6 +110,7 @@ export const layerStatic = (token: Redacted.Redacted<string>): Layer.Layer<Auth>
  * A missing or empty variable fails the Layer at start-up with a `ConfigError` naming it.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerStaticConfig = (): Layer.Layer<Auth, ConfigError.ConfigError> =>
   Layer.effect(
@@ -138,6 +146,7 @@ export const layerStaticConfig = (): Layer.Layer<Auth, ConfigError.ConfigError> 
  *   (default `defaultTokenRetry`). Other failures are never retried, whatever the schedule.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface GenesysOptions {
   readonly clientId: string
@@ -154,6 +163,7 @@ export interface GenesysOptions {
  * is better reported than hidden.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultTokenRetry: Schedule.Schedule<unknown, AuthError> = Schedule.exponential("200 millis", 2).pipe(
   Schedule.jittered,
@@ -166,6 +176,7 @@ export const defaultTokenRetry: Schedule.Schedule<unknown, AuthError> = Schedule
  * of their life.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const refreshMargin = (lifetime: Duration.DurationInput): Duration.Duration =>
   Duration.min(Duration.seconds(300), Duration.times(Duration.decode(lifetime), 0.1))
@@ -472,6 +483,7 @@ const makeWithTokenUrl = (options: {
  * The default time one token request may take.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultRequestTimeout: Duration.Duration = Duration.seconds(10)
 
@@ -494,6 +506,7 @@ const tokenPath = "/oauth/token"
  * `loginUrl` is unusable. The in-flight request runs in the given `Scope`.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const makeGenesys = (
   options: GenesysOptions
@@ -524,6 +537,7 @@ export const makeGenesys = (
  * }).pipe(Layer.provide(FetchHttpClient.layer))
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerGenesys = (
   options: GenesysOptions
@@ -540,6 +554,7 @@ const validated = <A>(config: Config.Config<string>, f: (value: string) => Eithe
  * variable fails the Layer at start-up with a `ConfigError` naming it.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerGenesysConfig = (): Layer.Layer<Auth, ConfigError.ConfigError, HttpClient.HttpClient> =>
   Layer.scoped(

@@ -10,11 +10,15 @@ import { ModelId } from "./Models.js"
  * The author of a message.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Role = Schema.Literal("system", "user", "assistant", "tool")
 
 /**
+ * The author of a message: `system`, `user`, `assistant` or `tool`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Role = typeof Role.Type
 
@@ -23,6 +27,7 @@ export type Role = typeof Role.Type
  * (it also costs one extra prompt token).
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ChatMessage = Schema.Struct({
   role: Role,
@@ -31,7 +36,10 @@ export const ChatMessage = Schema.Struct({
 })
 
 /**
+ * One decoded message of a conversation.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type ChatMessage = typeof ChatMessage.Type
 
@@ -54,6 +62,7 @@ const isTemplateVariables = (u: unknown): u is Readonly<Record<string, string>> 
  * `__proto__` (an own property, as `JSON.parse` makes it) is not lost on the way.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const TemplateVariables = Schema.declare(isTemplateVariables, {
   identifier: "TemplateVariables",
@@ -65,6 +74,7 @@ export const TemplateVariables = Schema.declare(isTemplateVariables, {
  * semantics, see `PromptTemplate`). The rendered text becomes the newest user message.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const TemplatePrompt = Schema.Struct({
   template: Schema.String,
@@ -72,7 +82,10 @@ export const TemplatePrompt = Schema.Struct({
 })
 
 /**
+ * A decoded prompt template with its variables.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type TemplatePrompt = typeof TemplatePrompt.Type
 
@@ -89,6 +102,7 @@ export type TemplatePrompt = typeof TemplatePrompt.Type
  * - `maxVariables`: variables of a template.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface InputLimits {
   readonly maxMessages: number
@@ -104,6 +118,7 @@ export interface InputLimits {
  * half a second, spread over slices so other requests keep running.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultInputLimits: InputLimits = {
   maxMessages: 10_000,
@@ -124,6 +139,7 @@ export const defaultInputLimits: InputLimits = {
  * - `cache`: set to `false` to bypass the response cache for this request.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ChatRequest = Schema.Struct({
   model: ModelId,
@@ -139,6 +155,7 @@ export const ChatRequest = Schema.Struct({
  * The decoded request (defaults applied).
  *
  * @since 0.1.0
+ * @category Models
  */
 export type ChatRequest = typeof ChatRequest.Type
 
@@ -146,6 +163,7 @@ export type ChatRequest = typeof ChatRequest.Type
  * The request as callers write it (`messages` may be omitted).
  *
  * @since 0.1.0
+ * @category Models
  */
 export type ChatRequestInput = typeof ChatRequest.Encoded
 
@@ -153,6 +171,7 @@ export type ChatRequestInput = typeof ChatRequest.Encoded
  * Token usage of one exchange.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Usage = Schema.Struct({
   promptTokens: Schema.NonNegativeInt,
@@ -161,7 +180,10 @@ export const Usage = Schema.Struct({
 })
 
 /**
+ * Prompt, completion and total tokens of one exchange, as reported in `Finish`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Usage = typeof Usage.Type
 
@@ -170,11 +192,15 @@ export type Usage = typeof Usage.Type
  * model's tokenizer when the gateway sent none.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const UsageSource = Schema.Literal("gateway", "tokenizer")
 
 /**
+ * Where a `Usage` came from: `gateway` (its usage chunk) or `tokenizer` (our own count).
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type UsageSource = typeof UsageSource.Type
 
@@ -182,11 +208,15 @@ export type UsageSource = typeof UsageSource.Type
  * Why the model stopped. Values the OpenAI wire format does not define arrive as `"other"`.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const FinishReason = Schema.Literal("stop", "length", "content_filter", "tool_calls", "function_call", "other")
 
 /**
+ * Why the model stopped, as reported in `Finish`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type FinishReason = typeof FinishReason.Type
 
@@ -194,6 +224,7 @@ export type FinishReason = typeof FinishReason.Type
  * Maps a wire `finish_reason` to a `FinishReason`.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const finishReasonFromWire = (reason: string): FinishReason => {
   switch (reason) {
@@ -213,6 +244,7 @@ export const finishReasonFromWire = (reason: string): FinishReason => {
  * already fitted, the system instruction kept apart so each wire profile can place it.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface OutboundRequest {
   readonly model: string
@@ -226,6 +258,7 @@ export interface OutboundRequest {
  * What one exchange cost, in US dollars.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Cost = Schema.Struct({
   promptUsd: Schema.Number,
@@ -234,7 +267,10 @@ export const Cost = Schema.Struct({
 })
 
 /**
+ * The prompt, completion and total cost of one exchange in US dollars, as reported in `Finish`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Cost = typeof Cost.Type
 
@@ -242,6 +278,7 @@ export type Cost = typeof Cost.Type
  * How many matches of one kind of PII were redacted (never the matches themselves).
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const RedactionCount = Schema.Struct({
   kind: Schema.String,
@@ -249,6 +286,9 @@ export const RedactionCount = Schema.Struct({
 })
 
 /**
+ * How many matches of one PII kind were redacted, as carried by a `RedactionNotice`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type RedactionCount = typeof RedactionCount.Type

@@ -9,6 +9,7 @@ import * as Schema from "effect/Schema"
  * The change one chunk brings to a choice. `content` may be `null` (tool calls, refusals).
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ChunkDelta = Schema.Struct({
   role: Schema.optional(Schema.String),
@@ -18,7 +19,10 @@ export const ChunkDelta = Schema.Struct({
 })
 
 /**
+ * The decoded change one chunk brings to a choice.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type ChunkDelta = typeof ChunkDelta.Type
 
@@ -26,6 +30,7 @@ export type ChunkDelta = typeof ChunkDelta.Type
  * One choice inside a chunk.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ChunkChoice = Schema.Struct({
   index: Schema.Int,
@@ -34,7 +39,10 @@ export const ChunkChoice = Schema.Struct({
 })
 
 /**
+ * One decoded choice of a chunk.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type ChunkChoice = typeof ChunkChoice.Type
 
@@ -42,6 +50,7 @@ export type ChunkChoice = typeof ChunkChoice.Type
  * The usage numbers of the usage-only chunk (`stream_options.include_usage`).
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const WireUsage = Schema.Struct({
   prompt_tokens: Schema.NonNegativeInt,
@@ -50,7 +59,10 @@ export const WireUsage = Schema.Struct({
 })
 
 /**
+ * The decoded usage numbers of the usage-only chunk, in the wire's snake_case.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type WireUsage = typeof WireUsage.Type
 
@@ -58,6 +70,7 @@ export type WireUsage = typeof WireUsage.Type
  * One `chat.completion.chunk`. The usage-only chunk has `choices: []`.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ChatChunk = Schema.Struct({
   id: Schema.optional(Schema.String),
@@ -68,6 +81,9 @@ export const ChatChunk = Schema.Struct({
 })
 
 /**
+ * One decoded `chat.completion.chunk`, what `GatewayTransport` streams.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type ChatChunk = typeof ChatChunk.Type

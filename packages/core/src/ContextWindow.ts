@@ -27,6 +27,7 @@ import * as Models from "./Models.js"
  * The conversation after fitting.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Fitted {
   readonly messages: ReadonlyArray<ChatMessage>
@@ -38,7 +39,11 @@ export interface Fitted {
 }
 
 /**
+ * Counts tokens with the model's tokenizer and fits a conversation into the model's context window
+ * before anything is sent.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /**
@@ -67,6 +72,7 @@ export interface Service {
  * The ContextWindow service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class ContextWindow extends Context.Tag("@llm-gateway/core/ContextWindow")<ContextWindow, Service>() {}
 
@@ -81,6 +87,7 @@ export class ContextWindow extends Context.Tag("@llm-gateway/core/ContextWindow"
  *   for it.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options {
   readonly models?: Readonly<Record<string, Models.ModelInfo>> | undefined
@@ -150,6 +157,7 @@ const validate = (options: Options): Either.Either<Models.Registry, ConfigError.
  * first; an invalid one is a `ConfigError` naming it (e.g. `models.acme-chat`).
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.ConfigError> =>
   Effect.gen(function*() {
@@ -298,6 +306,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
  * models, fallback and reserve are validated while the layer starts (`ConfigError` otherwise).
  *
  * @since 0.1.0
+ * @category Layers
  */
 export function layer(): Layer.Layer<ContextWindow>
 export function layer(options: Options): Layer.Layer<ContextWindow, ConfigError.ConfigError>
@@ -312,6 +321,7 @@ export function layer(options?: Options): Layer.Layer<ContextWindow, ConfigError
  * setting in `Config.option`/`Config.withDefault` to make it optional.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerConfig = (options: Config.Config.Wrap<Options>): Layer.Layer<ContextWindow, ConfigError.ConfigError> =>
   Layer.effect(ContextWindow, Effect.flatMap(Config.unwrap(options), make))

@@ -27,6 +27,7 @@ import { BudgetExceeded } from "./GatewayError.js"
  * A hold on budget for one request in flight.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Reservation {
   readonly id: string
@@ -40,6 +41,7 @@ export interface Reservation {
  * resets.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface PeriodSummary {
   readonly name: string
@@ -57,6 +59,7 @@ export interface PeriodSummary {
  * set.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Summary {
   readonly requests: number
@@ -70,7 +73,11 @@ export interface Summary {
 }
 
 /**
+ * Prices usage, holds the worst-case cost of each request against the budgets before it is sent,
+ * settles the real cost afterwards, and reports the totals.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /** What `usage` costs on `model`. */
@@ -93,6 +100,7 @@ export interface Service {
  * The CostMeter service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class CostMeter extends Context.Tag("@llm-gateway/core/CostMeter")<CostMeter, Service>() {}
 
@@ -105,6 +113,7 @@ export class CostMeter extends Context.Tag("@llm-gateway/core/CostMeter")<CostMe
  * (output) tokens.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ModelPrice = Schema.Struct({
   promptPerMillion: Schema.Number.pipe(Schema.finite(), Schema.nonNegative()),
@@ -112,7 +121,10 @@ export const ModelPrice = Schema.Struct({
 })
 
 /**
+ * A decoded model price, in US dollars per million prompt and completion tokens.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type ModelPrice = typeof ModelPrice.Type
 
@@ -121,11 +133,15 @@ export type ModelPrice = typeof ModelPrice.Type
  * key matches.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Pricing = Schema.Record({ key: Schema.String, value: ModelPrice })
 
 /**
+ * A decoded pricing table: model id prefix → `ModelPrice`, with `"*"` as the fallback.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Pricing = typeof Pricing.Type
 
@@ -133,6 +149,7 @@ export type Pricing = typeof Pricing.Type
  * When the built-in prices were last checked against OpenAI's published list prices.
  *
  * @since 0.1.0
+ * @category Pricing
  */
 export const pricesCheckedOn = "2026-04"
 
@@ -149,6 +166,7 @@ const price = (promptPerMillion: number, completionPerMillion: number): ModelPri
  * your own table (`pricing` option or `LLM_GATEWAY_PRICING`) for the models you use.
  *
  * @since 0.1.0
+ * @category Pricing
  */
 export const defaultPricing: Pricing = {
   "gpt-5.4": price(2.5, 15),
@@ -193,6 +211,7 @@ export const defaultPricing: Pricing = {
  * Override it with the `"*"` key of a pricing table.
  *
  * @since 0.1.0
+ * @category Pricing
  */
 export const unknownModelPrice: ModelPrice = price(30, 60)
 
@@ -206,6 +225,7 @@ const separators = new Set(["-", ":", "@", "_"])
  * provider prefix before the last `/` (`openai/gpt-4o`). `None` when no key matches.
  *
  * @since 0.1.0
+ * @category Pricing
  */
 export const lookupPrice = (pricing: Pricing, model: string): Option.Option<ModelPrice> =>
   Option.map(findKey(sortedKeys(pricing), model), (key) => pricing[key]!)
@@ -284,6 +304,7 @@ const toCost = (cost: ExactCost): Cost => ({
  * // { promptUsd: 0.00015, completionUsd: 0.0003, totalUsd: 0.00045 }
  *
  * @since 0.1.0
+ * @category Pricing
  */
 export const makePrice = (pricing?: Pricing): (model: string, usage: Usage) => Cost => {
   const rateOf = makeRates(pricing)
@@ -338,6 +359,7 @@ const exactCost = (rate: Rate, promptTokens: number, completionTokens: number): 
  * `BudgetExceeded` (default `"daily"`, `"hourly"`, or `"per-<period>"`).
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface PeriodBudget {
   readonly limitUsd: number
@@ -351,6 +373,7 @@ export interface PeriodBudget {
  * records.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options {
   readonly budgetUsd?: number | undefined
@@ -406,6 +429,7 @@ const checkDollars = (what: string, usd: number): number =>
  * allowed). Invalid options (a negative budget, a period of zero) are a defect at start-up.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service> =>
   Effect.gen(function*() {
@@ -619,6 +643,7 @@ const exceeded = (budget: string, limit: bigint, committed: bigint, requested: b
  * })
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerMemory = (options: Options = {}): Layer.Layer<CostMeter> => Layer.effect(CostMeter, make(options))
 
@@ -644,6 +669,7 @@ const decodePricing = Schema.decodeUnknownEither(Schema.parseJson(Pricing))
  *   `{"my-model":{"promptPerMillion":1,"completionPerMillion":4},"*":{"promptPerMillion":5,"completionPerMillion":15}}`.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const config: Config.Config<Options> = Config.all({
   budgetUsd: dollars("LLM_GATEWAY_BUDGET_USD"),
@@ -678,6 +704,7 @@ export const config: Config.Config<Options> = Config.all({
  * over what the environment sets.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerConfig = (overrides: Options = {}): Layer.Layer<CostMeter, ConfigError.ConfigError> =>
   Layer.effect(

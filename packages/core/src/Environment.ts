@@ -13,6 +13,7 @@ import * as Schema from "effect/Schema"
  * host `api.{environment}`.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const knownEnvironments = [
   "mypurecloud.com",
@@ -40,6 +41,7 @@ export const knownEnvironments = [
  * is served over plain http (simulators and tests). Obtain one from `resolve`.
  *
  * @since 0.1.0
+ * @category Models
  */
 export type Environment = string & Brand.Brand<"@llm-gateway/core/Environment">
 
@@ -48,6 +50,7 @@ export type Environment = string & Brand.Brand<"@llm-gateway/core/Environment">
  * any embedded credentials removed); `reason` says what is wrong with it.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class InvalidEnvironment extends Schema.TaggedError<InvalidEnvironment>(
   "@llm-gateway/core/InvalidEnvironment"
@@ -99,6 +102,7 @@ const invalid = (subject: "environment" | "loginUrl", input: string, reason: str
  * silently downgraded. Anything else fails with `InvalidEnvironment` naming the input.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const resolve = (input: string): Either.Either<Environment, InvalidEnvironment> => {
   let rest = input.trim().toLowerCase()
@@ -164,6 +168,7 @@ export const resolve = (input: string): Either.Either<Environment, InvalidEnviro
  * Whether the environment is a loopback host reached over plain http.
  *
  * @since 0.1.0
+ * @category Guards
  */
 export const isLoopback = (env: Environment): boolean => {
   const host = env.startsWith("[") ? env.slice(0, env.indexOf("]") + 1) : env.split(":")[0]!
@@ -175,6 +180,7 @@ export const isLoopback = (env: Environment): boolean => {
  * API on one host: `http://{host:port}`.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const loginBaseUrl = (env: Environment): string => isLoopback(env) ? `http://${env}` : `https://login.${env}`
 
@@ -182,6 +188,7 @@ export const loginBaseUrl = (env: Environment): string => isLoopback(env) ? `htt
  * The API base URL: `https://api.{env}`, or `http://{host:port}` for a loopback environment.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const apiBaseUrl = (env: Environment): string => isLoopback(env) ? `http://${env}` : `https://api.${env}`
 
@@ -192,6 +199,7 @@ export const apiBaseUrl = (env: Environment): string => isLoopback(env) ? `http:
  * `/oauth/token` is appended.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const resolveLoginUrl = (input: string): Either.Either<string, InvalidEnvironment> => {
   let url: URL

@@ -13,6 +13,7 @@ import * as Schema from "effect/Schema"
  * OpenAI-style `x-ratelimit-*`), kept as written.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const RateLimitInfo = Schema.Struct({
   count: Schema.optional(Schema.String),
@@ -21,7 +22,10 @@ export const RateLimitInfo = Schema.Struct({
 })
 
 /**
+ * The decoded rate-limit headers of a `RateLimited` error.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type RateLimitInfo = typeof RateLimitInfo.Type
 
@@ -63,6 +67,7 @@ const partialNote = (partial: boolean) =>
  * token. Carries the OAuth `error` and `error_description`.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class AuthError extends Schema.TaggedError<AuthError>("@llm-gateway/core/AuthError")("AuthError", {
   error: Schema.String,
@@ -85,6 +90,7 @@ export class AuthError extends Schema.TaggedError<AuthError>("@llm-gateway/core/
  * grant the role to the client.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class PermissionDenied extends Schema.TaggedError<PermissionDenied>("@llm-gateway/core/PermissionDenied")(
   "PermissionDenied",
@@ -103,6 +109,7 @@ export class PermissionDenied extends Schema.TaggedError<PermissionDenied>("@llm
  * wait longer than the retry policy allows. `retryAfter` is how long it asked for.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class RateLimited extends Schema.TaggedError<RateLimited>("@llm-gateway/core/RateLimited")("RateLimited", {
   ...upstreamFields,
@@ -121,6 +128,7 @@ export class RateLimited extends Schema.TaggedError<RateLimited>("@llm-gateway/c
  * The account's quota is spent (a 429 whose code says so). Waiting a few seconds will not help.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class QuotaExhausted extends Schema.TaggedError<QuotaExhausted>("@llm-gateway/core/QuotaExhausted")(
   "QuotaExhausted",
@@ -138,6 +146,7 @@ export class QuotaExhausted extends Schema.TaggedError<QuotaExhausted>("@llm-gat
  * The gateway rejected the request as malformed or unknown (400, 404, 413, 422 …).
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class BadRequest extends Schema.TaggedError<BadRequest>("@llm-gateway/core/BadRequest")(
   "BadRequest",
@@ -156,6 +165,7 @@ export class BadRequest extends Schema.TaggedError<BadRequest>("@llm-gateway/cor
  * stream that had started with 200.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class UpstreamError extends Schema.TaggedError<UpstreamError>("@llm-gateway/core/UpstreamError")(
   "UpstreamError",
@@ -173,6 +183,7 @@ export class UpstreamError extends Schema.TaggedError<UpstreamError>("@llm-gatew
  * The connection failed or was reset.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class ConnectionError extends Schema.TaggedError<ConnectionError>("@llm-gateway/core/ConnectionError")(
   "ConnectionError",
@@ -192,11 +203,15 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>("@llm-g
  * whole request (`total`).
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const TimeoutPhase = Schema.Literal("handshake", "firstToken", "idle", "total")
 
 /**
+ * Which deadline a `RequestTimeout` missed: `handshake`, `firstToken`, `idle` or `total`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type TimeoutPhase = typeof TimeoutPhase.Type
 
@@ -204,6 +219,7 @@ export type TimeoutPhase = typeof TimeoutPhase.Type
  * A deadline ran out.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class RequestTimeout extends Schema.TaggedError<RequestTimeout>("@llm-gateway/core/RequestTimeout")(
   "RequestTimeout",
@@ -224,6 +240,7 @@ export class RequestTimeout extends Schema.TaggedError<RequestTimeout>("@llm-gat
  * limit, an unexpected content type.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class StreamProtocolError extends Schema.TaggedError<StreamProtocolError>(
   "@llm-gateway/core/StreamProtocolError"
@@ -240,6 +257,7 @@ export class StreamProtocolError extends Schema.TaggedError<StreamProtocolError>
  * The stream ended without `data: [DONE]` and without a finish reason: the reply is cut off.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class StreamTruncated extends Schema.TaggedError<StreamTruncated>("@llm-gateway/core/StreamTruncated")(
   "StreamTruncated",
@@ -281,6 +299,7 @@ export class ReplyTooLarge extends Schema.TaggedError<ReplyTooLarge>("@llm-gatew
  * network call.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class ContextWindowExceeded extends Schema.TaggedError<ContextWindowExceeded>(
   "@llm-gateway/core/ContextWindowExceeded"
@@ -311,6 +330,7 @@ export class ContextWindowExceeded extends Schema.TaggedError<ContextWindowExcee
  * The prompt was blocked by the safety policy. Names the rule, never the offending text.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class SafetyViolation extends Schema.TaggedError<SafetyViolation>("@llm-gateway/core/SafetyViolation")(
   "SafetyViolation",
@@ -328,6 +348,7 @@ export class SafetyViolation extends Schema.TaggedError<SafetyViolation>("@llm-g
  * The request would exceed a cost budget.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>("@llm-gateway/core/BudgetExceeded")(
   "BudgetExceeded",
@@ -351,6 +372,7 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>("@llm-gat
  * placeholder. `line` and `column` are 1-based.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class TemplateError extends Schema.TaggedError<TemplateError>("@llm-gateway/core/TemplateError")(
   "TemplateError",
@@ -377,6 +399,7 @@ export class TemplateError extends Schema.TaggedError<TemplateError>("@llm-gatew
  * fields, never their values.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class InvalidRequest extends Schema.TaggedError<InvalidRequest>("@llm-gateway/core/InvalidRequest")(
   "InvalidRequest",
@@ -394,6 +417,7 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>("@llm-gat
  * Every failure of the gateway pipeline.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const GatewayError = Schema.Union(
   AuthError,
@@ -415,7 +439,11 @@ export const GatewayError = Schema.Union(
 )
 
 /**
+ * Every typed failure a caller of `Gateway` can see; match on `_tag` (e.g. with
+ * `Effect.catchTag`).
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type GatewayError = typeof GatewayError.Type
 
@@ -423,6 +451,7 @@ export type GatewayError = typeof GatewayError.Type
  * The errors the transport (Auth + Http) can fail with.
  *
  * @since 0.1.0
+ * @category Models
  */
 export type TransportError =
   | AuthError
@@ -440,6 +469,7 @@ export type TransportError =
  * Whether an error may succeed if the same request is sent again.
  *
  * @since 0.1.0
+ * @category Guards
  */
 export const isRetryable = (error: GatewayError): boolean => error.isRetryable
 

@@ -23,6 +23,7 @@ import * as Schema from "effect/Schema"
  * and log lines small.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const maxModelIdLength = 256
 
@@ -35,6 +36,7 @@ const modelIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:/@+=-]*$/
  * (a CR/LF that would forge log lines), spaces and quotes out.
  *
  * @since 0.1.0
+ * @category Guards
  */
 export const isModelId = (model: unknown): model is string => typeof model === "string" && validId(model)
 
@@ -44,6 +46,7 @@ const validId = (model: string): boolean => model.length <= maxModelIdLength && 
  * A model id in a request, validated with `isModelId`.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ModelId = Schema.String.pipe(
   Schema.filter((model) =>
@@ -61,6 +64,7 @@ export const ModelId = Schema.String.pipe(
  * `isModelId`), otherwise JSON-quoted (control characters escaped) and cut to 64 characters.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const printableId = (model: string): string =>
   validId(model) ? model : JSON.stringify(model.length > 64 ? `${model.slice(0, 61)}...` : model)
@@ -70,11 +74,15 @@ export const printableId = (model: string): string =>
  * the o-series) and `cl100k_base` (gpt-4, gpt-4-turbo, gpt-3.5-turbo).
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Encoding = Schema.Literal("o200k_base", "cl100k_base")
 
 /**
+ * A tiktoken encoding name: `o200k_base` or `cl100k_base`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Encoding = typeof Encoding.Type
 
@@ -84,6 +92,7 @@ export type Encoding = typeof Encoding.Type
  * integers; decoding this schema is how registered models are validated.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ModelInfo = Schema.Struct({
   contextWindow: Schema.Int.pipe(Schema.positive()),
@@ -92,7 +101,10 @@ export const ModelInfo = Schema.Struct({
 })
 
 /**
+ * A decoded model description: context window, most reply tokens and encoding.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type ModelInfo = typeof ModelInfo.Type
 
@@ -109,6 +121,7 @@ const info = (contextWindow: number, maxOutputTokens: number, encoding: Encoding
  * tokens, `gpt-3.5-turbo-0613` has a 4,096-token window).
  *
  * @since 0.1.0
+ * @category Registry
  */
 export const builtIn: ReadonlyMap<string, ModelInfo> = new Map<string, ModelInfo>([
   // GPT-5 family (o200k_base).
@@ -163,6 +176,7 @@ export const builtIn: ReadonlyMap<string, ModelInfo> = new Map<string, ModelInfo
  * `make({ fallback })` or register the model.
  *
  * @since 0.1.0
+ * @category Registry
  */
 export const defaultFallback: ModelInfo = info(8_192, 4_096, "o200k_base")
 
@@ -171,6 +185,7 @@ export const defaultFallback: ModelInfo = info(8_192, 4_096, "o200k_base")
  * models get.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Registry {
   readonly models: ReadonlyMap<string, ModelInfo>
@@ -183,6 +198,7 @@ export interface Registry {
  * empty table.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface RegistryOptions {
   readonly models?: Readonly<Record<string, ModelInfo>> | undefined
@@ -196,6 +212,7 @@ export interface RegistryOptions {
  * does).
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = (options: RegistryOptions = {}): Registry => {
   const models = new Map<string, ModelInfo>(options.builtIn === false ? [] : builtIn)
@@ -209,6 +226,7 @@ export const make = (options: RegistryOptions = {}): Registry => {
  * The registry with the built-in models and `defaultFallback`.
  *
  * @since 0.1.0
+ * @category Registry
  */
 export const defaultRegistry: Registry = make()
 
@@ -217,6 +235,7 @@ export const defaultRegistry: Registry = make()
  * fallback applied) and its information.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Resolved {
   readonly model: string
@@ -245,6 +264,7 @@ const candidates = (model: string): ReadonlyArray<string> => {
  * when nothing matches.
  *
  * @since 0.1.0
+ * @category Registry
  */
 export const find = (
   model: string,
@@ -270,6 +290,7 @@ export const find = (
  * `matched` tells which case applied.
  *
  * @since 0.1.0
+ * @category Registry
  */
 export const resolve = (model: string, registry: Registry = defaultRegistry): Resolved =>
   Option.match(find(model, registry), {
@@ -282,6 +303,7 @@ export const resolve = (model: string, registry: Registry = defaultRegistry): Re
  * (by default the built-in registry).
  *
  * @since 0.1.0
+ * @category Registry
  */
 export const lookup = (model: string, registry: Registry = defaultRegistry): ModelInfo =>
   resolve(model, registry).info
@@ -291,6 +313,7 @@ export const lookup = (model: string, registry: Registry = defaultRegistry): Mod
  * the model's largest reply, at most 4,096, and never more than half the window.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const defaultReserveForReply = (model: ModelInfo): number =>
   Math.min(model.maxOutputTokens, 4_096, Math.floor(model.contextWindow / 2))
@@ -301,6 +324,7 @@ export const defaultReserveForReply = (model: ModelInfo): number =>
  * Malformed JSON or an invalid entry is a `ConfigError` naming the variable.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const config = (name: string): Config.Config<Readonly<Record<string, ModelInfo>>> =>
   Schema.Config(name, Schema.parseJson(Schema.Record({ key: Schema.String, value: ModelInfo })))

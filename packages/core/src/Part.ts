@@ -11,6 +11,7 @@ import { Cost, FinishReason, RedactionCount, Usage, UsageSource } from "./Chat.j
  * A piece of the reply text, already redacted.
  *
  * @since 0.1.0
+ * @category Models
  */
 export class TextDelta extends Schema.TaggedClass<TextDelta>("@llm-gateway/core/TextDelta")("TextDelta", {
   text: Schema.String
@@ -21,6 +22,7 @@ export class TextDelta extends Schema.TaggedClass<TextDelta>("@llm-gateway/core/
  * before it reached the caller (`output`). Counts only, never the matches.
  *
  * @since 0.1.0
+ * @category Models
  */
 export class RedactionNotice extends Schema.TaggedClass<RedactionNotice>("@llm-gateway/core/RedactionNotice")(
   "RedactionNotice",
@@ -34,6 +36,7 @@ export class RedactionNotice extends Schema.TaggedClass<RedactionNotice>("@llm-g
  * Old messages were dropped so the conversation fits the model's context window.
  *
  * @since 0.1.0
+ * @category Models
  */
 export class ContextTrimmed extends Schema.TaggedClass<ContextTrimmed>("@llm-gateway/core/ContextTrimmed")(
   "ContextTrimmed",
@@ -49,6 +52,7 @@ export class ContextTrimmed extends Schema.TaggedClass<ContextTrimmed>("@llm-gat
  * the end, redacted like the main reply.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Alternative = Schema.Struct({
   index: Schema.Int,
@@ -57,7 +61,10 @@ export const Alternative = Schema.Struct({
 })
 
 /**
+ * One extra choice of a reply (`n > 1`), as carried by `Finish`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Alternative = typeof Alternative.Type
 
@@ -65,6 +72,7 @@ export type Alternative = typeof Alternative.Type
  * The last part of every successful stream.
  *
  * @since 0.1.0
+ * @category Models
  */
 export class Finish extends Schema.TaggedClass<Finish>("@llm-gateway/core/Finish")("Finish", {
   reason: FinishReason,
@@ -82,10 +90,15 @@ export class Finish extends Schema.TaggedClass<Finish>("@llm-gateway/core/Finish
  * Any part of the reply stream.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Part = Schema.Union(TextDelta, RedactionNotice, ContextTrimmed, Finish)
 
 /**
+ * One part of the reply stream: `TextDelta`, `RedactionNotice`, `ContextTrimmed` or the final
+ * `Finish`; match on `_tag`.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Part = typeof Part.Type

@@ -23,6 +23,7 @@ import { TemplateError } from "./GatewayError.js"
  * `$constructor` or `$__proto__` never reach the prototype) or a `Map`.
  *
  * @since 0.1.0
+ * @category Models
  */
 export type Variables = Readonly<Record<string, string>> | ReadonlyMap<string, string>
 
@@ -145,6 +146,7 @@ const render = (template: string, variables: Variables, strict: boolean): Either
  * `Template.substitute`.
  *
  * @since 0.1.0
+ * @category Rendering
  */
 export const substitute = (template: string, variables: Variables): Effect.Effect<string, TemplateError> =>
   Effect.suspend(() => render(template, variables, true))
@@ -155,6 +157,7 @@ export const substitute = (template: string, variables: Variables): Effect.Effec
  * so callers bound the result before rendering it.
  *
  * @since 0.1.0
+ * @category Rendering
  */
 export const renderedLength = (template: string, variables: Variables): number => {
   let length = 0
@@ -180,6 +183,7 @@ export const renderedLength = (template: string, variables: Variables): number =
  * stay exactly as written; `$$` still becomes `$`. Like Python's `Template.safe_substitute`.
  *
  * @since 0.1.0
+ * @category Rendering
  */
 export const safeSubstitute = (template: string, variables: Variables): string =>
   Either.getOrThrow(render(template, variables, false))
@@ -189,6 +193,7 @@ export const safeSubstitute = (template: string, variables: Variables): string =
  * the text back unchanged.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const escape = (text: string): string => text.replaceAll("$", () => "$$")
 
@@ -206,6 +211,7 @@ const placeholders = function*(template: string): Generator<Placeholder> {
  * placeholders are ignored. Like Python's `Template.get_identifiers`.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const identifiers = (template: string): ReadonlyArray<string> => {
   const names = new Set<string>()
@@ -220,6 +226,7 @@ export const identifiers = (template: string): ReadonlyArray<string> => {
  * Python's `Template.is_valid`.
  *
  * @since 0.1.0
+ * @category Guards
  */
 export const isValid = (template: string): boolean => {
   for (const placeholder of placeholders(template)) {

@@ -35,6 +35,7 @@ import { Alternative } from "./Part.js"
  * A stored reply.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const CachedReply = Schema.Struct({
   text: Schema.String,
@@ -49,12 +50,19 @@ export const CachedReply = Schema.Struct({
 })
 
 /**
+ * A decoded cached reply, as a cache hit replays it.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type CachedReply = typeof CachedReply.Type
 
 /**
+ * Stores the replies of clean finishes by request key and returns them for identical requests;
+ * storage faults read as a miss and never fail a request.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /** The stored reply for `key`, if present and not expired. Storage faults read as a miss. */
@@ -67,6 +75,7 @@ export interface Service {
  * The ResponseCache service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class ResponseCache extends Context.Tag("@llm-gateway/core/ResponseCache")<ResponseCache, Service>() {}
 
@@ -79,6 +88,7 @@ export class ResponseCache extends Context.Tag("@llm-gateway/core/ResponseCache"
  * changes this tag, so entries written by an older version can never be read as hits.
  *
  * @since 0.1.0
+ * @category Keys
  */
 export const requestKeyVersion = "llm-gateway/request-key/v1"
 
@@ -110,6 +120,7 @@ export const requestKeyVersion = "llm-gateway/request-key/v1"
  * })
  *
  * @since 0.1.0
+ * @category Keys
  */
 export const requestKey = (
   request: OutboundRequest & { readonly profile?: string | undefined; readonly policy?: string | undefined }
@@ -129,6 +140,7 @@ export const requestKey = (
  *   Effect `Clock`. An entry is expired once exactly `timeToLive` has passed.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface MemoryOptions {
   readonly capacity: number
@@ -146,6 +158,7 @@ interface MemoryEntry {
  * and set are O(1).
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const makeMemory = (options: MemoryOptions): Effect.Effect<Service> =>
   Effect.sync(() => {
@@ -191,6 +204,7 @@ export const makeMemory = (options: MemoryOptions): Effect.Effect<Service> =>
  * const CacheLive = ResponseCache.layerMemory({ capacity: 1_000, timeToLive: "1 hour" })
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerMemory = (options: MemoryOptions): Layer.Layer<ResponseCache> =>
   Layer.effect(ResponseCache, makeMemory(options))
@@ -218,6 +232,7 @@ export const layerMemory = (options: MemoryOptions): Layer.Layer<ResponseCache> 
  * removed in the background until the store is back under 90 % of both bounds.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface FileSystemOptions {
   readonly directory: string
@@ -294,6 +309,7 @@ const logFault = (message: string) => (cause: Cause.Cause<unknown>): Effect.Effe
  * directory that cannot be created fails with `CacheDirectoryError` at once.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const makeFileSystem = (
   options: FileSystemOptions
@@ -536,6 +552,7 @@ export const makeFileSystem = (
  * )
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerFileSystem = (
   options: FileSystemOptions
@@ -551,6 +568,7 @@ export const layerFileSystem = (
  * (default `"llm-gateway/response-cache/v1"`); `timeToLive` is handed to the backing store.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface PersistenceOptions {
   readonly storeId?: string | undefined
@@ -567,6 +585,7 @@ const encodeStoredReply = Schema.encodeEither(CachedReply)
  * backing-store errors are logged misses.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const makePersistence = (
   options: PersistenceOptions
@@ -624,6 +643,7 @@ export const makePersistence = (
  * )
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerPersistence = (
   options: PersistenceOptions

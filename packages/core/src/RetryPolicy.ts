@@ -34,6 +34,7 @@ import * as Schedule from "effect/Schedule"
  * (keys matched case-insensitively; for a repeated header the first value counts).
  *
  * @since 0.1.0
+ * @category Models
  */
 export type HeadersInput = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
 
@@ -81,6 +82,7 @@ const toEpoch = (
  * `now` is read as the most recent past year with those digits, as the RFC requires.
  *
  * @since 0.1.0
+ * @category Retry-After
  */
 export const parseHttpDate = (value: string, now: number): Option.Option<number> => {
   const text = value.trim()
@@ -119,6 +121,7 @@ const MILLIS = /^\d+(\.\d+)?$/
  * (read it from `Clock` so tests can move it).
  *
  * @since 0.1.0
+ * @category Retry-After
  */
 export const parseRetryAfter = (headers: HeadersInput, now: Date | number): Option.Option<Duration.Duration> => {
   const ms = headerValue(headers, "retry-after-ms")?.trim()
@@ -141,6 +144,7 @@ export const parseRetryAfter = (headers: HeadersInput, now: Date | number): Opti
  * `GatewayError` has one). Anything else (a defect-like value, a foreign error) is not retried.
  *
  * @since 0.1.0
+ * @category Guards
  */
 export const isRetryable = (error: unknown): boolean =>
   Predicate.hasProperty(error, "isRetryable") && error.isRetryable === true
@@ -150,6 +154,7 @@ export const isRetryable = (error: unknown): boolean =>
  * `Duration` field named `retryAfter`).
  *
  * @since 0.1.0
+ * @category Retry-After
  */
 export const retryAfterOf = (error: unknown): Option.Option<Duration.Duration> =>
   Predicate.hasProperty(error, "retryAfter") && Duration.isDuration(error.retryAfter)
@@ -162,6 +167,7 @@ export const retryAfterOf = (error: unknown): Option.Option<Duration.Duration> =
  * not applied to a server's wait.
  *
  * @since 0.1.0
+ * @category Combinators
  */
 export const honourRetryAfter = <In = unknown>(
   retryAfter: (input: In) => Option.Option<Duration.Duration> = retryAfterOf
@@ -179,6 +185,7 @@ export const honourRetryAfter = <In = unknown>(
  * `Schedule.tapOutput` to log retries.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Step {
   readonly retry: number
@@ -203,6 +210,7 @@ export interface Step {
  *   `retryAfterOf`).
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options<E = unknown> {
   readonly initialDelay?: Duration.DurationInput | undefined
@@ -221,6 +229,7 @@ export interface Options<E = unknown> {
  * server waits honoured up to 60 s.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultOptions = {
   initialDelay: Duration.millis(500),
@@ -242,6 +251,7 @@ const finiteOr = (value: number | undefined, fallback: number) =>
  * elapsed, whileInput, check), so it can be extended with more of them.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = <E = unknown>(options: Options<E> = {}): Schedule.Schedule<Step, E> => {
   const initialDelay = Duration.decode(options.initialDelay ?? defaultOptions.initialDelay)
@@ -277,5 +287,6 @@ export const make = <E = unknown>(options: Options<E> = {}): Schedule.Schedule<S
  * The default policy (`make()` with `defaultOptions`), for any failure type.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaults: Schedule.Schedule<Step, unknown> = make()

@@ -46,6 +46,7 @@ import * as Rules from "./internal/redactionRules.js"
  * The prompt after the input guard.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface GuardedInput {
   readonly system: string | undefined
@@ -59,6 +60,7 @@ export interface GuardedInput {
  * split of a text into pushes, the concatenated output equals `redact(text)`.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface OutputRedactor {
   readonly push: (text: string) => string
@@ -67,7 +69,11 @@ export interface OutputRedactor {
 }
 
 /**
+ * Keeps PII out of everything that leaves the process: redacts and checks the input before it is
+ * sent, redacts the reply as it streams, and fingerprints its policy for the cache key.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /**
@@ -93,6 +99,7 @@ export interface Service {
  * The SafetyFilter service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class SafetyFilter extends Context.Tag("@llm-gateway/core/SafetyFilter")<SafetyFilter, Service>() {}
 
@@ -121,6 +128,7 @@ export class SafetyFilter extends Context.Tag("@llm-gateway/core/SafetyFilter")<
  *   characters as the match. Must be a pure function of the matched text.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Recognizer extends Redaction.RecognizerSpec {
   readonly name?: string
@@ -133,6 +141,7 @@ export interface Recognizer extends Redaction.RecognizerSpec {
  * without its `g`/`y` flags.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface BlockRule {
   readonly category: string
@@ -145,6 +154,7 @@ export interface BlockRule {
  * any script, digits, `_.%+'-`), `@`, up to six labels and an alphabetic top-level label.
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const email: Recognizer = Recognizers.email
 
@@ -153,6 +163,7 @@ export const email: Recognizer = Recognizers.email
  * or 4-6-5 with spaces or dashes, starting with 2–6 and passing the Luhn check.
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const card: Recognizer = Recognizers.card
 
@@ -162,6 +173,7 @@ export const card: Recognizer = Recognizers.card
  * serial 0000 (never issued) are not matched.
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const ssn: Recognizer = Recognizers.ssn
 
@@ -170,6 +182,7 @@ export const ssn: Recognizer = Recognizers.ssn
  * with exactly that country's length, and a valid mod-97 check digit.
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const iban: Recognizer = Recognizers.iban
 
@@ -178,6 +191,7 @@ export const iban: Recognizer = Recognizers.iban
  * a longer dotted number or right after a letter (`v1.2.3.4`).
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const ipv4: Recognizer = { ...Recognizers.ipv4, name: "ipv4" }
 
@@ -186,6 +200,7 @@ export const ipv4: Recognizer = { ...Recognizers.ipv4, name: "ipv4" }
  * least two non-empty groups and four hex digits, so `::1`, times and MAC addresses are left.
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const ipv6: Recognizer = { ...Recognizers.ipv6, name: "ipv6" }
 
@@ -199,6 +214,7 @@ export const ipv6: Recognizer = { ...Recognizers.ipv6, name: "ipv6" }
  * (`1234 212 555 0123`) is not matched.
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const phone = (regions: ReadonlyArray<string> = Recognizers.defaultPhoneRegions): Recognizer =>
   Recognizers.phone(regions)
@@ -208,6 +224,7 @@ export const phone = (regions: ReadonlyArray<string> = Recognizers.defaultPhoneR
  * one wins): email, card, ssn, iban, ipv4, ipv6, phone (US national numbers).
  *
  * @since 0.1.0
+ * @category Recognizers
  */
 export const defaultRecognizers: ReadonlyArray<Recognizer> = [email, card, ssn, iban, ipv4, ipv6, phone()]
 
@@ -223,6 +240,7 @@ export const defaultRecognizers: ReadonlyArray<Recognizer> = [email, card, ssn, 
  *   DAN", "act as an unrestricted AI").
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultBlockRules: ReadonlyArray<BlockRule> = Rules.defaultBlockRules
 
@@ -239,6 +257,7 @@ export const defaultBlockRules: ReadonlyArray<BlockRule> = Rules.defaultBlockRul
  *   so they win over a built-in one that matches at the same place.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Policy {
   readonly defaults?: boolean
@@ -381,6 +400,7 @@ const fromResolved = (resolved: Resolved): Service => {
  * without a bounded `maxLength` …) fails with a `ConfigError` naming the setting.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = (policy: Policy = {}): Effect.Effect<Service, ConfigError.ConfigError> =>
   Effect.map(resolve(policy), fromResolved)
@@ -406,6 +426,7 @@ export const make = (policy: Policy = {}): Effect.Effect<Service, ConfigError.Co
  * })
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layer = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigError.ConfigError> =>
   Layer.effect(SafetyFilter, make(policy))
@@ -414,6 +435,7 @@ export const layer = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigErro
  * The SafetyFilter with the built-in recognizers (US national phone numbers) and block rules.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerDefault: Layer.Layer<SafetyFilter> = Layer.sync(
   SafetyFilter,
@@ -431,6 +453,7 @@ const commaList = (value: string): ReadonlyArray<string> =>
  * `ConfigError` naming the variable.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerConfig = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigError.ConfigError> => {
   const checked = (name: string, field: "disable" | "phoneRegions") =>

@@ -18,6 +18,7 @@ import { type ParsedEvent, SseParser } from "./internal/sseParser.js"
  * `undefined` while it is empty.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Event {
   readonly event: string
@@ -33,6 +34,7 @@ export interface Event {
  * {@link defaultMaxEventSize}, which also replaces a value that is not a positive number.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface DecodeOptions {
   readonly maxEventSize?: number
@@ -43,6 +45,7 @@ export interface DecodeOptions {
  * a broken or hostile upstream cannot exhaust memory.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultMaxEventSize = 1024 * 1024
 
@@ -120,6 +123,7 @@ const identity = () => (text: string) => text
  * ```
  *
  * @since 0.1.0
+ * @category Decoding
  */
 export const decode = (options?: DecodeOptions) =>
 <E, R>(self: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Event, E | StreamProtocolError, R> =>
@@ -129,6 +133,7 @@ export const decode = (options?: DecodeOptions) =>
  * {@link decode} for a body that is already text (each element any slice of it).
  *
  * @since 0.1.0
+ * @category Decoding
  */
 export const decodeText = (options?: DecodeOptions) =>
 <E, R>(self: Stream.Stream<string, E, R>): Stream.Stream<Event, E | StreamProtocolError, R> =>
@@ -148,6 +153,7 @@ const singleLine = (value: string) => value.replace(/\r\n|\r|\n/g, " ")
  * `retry` is written in whole milliseconds when it is a finite number not below zero.
  *
  * @since 0.1.0
+ * @category Encoding
  */
 export const encode = (event: {
   readonly event?: string
@@ -180,6 +186,7 @@ export const encode = (event: {
  * comment also flushes any proxy that buffers by event.
  *
  * @since 0.1.0
+ * @category Encoding
  */
 export const encodeComment = (text: string = ""): string => {
   const lines = text.split(lineBreak)

@@ -18,6 +18,7 @@ import * as Schema from "effect/Schema"
  * `x-simulator-scenario` header.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ScenarioName = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/),
@@ -41,6 +42,7 @@ const Headers = Schema.Record({ key: Schema.String, value: Schema.String })
  * (see `Script.fillCredentials`), to play a gateway that echoes secrets.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Attempt = Schema.Struct({
   status: Schema.Int.pipe(Schema.between(100, 599)),
@@ -55,7 +57,10 @@ export const Attempt = Schema.Struct({
 })
 
 /**
+ * One decoded scripted attempt of a scenario.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Attempt = typeof Attempt.Type
 
@@ -65,6 +70,7 @@ export type Attempt = typeof Attempt.Type
  * `tokenMs` between two tokens, plus a seeded random `jitterMs` (0 to `jitterMs`) per token.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Timing = Schema.Struct({
   headersMs: Schema.optional(Millis),
@@ -74,7 +80,10 @@ export const Timing = Schema.Struct({
 })
 
 /**
+ * The decoded pacing of a scenario's reply.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Timing = typeof Timing.Type
 
@@ -85,6 +94,7 @@ export type Timing = typeof Timing.Type
  * characters alike.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Split = Schema.Union(
   Schema.Struct({ mode: Schema.Literal("event") }),
@@ -93,7 +103,10 @@ export const Split = Schema.Union(
 )
 
 /**
+ * How a decoded scenario cuts its body into network chunks: per event, fixed size or random.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Split = typeof Split.Type
 
@@ -119,6 +132,7 @@ export type Split = typeof Split.Type
  *   `ignoreMaxTokens`.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Faults = Schema.Struct({
   errorAfter: Schema.optional(Schema.Struct({
@@ -145,7 +159,10 @@ export const Faults = Schema.Struct({
 })
 
 /**
+ * The decoded faults a scenario injects into its reply.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Faults = typeof Faults.Type
 
@@ -156,6 +173,7 @@ export type Faults = typeof Faults.Type
  * the reply), or `"omit"` (never send a usage chunk, even when asked).
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const UsageSpec = Schema.Union(
   Schema.Literal("computed", "omit"),
@@ -167,7 +185,10 @@ export const UsageSpec = Schema.Union(
 )
 
 /**
+ * What a decoded scenario reports as usage.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type UsageSpec = typeof UsageSpec.Type
 
@@ -175,11 +196,15 @@ export type UsageSpec = typeof UsageSpec.Type
  * A reply: the text (cut into tokens by the simulator's tokenizer) or the exact tokens.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Reply = Schema.Union(Schema.String, Schema.Array(Schema.String))
 
 /**
+ * A decoded scenario reply: the text or its exact tokens.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Reply = typeof Reply.Type
 
@@ -201,6 +226,7 @@ export type Reply = typeof Reply.Type
  * - `seed`: drives ids, jitter and random splits; the same seed gives the same bytes.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const Scenario = Schema.Struct({
   name: ScenarioName,
@@ -223,7 +249,10 @@ export const Scenario = Schema.Struct({
 })
 
 /**
+ * One decoded scenario: its name, reply and faults.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type Scenario = typeof Scenario.Type
 
@@ -232,6 +261,7 @@ export type Scenario = typeof Scenario.Type
  * where `defaultScenario` names the scenario for model ids without the `sim:` prefix.
  *
  * @since 0.1.0
+ * @category Schemas
  */
 export const ScenarioFile = Schema.Union(
   Scenario,
@@ -243,7 +273,10 @@ export const ScenarioFile = Schema.Union(
 )
 
 /**
+ * The decoded contents of a scenario file.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export type ScenarioFile = typeof ScenarioFile.Type
 
@@ -253,6 +286,7 @@ export type ScenarioFile = typeof ScenarioFile.Type
  * file than that.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class ScenarioFileError extends Schema.TaggedError<ScenarioFileError>(
   "@llm-gateway/simulator/ScenarioFileError"
@@ -269,6 +303,7 @@ export class ScenarioFileError extends Schema.TaggedError<ScenarioFileError>(
  * The scenarios and default scenario a file declares, with duplicate names rejected.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface ScenarioSet {
   readonly scenarios: ReadonlyArray<Scenario>
@@ -279,6 +314,7 @@ export interface ScenarioSet {
  * Decodes the text of a scenario file (JSON). `path` only labels the error.
  *
  * @since 0.1.0
+ * @category Decoding
  */
 export const decodeFileText = (path: string, text: string): Effect.Effect<ScenarioSet, ScenarioFileError> =>
   Effect.gen(function*() {
@@ -410,6 +446,7 @@ function echoSecretScenarios(): ReadonlyArray<Scenario> {
  * the `sim:` prefix. A scenario of the same name passed in the options replaces a built-in.
  *
  * @since 0.1.0
+ * @category Scenarios
  */
 export const builtins: ReadonlyArray<Scenario> = [
   { name: "echo", description: "Echoes the newest user message as 'You said: …', with computed usage." },
@@ -587,5 +624,6 @@ const builtinNames = new Set(builtins.map((scenario) => scenario.name))
  * The name of the default scenario.
  *
  * @since 0.1.0
+ * @category Scenarios
  */
 export const defaultScenarioName = "echo"

@@ -16,6 +16,7 @@ import type { Attempt, Reply, Scenario } from "./Scenario.js"
  * Genesys error bodies) or the OpenAI-compatible profile (`POST /v1/chat/completions`).
  *
  * @since 0.1.0
+ * @category Models
  */
 export type Profile = "gateway" | "openai"
 
@@ -23,6 +24,7 @@ export type Profile = "gateway" | "openai"
  * One message as the simulator reads it from a request body.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface ScriptMessage {
   readonly role: string
@@ -34,6 +36,7 @@ export interface ScriptMessage {
  * The parts of a request that shape the reply, normalised across both profiles.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface ScriptRequest {
   readonly profile: Profile
@@ -52,6 +55,7 @@ export interface ScriptRequest {
  * A piece of the body and how long to wait before sending it.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface ScriptChunk {
   readonly delayMs: number
@@ -65,6 +69,7 @@ export interface ScriptChunk {
  * `intervalMs`, forever: an endless reply).
  *
  * @since 0.1.0
+ * @category Models
  */
 export type ScriptEnd =
   | { readonly _tag: "Close" }
@@ -82,6 +87,7 @@ export type ScriptEnd =
  * (chunked transfer encoding) rather than sent with a `content-length`.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Script {
   readonly status: number
@@ -98,6 +104,7 @@ export interface Script {
  * The body bytes of a script, concatenated.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const bodyBytes = (script: Script): Uint8Array => concat(script.chunks.map((chunk) => chunk.bytes))
 
@@ -156,6 +163,7 @@ export const withCredentials = (scenario: Scenario, authorization: string | unde
  * How many requests the attempts of a scenario answer before the reply (`times` included).
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const faultAttempts = (scenario: Scenario): number =>
   (scenario.attempts ?? []).reduce((sum, attempt) => sum + (attempt.times ?? 1), 0)
@@ -165,6 +173,7 @@ export const faultAttempts = (scenario: Scenario): number =>
  * name's tokens when a name is given), the content's tokens, and 3 to prime the reply.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const promptTokens = (request: Pick<ScriptRequest, "messages" | "system">): number => {
   let total = 3
@@ -180,6 +189,7 @@ export const promptTokens = (request: Pick<ScriptRequest, "messages" | "system">
  * The reply of the default `echo` scenario for a request.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const echoReply = (messages: ReadonlyArray<ScriptMessage>): string => {
   for (let i = messages.length - 1; i >= 0; i--) {
@@ -194,6 +204,7 @@ export const echoReply = (messages: ReadonlyArray<ScriptMessage>): string => {
  * errors}`, plus `limit` on 429. `message` and `code` override the defaults.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const genesysErrorBody = (
   status: number,
@@ -231,6 +242,7 @@ const genesysErrors: Record<number, readonly [string, string]> = {
  * The OpenAI-style error body for a status: `{error: {message, type, param, code}}`.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const openAiErrorBody = (
   status: number,
@@ -286,6 +298,7 @@ const tokensOf = (reply: Reply): ReadonlyArray<string> => typeof reply === "stri
  * later ones the reply. Pure: the same arguments always give the same bytes.
  *
  * @since 0.1.0
+ * @category Rendering
  */
 export const render = (scenario: Scenario, request: ScriptRequest, attempt: number): Script => {
   // The name takes part so that scenarios sharing a seed still get distinct ids.

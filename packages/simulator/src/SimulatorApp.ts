@@ -44,6 +44,7 @@ import * as Script from "./Script.js"
  * An OAuth client the token endpoint accepts.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface ClientCredentials {
   readonly clientId: string
@@ -55,6 +56,7 @@ export interface ClientCredentials {
  * secret `simulator-secret`. Only for local testing.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultClient: ClientCredentials = {
   clientId: "simulator-client",
@@ -65,6 +67,7 @@ export const defaultClient: ClientCredentials = {
  * The API key the simulator accepts as a bearer token when no `apiKeys` are configured.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultApiKey: Redacted.Redacted<string> = Redacted.make("sim-api-key")
 
@@ -72,6 +75,7 @@ export const defaultApiKey: Redacted.Redacted<string> = Redacted.make("sim-api-k
  * The default path of the gateway-profile endpoint.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultGatewayPath = "/api/v2/ai/llm/gateway/invoke"
 
@@ -95,6 +99,7 @@ export const defaultGatewayPath = "/api/v2/ai/llm/gateway/invoke"
  * - `maxRecorded`: how many requests are kept for assertions (default 10 000, oldest dropped).
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options {
   readonly scenarios?: Iterable<Scenario.Scenario> | undefined
@@ -116,6 +121,7 @@ export interface Options {
  * Effect `Clock` time in epoch milliseconds; `status` is what the simulator answered.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface RecordedRequest {
   readonly at: number
@@ -132,6 +138,7 @@ export interface RecordedRequest {
  * The simulator: its `HttpApp` and the state tests assert on.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /** The app; it needs only the `HttpServerRequest`. */
@@ -159,6 +166,7 @@ export interface Service {
  * The simulator: its app and the state behind it.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class Simulator extends Context.Tag("@llm-gateway/simulator/Simulator")<Simulator, Service>() {}
 
@@ -168,6 +176,7 @@ export class Simulator extends Context.Tag("@llm-gateway/simulator/Simulator")<S
  * chunk. Either way the client sees the body break off.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class ConnectionDropper extends Context.Reference<ConnectionDropper>()(
   "@llm-gateway/simulator/ConnectionDropper",
@@ -274,6 +283,7 @@ const jsonResponse = (status: number, body: unknown, headers: Record<string, str
  * script with `Effect.sleep`.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service> =>
   Effect.sync(() => {
@@ -676,6 +686,7 @@ const repeat = (bytes: Uint8Array, intervalMs: number): Stream.Stream<Uint8Array
  * chunk after its delay and ends the body as the script says.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const play = (
   script: Script.Script,
@@ -716,5 +727,6 @@ export const play = (
  * A Layer of the simulator service.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layer = (options?: Options): Layer.Layer<Simulator> => Layer.effect(Simulator, make(options))

@@ -125,6 +125,7 @@ const toClientResponse = (
  * `Clock`, and interrupting the caller cancels the body, like closing a socket.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const makeHttpClient = (app: SimulatorApp.Service["app"]): HttpClient.HttpClient =>
   HttpClient.make((request, url, signal) =>
@@ -161,6 +162,7 @@ export const makeHttpClient = (app: SimulatorApp.Service["app"]): HttpClient.Htt
  * The in-process `HttpClient` of the `Simulator` in context.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerHttpClient: Layer.Layer<HttpClient.HttpClient, never, SimulatorApp.Simulator> = Layer.effect(
   HttpClient.HttpClient,
@@ -172,6 +174,7 @@ export const layerHttpClient: Layer.Layer<HttpClient.HttpClient, never, Simulato
  * never leave the process.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const baseUrl = "http://127.0.0.1"
 
@@ -187,6 +190,7 @@ export const baseUrl = "http://127.0.0.1"
  * - `transport`: the remaining `Transport` options (retry, timeouts, decoding, headers, path).
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options extends SimulatorApp.Options {
   readonly profile?: Transport.Profile | undefined
@@ -220,6 +224,7 @@ export interface Options extends SimulatorApp.Options {
  * }).pipe(Effect.provide(SimulatorLayer.layer()))
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layer = (
   options: Options = {}

@@ -22,6 +22,7 @@ import * as SimulatorApp from "./SimulatorApp.js"
  * `127.0.0.1`, so nothing outside the machine can reach it unless asked.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface ServerOptions extends SimulatorApp.Options {
   readonly port?: number | undefined
@@ -37,6 +38,7 @@ export interface ServerOptions extends SimulatorApp.Options {
  * - `openAiBaseUrl`: `{baseUrl}/v1`, the base URL for OpenAI-compatible clients.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service extends Omit<SimulatorApp.Service, "app"> {
   readonly baseUrl: string
@@ -49,6 +51,7 @@ export interface Service extends Omit<SimulatorApp.Service, "app"> {
  * The running simulator server.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class SimulatorServer extends Context.Tag("@llm-gateway/simulator/SimulatorServer")<SimulatorServer, Service>() {}
 
@@ -56,6 +59,7 @@ export class SimulatorServer extends Context.Tag("@llm-gateway/simulator/Simulat
  * The server could not start, e.g. the port is taken or the host cannot be bound.
  *
  * @since 0.1.0
+ * @category Errors
  */
 export class ServerStartError extends Schema.TaggedError<ServerStartError>("@llm-gateway/simulator/ServerStartError")(
   "ServerStartError",
@@ -90,6 +94,7 @@ const formatHost = (host: string) => (host.includes(":") ? `[${host}]` : host)
  * `Simulator` service (for `register` and for the app itself).
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerServer = (
   options: ServerOptions = {}
@@ -131,6 +136,7 @@ export const layerServer = (
  * problem.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const loadScenarioFile = (
   path: string
@@ -148,6 +154,7 @@ export const loadScenarioFile = (
  * to the built-ins (its `defaultScenario`, if any, wins over `defaultScenario` here).
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface ServeOptions extends ServerOptions {
   readonly scenarioFile?: string | undefined
@@ -164,6 +171,7 @@ export interface ServeOptions extends ServerOptions {
  * NodeRuntime.runMain(SimulatorServer.serve({ port: 8787 }))
  *
  * @since 0.1.0
+ * @category Running
  */
 export const serve = (options: ServeOptions = {}): Effect.Effect<never, Scenario.ScenarioFileError | ServerStartError> =>
   Effect.gen(function*() {
