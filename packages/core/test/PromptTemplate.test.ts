@@ -156,6 +156,19 @@ describe("PromptTemplate", () => {
       maxKeys: 4
     })
 
+    it("renderedLength is the length of the rendered text, for objects and Maps", () => {
+      FastCheck.assert(
+        FastCheck.property(FastCheck.oneof(template, FastCheck.string()), vars, (t, v) => {
+          expect(PromptTemplate.renderedLength(t, v)).toBe(PromptTemplate.safeSubstitute(t, v).length)
+          const map = new Map(Object.entries(v))
+          expect(PromptTemplate.renderedLength(t, map)).toBe(PromptTemplate.safeSubstitute(t, map).length)
+        }),
+        { numRuns: 2_000 }
+      )
+      // Without building it: a short template that would render to 10^10 characters.
+      expect(PromptTemplate.renderedLength("$a".repeat(10_000), { a: "x".repeat(1_000_000) })).toBe(1e10)
+    })
+
     it("safeSubstitute never throws", () => {
       FastCheck.assert(
         FastCheck.property(FastCheck.oneof(template, FastCheck.string()), vars, (t, v) => {
