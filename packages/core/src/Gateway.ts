@@ -9,11 +9,14 @@ import * as RateLimiter from "@effect/experimental/RateLimiter"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -34,10 +37,17 @@ import {
   type Usage,
   type UsageSource
 } from "./Chat.js"
-import type { ChatChunk } from "./ChatChunk.js"
+import type { ChatChunk, WireUsage } from "./ChatChunk.js"
 import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
-import { type GatewayError, InvalidRequest, mapServerText, RateLimited, type TransportError } from "./GatewayError.js"
+import {
+  type GatewayError,
+  InvalidRequest,
+  mapServerText,
+  RateLimited,
+  ReplyTooLarge,
+  type TransportError
+} from "./GatewayError.js"
 import { type Alternative, ContextTrimmed, Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
 import * as RequestIntake from "./internal/requestIntake.js"
 import * as PromptTemplate from "./PromptTemplate.js"
@@ -54,15 +64,48 @@ import * as Transport from "./Transport.js"
  * - `profile`: a label mixed into the cache key, so replies from different upstreams never mix.
  * - `limits`: size limits of a request (see `InputLimits`), checked before anything scans or
  *   tokenizes it; fields left out keep `defaultInputLimits`.
+ * - `maxReplyChars`: the most characters one reply may bring, text, refusal and alternatives
+ *   together (default `defaultMaxReplyChars`). A longer reply ends with
+ *   `ReplyTooLarge{partial: true}` after the text before the limit; the request is still
+ *   settled and audited. Independently, a reply is ended with finish reason `length` once it
+ *   reaches the completion tokens its budget reservation covers, whatever the server does.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options {
   readonly systemInstruction?: string | undefined
   readonly profile?: string | undefined
   readonly rateLimit?: RateLimit | undefined
   readonly limits?: Partial<InputLimits> | undefined
+  readonly maxReplyChars?: number | undefined
 }
+
+/**
+ * The default reply-size limit: 1,000,000 characters (about 250,000 tokens of English, twice
+ * the largest completion of current models), so it stops only a runaway reply.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const defaultMaxReplyChars = 1_000_000
+
+/**
+ * Where `layerConfig` reads its settings: `LLM_GATEWAY_MAX_REPLY_CHARS`, the reply-size limit
+ * in characters (a whole number from 1 to 1e9; default `defaultMaxReplyChars`).
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const config: Config.Config<Options> = Config.all({
+  maxReplyChars: Config.integer("LLM_GATEWAY_MAX_REPLY_CHARS").pipe(
+    Config.validate({
+      message: "Expected a whole number of characters from 1 to 1000000000",
+      validation: (n) => n >= 1 && n <= 1e9
+    }),
+    Config.withDefault(defaultMaxReplyChars)
+  )
+})
 
 /**
  * A client-side request rate limit, applied after the budget and before the transport, with
@@ -71,6 +114,7 @@ export interface Options {
  * `RateLimited{retryAfter}`. Genesys Cloud's default is 300 requests per minute per token.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface RateLimit {
   readonly limit: number
@@ -83,6 +127,7 @@ export interface RateLimit {
  * A finished reply, collected from the stream by `complete`.
  *
  * @since 0.1.0
+ * @category Models
  */
 export interface Completion {
   readonly text: string
@@ -102,7 +147,12 @@ export interface Completion {
 }
 
 /**
+ * The entry point of the library: sends a chat request through the whole pipeline (template,
+ * safety, context, cache, budget, transport, audit) and returns the reply as a stream of parts or
+ * collected.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /** Streams the reply as parts; the last part of a successful stream is `Finish`. */
@@ -115,6 +165,7 @@ export interface Service {
  * The Gateway service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class Gateway extends Context.Tag("@llm-gateway/core/Gateway")<Gateway, Service>() {}
 
@@ -132,12 +183,69 @@ interface RequestState {
   droppedMessages: number
   promptTokens: number
   reservation: CostMeter.Reservation | undefined
-  /** Raw completion text received so far: counted for usage, never stored or logged. */
-  rawText: string
+  /** The completion tokens the reservation covers: the reply is ended there. */
+  maxCompletion: number
+  /** Completion tokens counted so far, over the raw text that came before `uncounted`. */
+  completionTokens: number
+  /** Raw reply text not counted yet (a bounded slice): never stored or logged. */
+  uncounted: string
+  /** Characters of text, refusal and alternatives received, against `maxReplyChars`. */
+  replyChars: number
+  /** The client ended the reply at the reserved completion tokens. */
+  cut: boolean
   receivedChunk: boolean
   finish: Finish | undefined
-  flight: Deferred.Deferred<Option.Option<ResponseCache.CachedReply>> | undefined
+  flight: Deferred.Deferred<FlightOutcome> | undefined
+  /** This request already waited on an attempt that failed: a second failure is its own. */
+  afterFailedFlight: boolean
+  /** The gateway reported usage costing more than the reservation. */
+  usageOverReservation: boolean
 }
+
+/**
+ * How an attempt ended, for the identical requests waiting on it: its reply; its typed
+ * failure; `Retry` (it was interrupted: elect a new leader); `Alone` (no shareable reply: each
+ * goes upstream on its own).
+ */
+type FlightOutcome =
+  | { readonly _tag: "Reply"; readonly reply: ResponseCache.CachedReply }
+  | { readonly _tag: "Failed"; readonly error: GatewayError }
+  | { readonly _tag: "Retry" }
+  | { readonly _tag: "Alone" }
+
+/** Marks where the body was ended on purpose (reservation reached, reply too large). */
+const stopMarker = { _tag: "Stop" } as const
+const notStop = (part: Part | typeof stopMarker): part is Part => part !== stopMarker
+
+/** Raw text is counted in slices of about this many characters as it streams. */
+const sliceChars = 2_048
+/** Near the end of the reservation every piece is counted: slices are kept this short. */
+const nearSliceChars = 256
+/** Replies longer than this (redacted characters) are streamed but neither cached nor shared. */
+const shareableReplyChars = 100_000
+/** The most choices (alternatives) one reply may have. */
+const maxChoices = 128
+
+const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff
+
+/**
+ * Where a slice of raw text may be cut for counting: before the last space that follows a
+ * non-space (tokenizers split there anyway, so the sum of the slices' counts matches the
+ * whole), else anywhere outside a surrogate pair.
+ */
+const countableEnd = (text: string): number => {
+  for (let i = text.lastIndexOf(" "); i > 0; i = text.lastIndexOf(" ", i - 1)) {
+    if (!/\s/.test(text.charAt(i - 1))) return i
+  }
+  return isHighSurrogate(text.charCodeAt(text.length - 1)) ? text.length - 1 : text.length
+}
+
+/** The gateway's usage numbers, or `undefined` when they are beyond any real count. */
+const trustedUsage = (usage: WireUsage): Usage | undefined =>
+  Number.isSafeInteger(usage.prompt_tokens) && Number.isSafeInteger(usage.completion_tokens) &&
+    Number.isSafeInteger(usage.total_tokens)
+    ? { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, totalTokens: usage.total_tokens }
+    : undefined
 
 /** At most this many issues are reported, each cut to `maxIssueLength` characters. */
 const maxIssues = 20
@@ -204,6 +312,7 @@ const nextRequestId = (now: number) => `${now.toString(36)}-${(requestCounter++)
  * The services the gateway is built from (Auth is the transport's own requirement).
  *
  * @since 0.1.0
+ * @category Models
  */
 export type Requirements =
   | Transport.GatewayTransport
@@ -217,6 +326,7 @@ export type Requirements =
  * Builds the gateway from its services.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, never, Requirements> =>
   Effect.gen(function*() {
@@ -226,6 +336,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
     const cache = yield* ResponseCache.ResponseCache
     const costMeter = yield* CostMeter.CostMeter
     const audit = yield* AuditLog.AuditLog
+    const maxReplyChars = options.maxReplyChars ?? defaultMaxReplyChars
+    if (!(Number.isInteger(maxReplyChars) && maxReplyChars >= 1 && maxReplyChars <= 1e9)) {
+      return yield* Effect.dieMessage("Gateway: maxReplyChars must be a whole number of characters from 1 to 1000000000")
+    }
     const rateLimit = options.rateLimit
     const limiter = rateLimit === undefined ? undefined : yield* Effect.serviceOption(RateLimiter.RateLimiter).pipe(
       Effect.flatMap(Option.match({
@@ -252,7 +366,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         )
       )
     // Identical requests in flight share one upstream call (DESIGN invariant 4).
-    const inFlight = new Map<string, Deferred.Deferred<Option.Option<ResponseCache.CachedReply>>>()
+    const inFlight = new Map<string, Deferred.Deferred<FlightOutcome>>()
 
     const replay = (state: RequestState, reply: ResponseCache.CachedReply): Stream.Stream<Part> => {
       state.cached = true
@@ -345,25 +459,95 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         )
       }))
 
-    /** Waits for an identical request in flight, or becomes the one in flight (`None`). */
+    /**
+     * Waits for an identical request in flight, or becomes the one in flight (`None`). Looking
+     * up and claiming the flight is one synchronous step, so two requests can never both lead.
+     * When the attempt waited on fails, the waiting requests elect the first of them to lead a
+     * new attempt and the rest join it; if that one fails too, they fail with its error, so
+     * any number of identical requests make at most two attempts upstream.
+     */
     const joinFlight = (
       state: RequestState
-    ): Effect.Effect<Option.Option<ResponseCache.CachedReply>> =>
-      Effect.suspend(() => {
-        const leader = inFlight.get(state.requestHash)
-        if (leader === undefined) {
-          return Deferred.make<Option.Option<ResponseCache.CachedReply>>().pipe(
-            Effect.map((flight) => {
-              inFlight.set(state.requestHash, flight)
-              state.flight = flight
-              return Option.none()
-            })
+    ): Effect.Effect<Option.Option<ResponseCache.CachedReply>, GatewayError> =>
+      Effect.flatMap(
+        Effect.sync(() => {
+          const current = inFlight.get(state.requestHash)
+          if (current !== undefined) return current
+          const flight = Deferred.unsafeMake<FlightOutcome>(FiberId.none)
+          inFlight.set(state.requestHash, flight)
+          state.flight = flight
+          return undefined
+        }),
+        (leader) =>
+          leader === undefined ? Effect.succeedNone : Effect.flatMap(
+            Deferred.await(leader),
+            (outcome): Effect.Effect<Option.Option<ResponseCache.CachedReply>, GatewayError> => {
+              switch (outcome._tag) {
+                case "Reply":
+                  return Effect.succeedSome(outcome.reply)
+                case "Alone":
+                  return Effect.succeedNone
+                case "Retry":
+                  return joinFlight(state)
+                case "Failed":
+                  if (state.afterFailedFlight) return Effect.fail(outcome.error)
+                  state.afterFailedFlight = true
+                  return joinFlight(state)
+              }
+            }
           )
-        }
-        // Without a reply from the leader (it failed or was stopped), each waiting request goes
-        // upstream on its own, at once: queueing them behind one another would multiply waits.
-        return Deferred.await(leader)
+      )
+
+    /** Counts the head of `state.uncounted` up to a cut the tokenizers agree with. */
+    const countHead = (state: RequestState): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const text = state.uncounted
+        const end = countableEnd(text)
+        if (end === 0) return Effect.void
+        return Effect.map(contextWindow.countText(state.model, text.slice(0, end)), (n) => {
+          state.completionTokens += n
+          state.uncounted = text.slice(end)
+        })
       })
+
+    /** The longest prefix of `piece` that keeps `before + prefix` within `room` tokens. */
+    const longestFit = (model: string, before: string, piece: string, room: number): Effect.Effect<number> =>
+      Effect.gen(function*() {
+        let fits = 0
+        let over = piece.length
+        while (over - fits > 1) {
+          const mid = (fits + over) >>> 1
+          if ((yield* contextWindow.countText(model, before + piece.slice(0, mid))) <= room) fits = mid
+          else over = mid
+        }
+        return fits > 0 && isHighSurrogate(piece.charCodeAt(fits - 1)) ? fits - 1 : fits
+      })
+
+    /**
+     * Counts a raw piece of the reply against the reservation as it streams, and returns the
+     * part of it that fits (all of it, until the end of the reservation), marking the request
+     * `cut` when the reserved completion tokens are reached. Text is counted in bounded slices,
+     * and only where the reservation could be reached is every piece counted at once.
+     */
+    const admit = (state: RequestState, piece: string): Effect.Effect<string> => {
+      state.uncounted += piece
+      const room = state.maxCompletion - state.completionTokens
+      // A token is at least one UTF-8 byte, so there are at most 3 per UTF-16 unit.
+      if (3 * state.uncounted.length <= room) {
+        return state.uncounted.length < sliceChars ? Effect.succeed(piece) : Effect.as(countHead(state), piece)
+      }
+      return Effect.flatMap(contextWindow.countText(state.model, state.uncounted), (n) => {
+        if (n <= room) {
+          return state.uncounted.length < nearSliceChars ? Effect.succeed(piece) : Effect.as(countHead(state), piece)
+        }
+        const before = state.uncounted.slice(0, state.uncounted.length - piece.length)
+        return Effect.map(longestFit(state.model, before, piece, room), (fits) => {
+          state.uncounted = before + piece.slice(0, fits)
+          state.cut = true
+          return piece.slice(0, fits)
+        })
+      })
+    }
 
     const upstream = (
       state: RequestState,
@@ -374,86 +558,143 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         const redactor = yield* safety.outputRedactor
         let finishReason: FinishReason | undefined
         let gatewayUsage: Usage | undefined
-        let redactedText = ""
-        let rawRefusal = ""
-        const others = new Map<number, { text: string; finishReason: FinishReason | undefined }>()
+        let stop: ReplyTooLarge | undefined
+        // The redacted reply, kept only to be cached or shared, and only while it is short.
+        let kept: string | undefined = useCache ? "" : undefined
+        const keep = (text: string) => {
+          if (kept === undefined) return
+          kept = kept.length + text.length > shareableReplyChars ? undefined : kept + text
+        }
+        // Refusal and alternatives are redacted as they stream too: only redacted text is held.
+        let refusal: { readonly redactor: SafetyFilter.OutputRedactor; text: string } | undefined
+        const others = new Map<
+          number,
+          { readonly redactor: SafetyFilter.OutputRedactor; text: string; finishReason: FinishReason | undefined }
+        >()
+        const ended = () => state.cut || stop !== undefined
 
-        const onChunks = (chunks: Iterable<ChatChunk>): Array<Part> => {
-          const out: Array<Part> = []
-          for (const chunk of chunks) {
-            state.receivedChunk = true
-            if (chunk.usage) {
-              gatewayUsage = {
-                promptTokens: chunk.usage.prompt_tokens,
-                completionTokens: chunk.usage.completion_tokens,
-                totalTokens: chunk.usage.total_tokens
-              }
-            }
-            for (const choice of chunk.choices) {
-              const content = choice.delta.content
-              if (choice.index === 0) {
-                if (typeof content === "string" && content.length > 0) {
-                  state.rawText += content
-                  const safe = redactor.push(content)
-                  if (safe.length > 0) {
-                    redactedText += safe
-                    out.push(new TextDelta({ text: safe }))
-                  }
-                }
-                const refusal = choice.delta.refusal
-                if (typeof refusal === "string") rawRefusal += refusal
-                if (typeof choice.finish_reason === "string") finishReason = finishReasonFromWire(choice.finish_reason)
-              } else {
-                let other = others.get(choice.index)
-                if (other === undefined) {
-                  other = { text: "", finishReason: undefined }
-                  others.set(choice.index, other)
-                }
-                if (typeof content === "string") other.text += content
-                if (typeof choice.finish_reason === "string") {
-                  other.finishReason = finishReasonFromWire(choice.finish_reason)
-                }
-              }
-            }
+        /** A raw piece, within the reply-size limit and the reservation, or `""`. */
+        const take = (piece: string): Effect.Effect<string> => {
+          if (state.replyChars + piece.length > maxReplyChars) {
+            stop = new ReplyTooLarge({ limitChars: maxReplyChars, partial: true })
+            return Effect.succeed("")
           }
-          return out
+          state.replyChars += piece.length
+          return admit(state, piece)
         }
 
-        const finishing = Effect.gen(function*() {
-          const parts: Array<Part> = []
+        const onChunks = (chunks: Chunk.Chunk<ChatChunk>): Effect.Effect<Chunk.Chunk<Part | typeof stopMarker>> =>
+          Effect.gen(function*() {
+            const out: Array<Part | typeof stopMarker> = []
+            for (const chunk of chunks) {
+              state.receivedChunk = true
+              if (chunk.usage) {
+                const usage = trustedUsage(chunk.usage)
+                if (usage !== undefined) gatewayUsage = usage
+                else yield* Effect.logWarning("Gateway: the gateway reported usage beyond any real count; the tokenizer's count is used")
+              }
+              for (const choice of chunk.choices) {
+                if (ended()) break
+                const content = choice.delta.content
+                if (choice.index === 0) {
+                  if (typeof content === "string" && content.length > 0) {
+                    const raw = yield* take(content)
+                    const safe = raw.length > 0 ? redactor.push(raw) : ""
+                    if (safe.length > 0) {
+                      keep(safe)
+                      // Built unchecked: a string by construction, and this is the token path.
+                      out.push(new TextDelta({ text: safe }, true))
+                    }
+                  }
+                  const refused = choice.delta.refusal
+                  if (typeof refused === "string" && refused.length > 0 && !ended()) {
+                    const raw = yield* take(refused)
+                    if (raw.length > 0) {
+                      refusal ??= { redactor: yield* safety.outputRedactor, text: "" }
+                      refusal.text += refusal.redactor.push(raw)
+                    }
+                  }
+                  if (typeof choice.finish_reason === "string") finishReason = finishReasonFromWire(choice.finish_reason)
+                } else {
+                  let other = others.get(choice.index)
+                  if (other === undefined) {
+                    if (others.size + 1 >= maxChoices) {
+                      stop = new ReplyTooLarge({ limitChars: maxReplyChars, partial: true })
+                      break
+                    }
+                    other = { redactor: yield* safety.outputRedactor, text: "", finishReason: undefined }
+                    others.set(choice.index, other)
+                  }
+                  if (typeof content === "string" && content.length > 0) {
+                    const raw = yield* take(content)
+                    if (raw.length > 0) other.text += other.redactor.push(raw)
+                  }
+                  if (typeof choice.finish_reason === "string") {
+                    other.finishReason = finishReasonFromWire(choice.finish_reason)
+                  }
+                }
+              }
+              if (ended()) {
+                out.push(stopMarker)
+                break
+              }
+            }
+            return Chunk.unsafeFromArray(out)
+          })
+
+        /**
+         * Ends every redactor: the main text's tail, the alternatives, the refusal, the counts.
+         * After a failure the tail is withheld, not delivered: it is the text that could still
+         * have become part of a match (an address cut in half), and the reply will never say.
+         * It is accounted for as `withheld` (its length in characters) in the output counts.
+         */
+        const closeRedactors = (failed: boolean) => {
           const tail = redactor.end()
-          if (tail.length > 0) {
-            redactedText += tail
-            parts.push(new TextDelta({ text: tail }))
-          }
-          const alternatives: Array<Alternative> = []
+          if (tail.length > 0 && !failed) keep(tail)
           let outputRedactions = redactor.redactions()
+          if (failed && tail.length > 0) outputRedactions = mergeCounts(outputRedactions, [{ kind: "withheld", count: tail.length }])
+          const alternatives: Array<Alternative> = []
           for (const [index, other] of [...others].sort(([a], [b]) => a - b)) {
-            const redacted = safety.redact(other.text)
-            outputRedactions = mergeCounts(outputRedactions, redacted.redactions)
+            other.text += other.redactor.end()
+            outputRedactions = mergeCounts(outputRedactions, other.redactor.redactions())
             alternatives.push(
               other.finishReason === undefined
-                ? { index, text: redacted.text }
-                : { index, text: redacted.text, finishReason: other.finishReason }
+                ? { index, text: other.text }
+                : { index, text: other.text, finishReason: other.finishReason }
             )
           }
-          let refusal: string | undefined = undefined
-          if (rawRefusal.length > 0) {
-            const redacted = safety.redact(rawRefusal)
-            outputRedactions = mergeCounts(outputRedactions, redacted.redactions)
-            refusal = redacted.text
+          let refusalText: string | undefined = undefined
+          if (refusal !== undefined) {
+            refusalText = refusal.text + refusal.redactor.end()
+            outputRedactions = mergeCounts(outputRedactions, refusal.redactor.redactions())
           }
           state.outputRedactions = outputRedactions
+          const parts: Array<Part> = []
+          if (tail.length > 0 && !failed) parts.push(new TextDelta({ text: tail }))
           if (outputRedactions.length > 0) {
             parts.push(new RedactionNotice({ direction: "output", redactions: outputRedactions }))
           }
+          return { parts, alternatives, refusal: refusalText }
+        }
+
+        const finishing = Effect.gen(function*() {
+          const closed = closeRedactors(false)
+          const parts = closed.parts
+          const { alternatives, refusal } = closed
           let usage: Usage
           let usageSource: UsageSource
-          if (gatewayUsage !== undefined) {
+          if (gatewayUsage !== undefined && !state.cut) {
             usage = gatewayUsage
             usageSource = "gateway"
+            // What the server reports is what it bills: recorded, and flagged when above the hold.
+            const held = state.reservation?.amountUsd
+            if (held !== undefined && costMeter.price(state.model, usage).totalUsd > held) {
+              state.usageOverReservation = true
+            }
           } else {
-            const completionTokens = yield* contextWindow.countText(outbound.model, state.rawText)
+            const completionTokens = state.completionTokens + (yield* contextWindow.countText(outbound.model, state.uncounted))
+            state.completionTokens = completionTokens
+            state.uncounted = ""
             usage = {
               promptTokens: state.promptTokens,
               completionTokens,
@@ -462,7 +703,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
             usageSource = "tokenizer"
           }
           const cost = yield* settle(state, usage)
-          const reason = finishReason ?? "stop"
+          const reason = state.cut ? "length" : finishReason ?? "stop"
           state.finish = new Finish({
             reason,
             usage,
@@ -473,19 +714,21 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
             alternatives,
             ...(refusal === undefined ? {} : { refusal })
           })
-          if (useCache) {
+          if (kept !== undefined) {
             const reply: ResponseCache.CachedReply = {
-              text: redactedText,
+              text: kept,
               finishReason: reason,
               usage,
               usageSource,
               alternatives,
               ...(refusal === undefined ? {} : { refusal }),
-              ...(outputRedactions.length === 0 ? {} : { outputRedactions }),
+              ...(state.outputRedactions.length === 0 ? {} : { outputRedactions: state.outputRedactions }),
               storedAt: yield* Clock.currentTimeMillis
             }
-            yield* cache.set(state.requestHash, reply)
-            if (state.flight !== undefined) yield* Deferred.succeed(state.flight, Option.some(reply))
+            // A reply the client cut is shared with identical requests in flight, not stored:
+            // the server never finished it.
+            if (!state.cut) yield* cache.set(state.requestHash, reply)
+            if (state.flight !== undefined) yield* Deferred.succeed(state.flight, { _tag: "Reply", reply })
           }
           parts.push(state.finish)
           return parts
@@ -493,9 +736,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
 
         return transport.stream(outbound).pipe(
           Stream.provideService(Sanitize.PolicyRedaction, policyRedaction),
-          Stream.mapChunks((chunk) => Chunk.unsafeFromArray(onChunks(chunk))),
-          Stream.concat(Stream.fromIterableEffect(finishing)),
-          Stream.mapError(redactError)
+          Stream.mapError(redactError),
+          Stream.mapChunksEffect(onChunks),
+          // Ends the body as soon as the reply is cut: the connection closes, nothing more is read.
+          Stream.takeWhile(notStop),
+          Stream.concat(Stream.fromIterableEffect(Effect.suspend(() => stop === undefined ? finishing : Effect.fail(stop)))),
+          // On a failure the output counts (the withheld tail included) reach the caller first.
+          Stream.catchAll((error) => Stream.concat(Stream.fromIterable(closeRedactors(true).parts), Stream.fail(error)))
         )
       }))
 
@@ -531,7 +778,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
           temperature: request.temperature,
           maxTokens: request.maxTokens
         }
-        state.requestHash = ResponseCache.requestKey({ ...outbound, profile: options.profile })
+        // The policy takes part: a reply redacted under another policy is never replayed here.
+        state.requestHash = ResponseCache.requestKey({ ...outbound, profile: options.profile, policy: safety.fingerprint })
 
         const prelude: Array<Part> = []
         if (guarded.redactions.length > 0) {
@@ -557,6 +805,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
           }
         }
         const maxCompletion = request.maxTokens ?? (yield* contextWindow.modelInfo(request.model)).maxOutputTokens
+        state.maxCompletion = maxCompletion
         // Recorded in the same uninterruptible step, so an interruption cannot orphan the hold.
         yield* Effect.uninterruptible(
           costMeter.reserve(request.model, fitted.promptTokens, maxCompletion).pipe(
@@ -582,19 +831,32 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
         const finish = state.finish
         const succeeded = Exit.isSuccess(exit) && finish !== undefined
         if (state.flight !== undefined) {
-          // Released first, so that nothing below can leave identical requests waiting.
-          inFlight.delete(state.requestHash)
-          yield* Deferred.succeed(state.flight, Option.none())
+          // Released first, so that nothing below can leave identical requests waiting. A
+          // delivered reply was already shared; otherwise the waiting requests learn why not.
+          if (inFlight.get(state.requestHash) === state.flight) inFlight.delete(state.requestHash)
+          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+          yield* Deferred.succeed(
+            state.flight,
+            Option.isSome(failure)
+              ? { _tag: "Failed", error: failure.value }
+              : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+              ? { _tag: "Retry" }
+              : { _tag: "Alone" }
+          )
         }
         if (state.reservation !== undefined) {
-          // A request that reached the gateway may be billed for what it sent and received.
+          // A request that reached the gateway may be billed for what it sent and received:
+          // what was counted as it streamed, plus the short slice not counted yet.
           const usage = state.receivedChunk
-            ? yield* contextWindow.countText(state.model, state.rawText).pipe(
-              Effect.map((completionTokens): Usage => ({
-                promptTokens: state.promptTokens,
-                completionTokens,
-                totalTokens: state.promptTokens + completionTokens
-              }))
+            ? yield* contextWindow.countText(state.model, state.uncounted).pipe(
+              Effect.map((rest): Usage => {
+                const completionTokens = state.completionTokens + rest
+                return {
+                  promptTokens: state.promptTokens,
+                  completionTokens,
+                  totalTokens: state.promptTokens + completionTokens
+                }
+              })
             )
             : undefined
           yield* settle(state, usage).pipe(
@@ -624,6 +886,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
               cost: finish.cost
             }
             : {}),
+          ...(state.usageOverReservation ? { usageOverReservation: true } : {}),
           cached: state.cached,
           inputRedactions: state.inputRedactions,
           outputRedactions: state.outputRedactions,
@@ -653,10 +916,16 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
           droppedMessages: 0,
           promptTokens: 0,
           reservation: undefined,
-          rawText: "",
+          maxCompletion: 0,
+          completionTokens: 0,
+          uncounted: "",
+          replyChars: 0,
+          cut: false,
           receivedChunk: false,
           finish: undefined,
-          flight: undefined
+          flight: undefined,
+          afterFailedFlight: false,
+          usageOverReservation: false
         }
         const start = Clock.currentTimeMillis.pipe(
           Effect.tap((now) => {
@@ -723,14 +992,39 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Requi
  * The gateway as a Layer over its services.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layer = (options: Options = {}): Layer.Layer<Gateway, never, Requirements> =>
   Layer.effect(Gateway, make(options))
 
 /**
+ * The gateway as a Layer, configured from the environment (see `config`); `options` given in
+ * code win over it. A malformed setting fails the Layer with a `ConfigError` naming the
+ * variable.
+ *
+ * @example
+ * import { Gateway } from "@llm-gateway/core"
+ *
+ * // LLM_GATEWAY_MAX_REPLY_CHARS=200000
+ * const GatewayLive = Gateway.layerConfig({ systemInstruction: "Be brief." })
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerConfig = (
+  options: Options = {}
+): Layer.Layer<Gateway, ConfigError.ConfigError, Requirements> =>
+  Layer.effect(
+    Gateway,
+    Effect.flatMap(config, (fromEnv) =>
+      make({ ...options, maxReplyChars: options.maxReplyChars ?? fromEnv.maxReplyChars }))
+  )
+
+/**
  * Streams a reply through the `Gateway` in the context.
  *
  * @since 0.1.0
+ * @category Accessors
  */
 export const stream = (request: ChatRequestInput): Stream.Stream<Part, GatewayError, Gateway> =>
   Stream.unwrap(Effect.map(Gateway, (gateway) => gateway.stream(request)))
@@ -739,6 +1033,7 @@ export const stream = (request: ChatRequestInput): Stream.Stream<Part, GatewayEr
  * Collects a reply through the `Gateway` in the context.
  *
  * @since 0.1.0
+ * @category Accessors
  */
 export const complete = (request: ChatRequestInput): Effect.Effect<Completion, GatewayError, Gateway> =>
   Effect.flatMap(Gateway, (gateway) => gateway.complete(request))
