@@ -232,6 +232,7 @@ describe("Gateway against a hostile simulator (real sockets)", () => {
                 expect(reply.usage.completionTokens).toBeLessThanOrEqual(64)
               }
               const summary = yield* Effect.flatMap(CostMeter.CostMeter, (m) => m.summary)
+              console.log(`${profile}: 40 requests spent ${(summary.totalUsd / budgetUsd).toFixed(3)} of the budget`)
               expect(summary.totalUsd).toBeLessThanOrEqual(budgetUsd + 40 * oneToken)
               expect(summary.reservedUsd).toBe(0)
               expect(yield* invokeCount(server, profile)).toBe(10)
