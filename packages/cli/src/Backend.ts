@@ -45,8 +45,32 @@ export const detect: Effect.Effect<Backend, ConfigError.ConfigError> = Effect.ge
   if (Option.isSome(baseUrl)) {
     return { _tag: "Static", description: `gateway at ${baseUrl.value}` } as const
   }
-  return { _tag: "Simulator", description: "the embedded simulator" } as const
+  return {
+    _tag: "Simulator",
+    description: "the embedded simulator (no GENESYS_CLIENT_ID or LLM_GATEWAY_BASE_URL set)"
+  } as const
 })
+
+/**
+ * Advice that fits the backend better than the library's general message: a 401 on a static
+ * API key is about the key (`LLM_GATEWAY_API_KEY`), not about an OAuth client. Other errors
+ * pass unchanged.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const advise = (
+  backend: Backend,
+  described: { readonly _tag: string; readonly message: string }
+): { readonly _tag: string; readonly message: string } => {
+  if (backend._tag !== "Static" || described._tag !== "AuthError") return described
+  return {
+    _tag: described._tag,
+    message: `The ${backend.description} refused the API key. Check LLM_GATEWAY_API_KEY: it must be an API key ` +
+      `this gateway accepts, sent as a bearer token (and --profile openai for an OpenAI-compatible gateway). ` +
+      `The gateway said: ${described.message.replace(/ Check the client id, secret and environment of the OAuth client\.$/, "")}`
+  }
+}
 
 /**
  * The transport and auth for a backend. The simulator variant also offers the `Simulator`
@@ -71,12 +95,19 @@ export const layer = (
         Layer.provide(NodeHttpClient.layerUndici)
       )
     case "Simulator":
-      // Loaded here, so that a real backend never loads the simulator.
-      return Layer.unwrapEffect(
-        Effect.promise(() => import("@llm-gateway/simulator/SimulatorLayer")).pipe(
-          Effect.map((SimulatorLayer) => SimulatorLayer.layer(simulator))
-        )
-      )
+      // Loaded here, so that a real backend never loads the simulator. The transport's
+      // profile, timeout, retry and size settings apply to it as to any gateway.
+      return Layer.unwrapEffect(Effect.gen(function*() {
+        const SimulatorLayer = yield* Effect.promise(() => import("@llm-gateway/simulator/SimulatorLayer"))
+        const { baseUrl: _baseUrl, environment: _environment, path: _path, profile, ...settings } = yield* Transport.config
+        const transport: Record<string, unknown> = {}
+        for (const [key, value] of Object.entries(settings)) if (value !== undefined) transport[key] = value
+        return SimulatorLayer.layer({
+          ...simulator,
+          ...(profile === undefined ? {} : { profile }),
+          transport: { ...transport, ...simulator.transport }
+        })
+      }))
   }
 }
 

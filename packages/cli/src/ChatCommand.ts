@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as Argv from "./internal/argv.js"
+import * as Help from "./internal/help.js"
 
 const template = Options.text("template").pipe(
   Options.withDescription("A prompt template ($name, ${name}, $$) rendered as the user message"),
@@ -41,8 +42,39 @@ const auditFile = Options.text("audit-file").pipe(
   Options.withDescription("Append the audit entry to this hash-chained JSONL file"),
   Options.optional
 )
+const profile = Options.choice("profile", ["gateway", "openai"]).pipe(
+  Options.withDescription(
+    "The wire profile: gateway (the Genesys gateway contract) or openai (OpenAI-compatible chat completions); wins over LLM_GATEWAY_PROFILE"
+  ),
+  Options.optional
+)
+const baseUrl = Options.text("base-url").pipe(
+  Options.withDescription(
+    "The gateway's base URL, e.g. https://api.openai.com/v1 (https unless loopback); wins over LLM_GATEWAY_BASE_URL. Needs LLM_GATEWAY_API_KEY unless GENESYS_CLIENT_ID is set"
+  ),
+  Options.optional
+)
+const cacheDir = Options.text("cache-dir").pipe(
+  Options.withDescription(
+    "Keep replies in files under this directory, shared across runs (7 days); default: in memory for this run"
+  ),
+  Options.optional
+)
+const budget = Options.float("budget").pipe(
+  Options.withDescription(
+    "A budget in US dollars for this process; a request whose worst case would exceed it is refused before it is sent (exit 5). Wins over LLM_GATEWAY_BUDGET_USD"
+  ),
+  Options.optional
+)
+const jsonl = Options.boolean("jsonl").pipe(
+  Options.withDescription("Print one JSON object per part as it streams (text, notices, finish), for scripts")
+)
+const quiet = Options.boolean("quiet").pipe(
+  Options.withAlias("q"),
+  Options.withDescription("Print only the reply: no notes, spinner or warnings on stderr (errors still go there)")
+)
 const message = Args.text({ name: "message" }).pipe(
-  Args.withDescription("The user message (omit it when --template is given)"),
+  Args.withDescription("The user message; omit it to read it from stdin (or when --template is given)"),
   Args.optional
 )
 
@@ -63,7 +95,17 @@ export const spec: Argv.Spec = {
     "--max-tokens": Argv.valueFlag("a positive whole number", (v) => Argv.isInteger(v) && Number(v) > 0),
     "--temperature": Argv.valueFlag("a number from 0 to 2", (v) => Argv.isNumber(v) && Number(v) >= 0 && Number(v) <= 2),
     "--no-cache": Argv.switchFlag,
-    "--audit-file": Argv.valueFlag("a file path")
+    "--audit-file": Argv.valueFlag("a file path"),
+    "--profile": Argv.valueFlag("gateway or openai", (v) => v === "gateway" || v === "openai"),
+    "--base-url": Argv.valueFlag("an http(s) URL such as https://api.openai.com/v1", Argv.isHttpUrl),
+    "--cache-dir": Argv.valueFlag("a directory"),
+    "--budget": Argv.valueFlag(
+      "a number of US dollars, 0 or more",
+      (v) => Argv.isNumber(v) && Number(v) >= 0 && Number(v) < 1e15
+    ),
+    "--jsonl": Argv.switchFlag,
+    "--quiet": Argv.switchFlag,
+    "-q": Argv.switchFlag
   }
 }
 
@@ -83,6 +125,12 @@ export interface ChatArgs {
   readonly temperature: Option.Option<number>
   readonly noCache: boolean
   readonly auditFile: Option.Option<string>
+  readonly profile: Option.Option<"gateway" | "openai">
+  readonly baseUrl: Option.Option<string>
+  readonly cacheDir: Option.Option<string>
+  readonly budget: Option.Option<number>
+  readonly jsonl: boolean
+  readonly quiet: boolean
   readonly message: Option.Option<string>
 }
 
@@ -117,6 +165,37 @@ export const toRequest = (args: ChatArgs): Chat.ChatRequestInput => ({
  */
 export const command = Command.make(
   "chat",
-  { template, variables, system, model, json, maxTokens, temperature, noCache, auditFile, message },
+  {
+    template,
+    variables,
+    system,
+    model,
+    json,
+    jsonl,
+    quiet,
+    maxTokens,
+    temperature,
+    noCache,
+    auditFile,
+    cacheDir,
+    budget,
+    profile,
+    baseUrl,
+    message
+  },
   (args) => Effect.flatMap(Effect.promise(() => import("./internal/chat.js")), (chat) => chat.run(args))
-).pipe(Command.withDescription("Send one chat request through the gateway and stream the reply"))
+).pipe(Command.withDescription(Help.describe(
+  "Send one chat request through the gateway and stream the reply to stdout; notes (redactions, usage, cost, which backend answered) go to stderr.",
+  [
+    [`llm-gateway chat "Hello"`, "streams the reply (from the embedded simulator when no gateway is configured)"],
+    [`echo "Summarise this" | llm-gateway chat --quiet`, "reads the message from stdin and prints only the reply"],
+    [`llm-gateway chat --template 'Hi $name' --var name=Ann --system 'Be brief.' --json`, "one JSON object"],
+    [`llm-gateway chat --jsonl "Hello"`, "one JSON object per streamed part"],
+    [`llm-gateway chat --cache-dir .llm-cache --budget 0.05 "Hello"`, "file cache shared across runs, a 5-cent budget"],
+    [`llm-gateway chat --profile openai --base-url https://api.openai.com/v1 "Hello"`, "an OpenAI-compatible gateway (LLM_GATEWAY_API_KEY)"]
+  ],
+  [
+    "Backend: GENESYS_CLIENT_ID (+ GENESYS_CLIENT_SECRET, GENESYS_ENVIRONMENT) selects Genesys Cloud; otherwise --base-url or LLM_GATEWAY_BASE_URL (+ LLM_GATEWAY_API_KEY) a gateway; otherwise the embedded simulator answers.",
+    "Exit codes: 0 ok, 2 bad usage, 3 setting/file, 4 auth, 5 budget, 6 safety, 7 gateway failure, 8 timeout, 9 invalid request, 130 interrupted (see 'llm-gateway --help')."
+  ]
+)))

@@ -52,8 +52,8 @@ export const oneLine = (text: string): string => {
  * @category Utils
  */
 export const describeError = (error: unknown): { readonly _tag: string; readonly message: string } => {
-  // A ConfigError names the variable through toString, not through a message.
-  if (ConfigError.isConfigError(error)) return { _tag: "ConfigError", message: oneLine(String(error)) }
+  // A ConfigError names the variable through toString, not through a message: say it in words.
+  if (ConfigError.isConfigError(error)) return { _tag: "ConfigError", message: oneLine(describeConfigError(error)) }
   if (typeof error === "object" && error !== null && "_tag" in error) {
     const message = error instanceof Error ? error.message : String(error)
     return { _tag: oneLine(String((error as { _tag: unknown })._tag)), message: oneLine(message) }
@@ -70,6 +70,106 @@ export const describeError = (error: unknown): { readonly _tag: string; readonly
 export const setFailed: Effect.Effect<void> = Effect.sync(() => {
   process.exitCode = 1
 })
+
+/**
+ * Sets the exit code the process ends with (see `llm-gateway --help` for the table).
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const setExitCode = (code: number): Effect.Effect<void> =>
+  Effect.sync(() => {
+    process.exitCode = code
+  })
+
+/**
+ * Advice shown after a setting's name when it is missing or invalid. Flags that set a
+ * variable for one run are named too.
+ */
+const settingAdvice: Readonly<Record<string, string>> = {
+  LLM_GATEWAY_API_KEY:
+    "the gateway named by LLM_GATEWAY_BASE_URL (or --base-url) needs an API key: set LLM_GATEWAY_API_KEY, or unset LLM_GATEWAY_BASE_URL to use the embedded simulator",
+  LLM_GATEWAY_BASE_URL: "give the gateway's base URL (--base-url), e.g. https://api.openai.com/v1; https unless the host is loopback",
+  LLM_GATEWAY_PROFILE: "use gateway or openai (--profile)",
+  LLM_GATEWAY_BUDGET_USD: "give a number of US dollars (--budget)",
+  GENESYS_CLIENT_SECRET: "Genesys Cloud client credentials need the secret of the OAuth client named by GENESYS_CLIENT_ID",
+  GENESYS_CLIENT_ID: "set the id of the Genesys Cloud OAuth client (client credentials grant)",
+  GENESYS_ENVIRONMENT: "set your Genesys Cloud region, e.g. mypurecloud.com or mypurecloud.de",
+  LLM_GATEWAY_AUDIT_KEY: "set a non-empty key, or unset it for an unkeyed audit log"
+}
+
+const leaves = (error: ConfigError.ConfigError): Array<ConfigError.ConfigError> => {
+  switch (error._op) {
+    case "And":
+      return [...leaves(error.left), ...leaves(error.right)]
+    case "Or": {
+      // Of two alternatives, the one with invalid data says more than "missing".
+      const left = leaves(error.left)
+      const right = leaves(error.right)
+      return left.some((e) => e._op === "InvalidData") || !right.some((e) => e._op === "InvalidData") ? left : right
+    }
+    default:
+      return [error]
+  }
+}
+
+const withoutStop = (text: string): string => (text.endsWith(".") ? text.slice(0, -1) : text)
+
+/**
+ * A `ConfigError` in plain words: which variable is not set or holds what it cannot use, and
+ * what to do, e.g. "LLM_GATEWAY_API_KEY is not set (the gateway named by LLM_GATEWAY_BASE_URL
+ * … needs an API key …)". Values are never shown.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  const seen = new Set<string>()
+  const parts: Array<string> = []
+  for (const leaf of leaves(error)) {
+    const path = "path" in leaf ? leaf.path : []
+    const name = path.length === 0 ? "a setting" : path.join("_")
+    if (seen.has(name)) continue
+    seen.add(name)
+    const advice = settingAdvice[path[0] ?? ""]
+    const what = leaf._op === "MissingData"
+      ? `${name} is not set`
+      : leaf._op === "InvalidData"
+      ? `${name} is invalid: ${withoutStop(leaf.message)}`
+      : `${name} could not be read: ${withoutStop(leaf.message)}`
+    parts.push(advice === undefined ? what : `${what} (${advice})`)
+  }
+  return `${parts.join("; ")}.`
+}
+
+/**
+ * Whether to colour what goes to `stream`: only on a terminal, and never when `NO_COLOR` is
+ * set to anything but the empty string (https://no-color.org) or `TERM` is `dumb`.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const useColor = (
+  stream: { readonly isTTY?: boolean | undefined },
+  env: Readonly<Record<string, string | undefined>> = process.env
+): boolean => stream.isTTY === true && (env.NO_COLOR === undefined || env.NO_COLOR === "") && env.TERM !== "dumb"
+
+/**
+ * Dims `text` for stderr on a terminal (notes around the reply), or leaves it plain.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const dim = (text: string): string => (useColor(process.stderr) ? `\u001b[2m${text}\u001b[22m` : text)
+
+/**
+ * Writes a warning line to stderr (the word in yellow on a terminal).
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const warnLine = (text: string): Effect.Effect<void> =>
+  stderrLine(useColor(process.stderr) ? `\u001b[33mwarning:\u001b[39m ${text}` : `warning: ${text}`)
 
 /**
  * Formats a dollar amount with enough digits for per-request costs.

@@ -9,10 +9,16 @@ export type Flag =
   | { readonly _tag: "Switch" }
   | { readonly _tag: "Value"; readonly expects: string; readonly check?: (value: string) => boolean }
 
-/** A subcommand's flags and how many positional arguments it takes. */
+/**
+ * A subcommand's flags and how many positional arguments it takes (`Infinity` for a list of
+ * files), or, for a command such as `audit` that only groups others, its nested commands.
+ */
 export interface Spec {
   readonly flags: Readonly<Record<string, Flag>>
   readonly positionals: number
+  /** At least this many positionals, described by `operand` ("an audit file"). */
+  readonly required?: { readonly count: number; readonly operand: string } | undefined
+  readonly subcommands?: Readonly<Record<string, Spec>> | undefined
 }
 
 /** A switch. */
@@ -28,6 +34,16 @@ export const isInteger = (value: string): boolean => /^-?\d+$/.test(value) && Nu
 /** A finite decimal number. */
 export const isNumber = (value: string): boolean =>
   /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(value) && Number.isFinite(Number(value))
+
+/** An absolute http or https URL. */
+export const isHttpUrl = (value: string): boolean => {
+  try {
+    const url = new URL(value)
+    return url.protocol === "http:" || url.protocol === "https:"
+  } catch {
+    return false
+  }
+}
 
 // Built into @effect/cli for every command.
 const builtIn: Readonly<Record<string, Flag>> = {
@@ -51,7 +67,8 @@ const quote = (text: string): string => JSON.stringify(text.length > 60 ? `${tex
 export const check = (
   program: string,
   args: ReadonlyArray<string>,
-  commands: Readonly<Record<string, Spec>>
+  commands: Readonly<Record<string, Spec>>,
+  parent?: string
 ): string | undefined => {
   const names = Object.keys(commands)
   const first = args[0]
@@ -61,8 +78,25 @@ export const check = (
     if (first in builtIn) return undefined
     return `unknown command ${quote(first)}: expected one of ${names.join(", ")}. See '${program} --help'.`
   }
-  const help = `See '${program} ${first} --help'.`
+  if (spec.subcommands !== undefined) {
+    // `audit verify …`: the group takes only a nested command (or the built-in flags).
+    const nested = Object.keys(spec.subcommands)
+    const second = args[1]
+    if (second === undefined) {
+      return `'${first}' needs a command: ${nested.join(", ")}. See '${program} ${first} --help'.`
+    }
+    if (second.startsWith("-") && (second in builtIn)) return undefined
+    if (spec.subcommands[second] === undefined) {
+      return `unknown command ${quote(`${first} ${second}`)}: expected ${
+        nested.map((n) => `'${first} ${n}'`).join(", ")
+      }. See '${program} ${first} --help'.`
+    }
+    return check(program, args.slice(1), spec.subcommands, first)
+  }
+  const label = parent === undefined ? first : `${parent} ${first}`
+  const help = `See '${program} ${label} --help'.`
   let positionals = 0
+  let asksHelp = false
   for (let i = 1; i < args.length; i++) {
     const arg = args[i]!
     if (arg === "--") {
@@ -73,7 +107,8 @@ export const check = (
       const eq = arg.indexOf("=")
       const name = eq > 0 ? arg.slice(0, eq) : arg
       const flag = spec.flags[name] ?? builtIn[name]
-      if (flag === undefined) return `unknown option ${name} for '${first}'. ${help}`
+      if (flag === undefined) return `unknown option ${name} for '${label}'. ${help}`
+      if (name === "--help" || name === "-h") asksHelp = true
       if (flag._tag === "Switch") {
         if (eq > 0) return `${name} takes no value. ${help}`
         continue
@@ -91,8 +126,11 @@ export const check = (
   }
   if (positionals > spec.positionals) {
     return spec.positionals === 0
-      ? `'${first}' takes no arguments. ${help}`
-      : `'${first}' takes at most ${spec.positionals} argument${spec.positionals === 1 ? "" : "s"} (quote a message with spaces). ${help}`
+      ? `'${label}' takes no arguments. ${help}`
+      : `'${label}' takes at most ${spec.positionals} argument${spec.positionals === 1 ? "" : "s"} (quote a message with spaces). ${help}`
+  }
+  if (spec.required !== undefined && positionals < spec.required.count && !asksHelp) {
+    return `'${label}' needs ${spec.required.operand}. ${help}`
   }
   return undefined
 }
