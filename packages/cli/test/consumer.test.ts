@@ -39,6 +39,15 @@ const tsc = (cwd: string, flags: ReadonlyArray<string>) =>
 
 let project = ""
 let installed: Result = { code: null, output: "not run" }
+const notInstalled: Promise<Result> = Promise.resolve({ code: null, output: "npm install failed (see the first test)" })
+// Started together once the install is done, so the checks share the machine's cores.
+let checks: {
+  readonly node: Promise<Result>
+  readonly tsc: Promise<Result>
+  readonly tscStrict: Promise<Result>
+  readonly bundle: Promise<Result>
+  readonly binary: Promise<Result>
+} = { node: notInstalled, tsc: notInstalled, tscStrict: notInstalled, bundle: notInstalled, binary: notInstalled }
 
 describe("installed from the packed tarballs into a fresh project", () => {
   beforeAll(async () => {
@@ -64,6 +73,20 @@ describe("installed from the packed tarballs into a fresh project", () => {
     if (appSource !== undefined) writeFileSync(join(app, "app.mjs"), appSource)
     copyFileSync(fileURLToPath(new URL("./fixtures/consumer.ts", import.meta.url)), join(app, "consumer.ts"))
     project = app
+    if (installed.code !== 0) return
+    checks = {
+      node: run(process.execPath, ["app.mjs"], app),
+      tsc: tsc(app, []),
+      tscStrict: tsc(app, ["--noPropertyAccessFromIndexSignature", "--exactOptionalPropertyTypes", "--lib", "es2022"]),
+      bundle: run(join(root, "node_modules/.bin/esbuild"), [
+        "app.mjs", "--bundle", "--platform=node", "--format=esm", "--outfile=bundle.mjs", "--log-level=warning"
+      ], app).then((bundled) =>
+        bundled.code === 0
+          ? run(process.execPath, ["bundle.mjs"], app)
+          : { code: bundled.code, output: `esbuild failed:\n${bundled.output}` }
+      ),
+      binary: run(join(app, "node_modules/.bin/llm-gateway"), ["chat", "--json", "hello"], app)
+    }
   }, 240_000)
 
   afterAll(async () => {
@@ -77,51 +100,37 @@ describe("installed from the packed tarballs into a fresh project", () => {
   })
 
   it("(a) plain node runs the README's example, streaming a reply from the simulator", async () => {
-    expect(installed.code, "npm install failed (see the first test)").toBe(0)
-    const result = await run(process.execPath, ["app.mjs"], project)
+    const result = await checks.node
     expect(result.code, `node app.mjs failed:\n${result.output}`).toBe(0)
     expect(result.output, "the example printed no simulator reply").toContain("You said:")
     expect(result.output, "the example's email address reached the output").not.toContain("@example.com")
-  })
+  }, 120_000)
 
   it("(b) tsc --strict type-checks a TypeScript consumer against the published .d.ts", async () => {
-    expect(installed.code, "npm install failed (see the first test)").toBe(0)
-    const result = await tsc(project, [])
+    const result = await checks.tsc
     expect(result.code, `tsc failed on the consumer:\n${result.output}`).toBe(0)
-  })
+  }, 120_000)
 
   it("(b) the consumer's own strictness flags find nothing in our .d.ts", async () => {
-    expect(installed.code, "npm install failed (see the first test)").toBe(0)
-    const result = await tsc(project, [
-      "--noPropertyAccessFromIndexSignature",
-      "--exactOptionalPropertyTypes",
-      "--lib",
-      "es2022"
-    ])
+    const result = await checks.tscStrict
     // Errors inside Effect's own declarations (platform's KeyValueStore names the DOM `Storage`
     // type, absent from `--lib es2022`) are upstream's; ours and the consumer's must be none.
     const ours = result.output.split("\n").filter((line) => /^(consumer\.ts|node_modules\/@llm-gateway\/)/.test(line))
     expect(ours, `errors from our packages under the consumer's flags:\n${result.output}`).toEqual([])
-  })
+  }, 120_000)
 
   it("(c) esbuild bundles the example for node, and the bundle runs", async () => {
-    expect(installed.code, "npm install failed (see the first test)").toBe(0)
-    const bundled = await run(join(root, "node_modules/.bin/esbuild"), [
-      "app.mjs", "--bundle", "--platform=node", "--format=esm", "--outfile=bundle.mjs", "--log-level=warning"
-    ], project)
-    expect(bundled.code, `esbuild failed:\n${bundled.output}`).toBe(0)
-    const result = await run(process.execPath, ["bundle.mjs"], project)
-    expect(result.code, `node bundle.mjs failed:\n${result.output}`).toBe(0)
+    const result = await checks.bundle
+    expect(result.code, `bundling or running the bundle failed:\n${result.output}`).toBe(0)
     expect(result.output, "the bundle printed no simulator reply").toContain("You said:")
-  })
+  }, 120_000)
 
   it("(d) the installed llm-gateway binary answers chat --json on the simulator", async () => {
-    expect(installed.code, "npm install failed (see the first test)").toBe(0)
     const env = Object.keys(process.env).filter((key) => key.startsWith("GENESYS_") || key.startsWith("LLM_GATEWAY_"))
     expect(env, "gateway credentials in the environment would send this test to a real gateway").toEqual([])
-    const result = await run(join(project, "node_modules/.bin/llm-gateway"), ["chat", "--json", "hello"], project)
+    const result = await checks.binary
     expect(result.code, `llm-gateway chat --json hello failed:\n${result.output}`).toBe(0)
     const reply = JSON.parse(result.output) as { text: string }
     expect(reply.text).toBe("You said: hello")
-  })
+  }, 120_000)
 })
