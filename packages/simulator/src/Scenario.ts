@@ -361,7 +361,7 @@ const endlessReply =
  * The address the `echo-secrets*` scenarios put beside the echoed credentials.
  *
  * @since 0.1.0
- * @category Constructors
+ * @category Scenarios
  */
 export const echoedEmail = "jane.doe@example.com"
 
@@ -371,7 +371,7 @@ export const echoedEmail = "jane.doe@example.com"
  * base64 credentials and an email address.
  *
  * @since 0.1.0
- * @category Constructors
+ * @category Scenarios
  */
 export const echoSecretsTokenAttempt: Attempt = {
   status: 401,
