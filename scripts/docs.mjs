@@ -13,12 +13,43 @@
 // index.md, modules/index.md and the front matter of each page) are removed.
 import { spawnSync } from "node:child_process"
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { join, relative } from "node:path"
+import ts from "typescript"
 
 const root = new URL("..", import.meta.url).pathname
 const apiDir = join(root, "docs/api")
 const docgen = join(root, "node_modules/@effect/docgen/bin.cjs")
 const packages = ["core", "simulator", "cli"]
+
+// docgen enforces a description and @since on every export, but not a category; without one an
+// export lands in a catch-all group, so check that first.
+const uncategorized = []
+for (const pkg of packages) {
+  const dir = join(root, "packages", pkg, "src")
+  for (const file of readdirSync(dir).filter((name) => name.endsWith(".ts") && !["index.ts", "bin.ts"].includes(name))) {
+    const path = join(dir, file)
+    const source = ts.createSourceFile(path, readFileSync(path, "utf8"), ts.ScriptTarget.Latest, true)
+    const seen = new Set()
+    for (const statement of source.statements) {
+      const modifiers = ts.canHaveModifiers(statement) ? ts.getModifiers(statement) ?? [] : []
+      if (!modifiers.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)) continue
+      const name = ts.isVariableStatement(statement)
+        ? statement.declarationList.declarations[0].name.getText(source)
+        : statement.name?.getText(source)
+      const key = `${ts.isTypeAliasDeclaration(statement) || ts.isInterfaceDeclaration(statement) ? "type " : ""}${name}`
+      if (seen.has(key)) continue // an overloaded function is documented on its first signature
+      seen.add(key)
+      if (!ts.getJSDocTags(statement).some((tag) => tag.tagName.text === "category")) {
+        const line = source.getLineAndCharacterOfPosition(statement.getStart(source)).line + 1
+        uncategorized.push(`${relative(root, path)}:${line} ${key}`)
+      }
+    }
+  }
+}
+if (uncategorized.length > 0) {
+  console.error(`docs: exports without a @category tag:\n${uncategorized.join("\n")}`)
+  process.exit(1)
+}
 
 const sections = []
 for (const pkg of packages) {
