@@ -88,11 +88,13 @@ writeFileSync(
   join(apiDir, "README.md"),
   `# API reference
 
-Generated from the doc comments by \`pnpm run docs\` (@effect/docgen); do not edit by hand. Each
-package's index re-exports every module below as a namespace (\`import { Gateway } from
-"@llm-gateway/core"\`), and each module is also importable on its own
-(\`@llm-gateway/core/Gateway\`). Within a page, exports are grouped by category: Models,
-Schemas, Constructors, Layers, Services, Accessors, Errors, Config, and so on.
+Generated from the doc comments by \`pnpm run docs\` (@effect/docgen); do not edit by hand.
+\`@llm-gateway/core\` and \`@llm-gateway/simulator\` re-export each of their modules as a
+namespace (\`import { Gateway } from "@llm-gateway/core"\`), and each module is also importable
+on its own (\`@llm-gateway/core/Gateway\`). \`@llm-gateway/cli\` exports only \`main\` (the
+\`llm-gateway\` command); its other modules are listed for contributors. Within a page, exports
+are grouped by category: Models, Schemas, Constructors, Layers, Services, Accessors, Errors,
+Config, and so on.
 
 ${sections.join("\n")}`
 )
