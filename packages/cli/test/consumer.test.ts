@@ -16,17 +16,23 @@ const appSource = /```js\n([\s\S]*?)```/.exec(section)?.[1]
 
 interface Result {
   readonly code: number | null
+  /** stdout alone, and stdout with stderr (for failure messages). */
+  readonly stdout: string
   readonly output: string
 }
 
 const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeout = 120_000) =>
   new Promise<Result>((resolve) => {
     const child = spawn(command, args, { cwd, env: { ...process.env, NO_COLOR: "1" }, timeout })
+    let stdout = ""
     let output = ""
-    child.stdout.on("data", (data) => (output += data))
+    child.stdout.on("data", (data) => {
+      stdout += data
+      output += data
+    })
     child.stderr.on("data", (data) => (output += data))
-    child.on("error", (error) => resolve({ code: null, output: output + String(error) }))
-    child.on("close", (code) => resolve({ code, output }))
+    child.on("error", (error) => resolve({ code: null, stdout, output: output + String(error) }))
+    child.on("close", (code) => resolve({ code, stdout, output }))
   })
 
 const tsc = (cwd: string, flags: ReadonlyArray<string>) =>
@@ -38,8 +44,12 @@ const tsc = (cwd: string, flags: ReadonlyArray<string>) =>
   ], cwd)
 
 let project = ""
-let installed: Result = { code: null, output: "not run" }
-const notInstalled: Promise<Result> = Promise.resolve({ code: null, output: "npm install failed (see the first test)" })
+let installed: Result = { code: null, stdout: "", output: "not run" }
+const notInstalled: Promise<Result> = Promise.resolve({
+  code: null,
+  stdout: "",
+  output: "npm install failed (see the first test)"
+})
 // Started together once the install is done, so the checks share the machine's cores.
 let checks: {
   readonly node: Promise<Result>
@@ -55,12 +65,12 @@ describe("installed from the packed tarballs into a fresh project", () => {
     const packs = join(project, "packs")
     const packed = await run(process.execPath, [join(root, "scripts/pack.mjs"), packs], root)
     if (packed.code !== 0) {
-      installed = { code: packed.code, output: `packing failed:\n${packed.output}` }
+      installed = { code: packed.code, stdout: "", output: `packing failed:\n${packed.output}` }
       return
     }
-    const tarballs = JSON.parse(packed.output) as Record<string, string>
+    const tarballs = JSON.parse(packed.stdout) as Record<string, string>
     const app = join(project, "app")
-    installed = { code: null, output: "the README has no npm install line" }
+    installed = { code: null, stdout: "", output: "the README has no npm install line" }
     if (installLine === undefined) return
     // The README's line as written, with the packages taken from the tarballs instead of the registry.
     const args = installLine.split(/\s+/).slice(2).map((arg) => tarballs[arg] ?? arg)
@@ -83,7 +93,7 @@ describe("installed from the packed tarballs into a fresh project", () => {
       ], app).then((bundled) =>
         bundled.code === 0
           ? run(process.execPath, ["bundle.mjs"], app)
-          : { code: bundled.code, output: `esbuild failed:\n${bundled.output}` }
+          : { code: bundled.code, stdout: "", output: `esbuild failed:\n${bundled.output}` }
       ),
       binary: run(join(app, "node_modules/.bin/llm-gateway"), ["chat", "--json", "hello"], app)
     }
@@ -130,7 +140,7 @@ describe("installed from the packed tarballs into a fresh project", () => {
     expect(env, "gateway credentials in the environment would send this test to a real gateway").toEqual([])
     const result = await checks.binary
     expect(result.code, `llm-gateway chat --json hello failed:\n${result.output}`).toBe(0)
-    const reply = JSON.parse(result.output) as { text: string }
+    const reply = JSON.parse(result.stdout) as { text: string }
     expect(reply.text).toBe("You said: hello")
   }, 120_000)
 })
