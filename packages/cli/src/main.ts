@@ -13,9 +13,14 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
+import * as AuditCommand from "./AuditCommand.js"
 import * as ChatCommand from "./ChatCommand.js"
+import * as CostCommand from "./CostCommand.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as Argv from "./internal/argv.js"
+import * as ExitCodes from "./internal/exitCodes.js"
+import * as Help from "./internal/help.js"
+import * as ModelsCommand from "./ModelsCommand.js"
 import * as Output from "./Output.js"
 import * as SimCommand from "./SimCommand.js"
 
@@ -28,18 +33,39 @@ const name = "llm-gateway"
  * @category Commands
  */
 export const command = Command.make(name).pipe(
-  Command.withDescription("Talk to an LLM gateway through the llm-gateway pipeline"),
-  Command.withSubcommands([ChatCommand.command, DemoCommand.command, SimCommand.command])
+  Command.withDescription(Help.describe(
+    "Talk to an LLM gateway through the llm-gateway pipeline (template, redaction, context fitting, cache, budget, audit), check audit logs, report costs, list models, or run the gateway simulator. Each command has --help with examples.",
+    [
+      [`${name} chat "Hello"`, "streams a reply (the embedded simulator answers when no gateway is configured)"],
+      [`${name} demo`, "the complete example"],
+      [`${name} models`, "the model catalog with prices"],
+      [`${name} audit verify audit.jsonl`, "checks an audit log's hash chain"],
+      [`${name} cost report audit.jsonl`, "what the audited requests cost"],
+      [`${name} sim --port 8080`, "the simulator as an HTTP server"]
+    ],
+    [`Exit codes: ${ExitCodes.summary.map(([code, what]) => `${code} ${what}`).join("; ")}.`]
+  )),
+  Command.withSubcommands([
+    ChatCommand.command,
+    DemoCommand.command,
+    ModelsCommand.command,
+    AuditCommand.command,
+    CostCommand.command,
+    SimCommand.command
+  ])
 )
 
 const specs: Readonly<Record<string, Argv.Spec>> = {
   chat: ChatCommand.spec,
   demo: DemoCommand.spec,
+  models: ModelsCommand.spec,
+  audit: AuditCommand.spec,
+  cost: CostCommand.spec,
   sim: SimCommand.spec
 }
 
 /** The exit code of a command line that could not be understood, as shells and coreutils use. */
-const usageExit = 2
+const usageExit = ExitCodes.ExitCode.usage
 
 const usageError = (message: string) =>
   Output.stderrLine(`${name}: ${message}`).pipe(
@@ -50,8 +76,19 @@ const usageError = (message: string) =>
 
 // @effect/cli prints its own multi-line report of a bad command line through Console.error;
 // the one line from `usageError` replaces it. Help and version still go to Console.log.
+// Help is printed with ANSI styles; they stay only on a terminal without NO_COLOR.
+const ANSI = /\u001b\[[0-9;]*m/g
 const withoutConsoleErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Console.consoleWith((console) => Effect.withConsole(effect, { ...console, error: () => Effect.void }))
+  Console.consoleWith((console) =>
+    Effect.withConsole(effect, {
+      ...console,
+      error: () => Effect.void,
+      log: (...args: ReadonlyArray<any>) =>
+        Output.useColor(process.stdout)
+          ? console.log(...args)
+          : console.log(...args.map((arg) => (typeof arg === "string" ? arg.replace(ANSI, "") : arg)))
+    })
+  )
 
 /**
  * Runs the CLI on an argv array (`node`, the script path, then the arguments). A command line
@@ -82,7 +119,9 @@ export const main = (): void =>
   cli(process.argv).pipe(
     Effect.provide(NodeContext.layer),
     // Logs go to stderr: stdout carries only the reply (or the --json object).
-    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true }))),
+    Effect.provide(
+      Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true, colors: Output.useColor(process.stderr) }))
+    ),
     NodeRuntime.runMain({
       disableErrorReporting: false,
       disablePrettyLogger: true,
@@ -92,8 +131,8 @@ export const main = (): void =>
           Exit.isSuccess(exit)
             ? Number(process.exitCode ?? 0)
             : Cause.isInterruptedOnly(exit.cause)
-            ? 130
-            : 1
+            ? ExitCodes.ExitCode.interrupted
+            : ExitCodes.ExitCode.failure
         )
     })
   )

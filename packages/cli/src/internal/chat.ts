@@ -33,15 +33,13 @@ const describeNotice = (part: Part.Part): string | undefined => {
 }
 
 /** A problem with how the command was used, found after parsing: one line, exit 2. */
-class UsageProblem {
+class UsageProblem extends Error {
   readonly _tag = "UsageProblem"
-  constructor(readonly message: string) {}
 }
 
 /** The message on stdin could not be read or is too large. */
-class InputError {
+class InputError extends Error {
   readonly _tag = "InputError"
-  constructor(readonly message: string) {}
 }
 
 /** Reads stdin to its end, up to `maxStdinBytes`. */
