@@ -5,6 +5,7 @@ import { writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
 import * as CliStartup from "./cliStartup.mjs"
+import * as GatewayStream from "./gatewayStream.mjs"
 import { formatRatio } from "./stats.mjs"
 
 const quick = process.argv.includes("--quick")
@@ -15,7 +16,9 @@ const build = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "-
 })
 if (build.status !== 0) process.exit(1)
 
-const suites = [CliStartup]
+// `--only=<text>` runs the benchmarks whose name contains the text (no docs/performance.md then).
+const only = process.argv.find((arg) => arg.startsWith("--only="))?.slice("--only=".length)
+const suites = [CliStartup, GatewayStream].filter((suite) => only === undefined || suite.name.includes(only))
 let failed = false
 const notes = []
 const lines = []
@@ -42,7 +45,7 @@ for (const suite of suites) {
 }
 if (notes.length > 0) log(`\n${notes.join("\n")}`)
 // A full run is the record: docs/performance.md holds its table.
-if (!quick && !failed) {
+if (!quick && !failed && only === undefined) {
   writeFileSync(
     new URL("../../../docs/performance.md", import.meta.url),
     `# Performance\n\nWritten by \`pnpm bench\` (a full run); ratios are paired within each interleaved round, ours ÷ peer, so lower is better.\n\n${lines.join("\n")}\n`
