@@ -57,7 +57,24 @@ let checks: {
   readonly tscStrict: Promise<Result>
   readonly bundle: Promise<Result>
   readonly binary: Promise<Result>
-} = { node: notInstalled, tsc: notInstalled, tscStrict: notInstalled, bundle: notInstalled, binary: notInstalled }
+  readonly subpaths: Promise<Result>
+} = {
+  node: notInstalled,
+  tsc: notInstalled,
+  tscStrict: notInstalled,
+  bundle: notInstalled,
+  binary: notInstalled,
+  subpaths: notInstalled
+}
+
+// Public modules import one by one; internal ones are closed by the exports map.
+const subpathScript = `
+const Transport = await import("@llm-gateway/core/Transport")
+const Server = await import("@llm-gateway/simulator/SimulatorServer")
+if (typeof Transport.layer !== "function" || typeof Server.layerServer !== "function") throw new Error("missing exports")
+const closed = await import("@llm-gateway/core/internal/hash.js").then(() => "importable", (e) => e.code)
+console.log(closed)
+`
 
 describe("installed from the packed tarballs into a fresh project", () => {
   beforeAll(async () => {
@@ -95,7 +112,8 @@ describe("installed from the packed tarballs into a fresh project", () => {
           ? run(process.execPath, ["bundle.mjs"], app)
           : { code: bundled.code, stdout: "", output: `esbuild failed:\n${bundled.output}` }
       ),
-      binary: run(join(app, "node_modules/.bin/llm-gateway"), ["chat", "--json", "hello"], app)
+      binary: run(join(app, "node_modules/.bin/llm-gateway"), ["chat", "--json", "hello"], app),
+      subpaths: run(process.execPath, ["--input-type=module", "-e", subpathScript], app)
     }
   }, 240_000)
 
@@ -114,6 +132,12 @@ describe("installed from the packed tarballs into a fresh project", () => {
     expect(result.code, `node app.mjs failed:\n${result.output}`).toBe(0)
     expect(result.output, "the example printed no simulator reply").toContain("You said:")
     expect(result.output, "the example's email address reached the output").not.toContain("@example.com")
+  }, 120_000)
+
+  it("every public module imports on its own; internal modules do not import", async () => {
+    const result = await checks.subpaths
+    expect(result.code, `importing module subpaths failed:\n${result.output}`).toBe(0)
+    expect(result.stdout.trim(), "@llm-gateway/core/internal/* must not be importable").toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
   }, 120_000)
 
   it("(b) tsc --strict type-checks a TypeScript consumer against the published .d.ts", async () => {
