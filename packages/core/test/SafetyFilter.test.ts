@@ -721,6 +721,21 @@ describe("SafetyFilter output redactor", () => {
     }
   })
 
+  it("equals whole-text redaction with astral letters and split surrogate pairs, pushed a code unit at a time", () => {
+    const text = FastCheck.array(
+      FastCheck.constantFrom("a", "𝐀", "@", "b.io", "😀", " ", "1", "-", "212-555-0123", "x@y.de", "\ud800", "\udc00", "DE89"),
+      { minLength: 1, maxLength: 40 }
+    ).map((parts) => parts.join(""))
+    FastCheck.assert(
+      FastCheck.property(text, splitPointsArb, (t, points) => {
+        const whole = filter.redact(t).text
+        expect(streamed(filter, t.split("")).text).toBe(whole)
+        expect(streamed(filter, splitAt(t, points)).text).toBe(whole)
+      }),
+      { numRuns: runs }
+    )
+  })
+
   it("checks block rules on 1 MB adversarial inputs", () => {
     const mb = 1 << 20
     for (const unit of ["write a ", "ignore all ", "steal someone's ", "hack into my ex's ", "reveal the full "]) {

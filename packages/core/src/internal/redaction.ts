@@ -153,9 +153,15 @@ const findNext = (
   let at = from
   if (anchored) {
     const regex = r.sticky
+    // A Unicode-aware search never starts inside a surrogate pair; neither may this one.
+    const unicode = regex.unicode || regex.flags.includes("v")
     while (at < limit) {
       workCounter.steps++
-      if (!r.isStart(text.charCodeAt(at))) {
+      const code = text.charCodeAt(at)
+      if (
+        !r.isStart(code) ||
+        (unicode && isLowSurrogate(code) && at > 0 && isHighSurrogate(text.charCodeAt(at - 1)))
+      ) {
         at++
         continue
       }
