@@ -196,6 +196,24 @@ describe("Gateway input", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("reports a bounded number of issues, and refuses limits that are not positive integers", () => {
+    const { layer } = setup()
+    return Effect.gen(function*() {
+      const messages = Array.from({ length: 50 }, () => ({ role: "nobody", content: EMAIL }))
+      const error = yield* failure({ model: "gpt-4o", messages })
+      expect(error._tag).toBe("InvalidRequest")
+      if (error._tag !== "InvalidRequest") return
+      expect(error.issues.length).toBeLessThanOrEqual(21)
+      expect(error.message).toContain("messages.0.role")
+      expect(error.message).not.toContain(EMAIL)
+      for (const limits of [{ maxMessages: 0 }, { maxPromptChars: 1.5 }, { maxVariables: Number.NaN }]) {
+        const exit = yield* Effect.exit(Layer.build(setup({ limits }).layer).pipe(Effect.scoped))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        if (Exit.isFailure(exit)) expect(Cause.pretty(exit.cause)).toContain(`limits.${Object.keys(limits)[0]}`)
+      }
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a 10 MB prompt fails at once under the default limits", () => {
     const { layer, scans } = setup()
     return Effect.gen(function*() {
