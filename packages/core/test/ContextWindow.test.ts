@@ -156,6 +156,15 @@ describe("tokenizer on long texts", () => {
           }),
           { numRuns: 400 }
         )
+        // Random text longer than one slice (so `count` slices it) counts exactly as a whole.
+        FastCheck.assert(
+          FastCheck.property(FastCheck.array(text, { minLength: 1_200, maxLength: 1_400 }), (parts) => {
+            const long = parts.join(" ")
+            if (long.length <= Tokenizer.sliceLength) return
+            expect(ours.count(long)).toBe(ref.encode(long, [], []).length)
+          }),
+          { numRuns: 4 }
+        )
         // Normal prose longer than one slice counts exactly as a whole.
         const prose = "The quick brown fox jumps over the lazy dog. Съешь же ещё этих булок. 我能吞下玻璃。\n".repeat(2_000)
         expect(prose.length).toBeGreaterThan(Tokenizer.sliceLength)
