@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as ConfigError from "effect/ConfigError"
 import * as Output from "../src/Output.js"
 
 describe("Output.describeError", () => {
@@ -16,5 +17,40 @@ describe("Output.describeError", () => {
     expect(described._tag).toBe("UnknownError")
     expect(described.message.length).toBe(2_000)
     expect(described.message.endsWith("…")).toBe(true)
+  })
+})
+
+describe("Output.describeConfigError", () => {
+  it("says in words which variable is missing and what to do, never the value", () => {
+    const described = Output.describeError(ConfigError.MissingData(["LLM_GATEWAY_API_KEY"], "Expected LLM_GATEWAY_API_KEY to exist"))
+    expect(described._tag).toBe("ConfigError")
+    expect(described.message).toMatch(/^LLM_GATEWAY_API_KEY is not set \(the gateway named by LLM_GATEWAY_BASE_URL/)
+    expect(described.message).toContain("set LLM_GATEWAY_API_KEY, or unset LLM_GATEWAY_BASE_URL to use the embedded simulator")
+    expect(described.message).not.toContain("Missing data")
+  })
+
+  it("names every variable of a combined error once, preferring invalid data over missing", () => {
+    const error = ConfigError.And(
+      ConfigError.Or(
+        ConfigError.MissingData(["GENESYS_ENVIRONMENT"], "missing"),
+        ConfigError.InvalidData(["GENESYS_ENVIRONMENT"], "Expected a Genesys Cloud region.")
+      ),
+      ConfigError.MissingData(["GENESYS_CLIENT_SECRET"], "missing")
+    )
+    expect(Output.describeConfigError(error)).toBe(
+      "GENESYS_ENVIRONMENT is invalid: Expected a Genesys Cloud region (set your Genesys Cloud region, e.g. mypurecloud.com or mypurecloud.de); " +
+        "GENESYS_CLIENT_SECRET is not set (Genesys Cloud client credentials need the secret of the OAuth client named by GENESYS_CLIENT_ID)."
+    )
+  })
+})
+
+describe("Output.useColor", () => {
+  it("colours only a terminal, and never with NO_COLOR or TERM=dumb", () => {
+    expect(Output.useColor({ isTTY: true }, {})).toBe(true)
+    expect(Output.useColor({ isTTY: false }, {})).toBe(false)
+    expect(Output.useColor({}, {})).toBe(false)
+    expect(Output.useColor({ isTTY: true }, { NO_COLOR: "1" })).toBe(false)
+    expect(Output.useColor({ isTTY: true }, { NO_COLOR: "" })).toBe(true)
+    expect(Output.useColor({ isTTY: true }, { TERM: "dumb" })).toBe(false)
   })
 })

@@ -1,10 +1,20 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as AuditCommand from "../src/AuditCommand.js"
 import * as ChatCommand from "../src/ChatCommand.js"
+import * as CostCommand from "../src/CostCommand.js"
 import * as DemoCommand from "../src/DemoCommand.js"
 import * as Argv from "../src/internal/argv.js"
+import * as ModelsCommand from "../src/ModelsCommand.js"
 import * as SimCommand from "../src/SimCommand.js"
 
-const specs = { chat: ChatCommand.spec, demo: DemoCommand.spec, sim: SimCommand.spec }
+const specs = {
+  chat: ChatCommand.spec,
+  demo: DemoCommand.spec,
+  models: ModelsCommand.spec,
+  audit: AuditCommand.spec,
+  cost: CostCommand.spec,
+  sim: SimCommand.spec
+}
 const check = (...args: ReadonlyArray<string>) => Argv.check("llm-gateway", args, specs)
 
 describe("command line check", () => {
@@ -28,7 +38,9 @@ describe("command line check", () => {
   })
 
   it("names an unknown command and lists the known ones", () => {
-    expect(check("frob")).toBe(`unknown command "frob": expected one of chat, demo, sim. See 'llm-gateway --help'.`)
+    expect(check("frob")).toBe(
+      `unknown command "frob": expected one of chat, demo, models, audit, cost, sim. See 'llm-gateway --help'.`
+    )
   })
 
   it("names the flag and what it expects for a bad or missing value", () => {
@@ -52,5 +64,50 @@ describe("command line check", () => {
   it("keeps a long value short in the message", () => {
     const message = check("chat", "--max-tokens", "x".repeat(10_000), "hi")!
     expect(message.length).toBeLessThan(200)
+  })
+
+  it("accepts the chat flags of issue 14", () => {
+    expect(check("chat", "--profile", "openai", "--base-url", "https://api.openai.com/v1", "hi")).toBeUndefined()
+    expect(check("chat", "--cache-dir", ".llm-cache", "--budget", "0.05", "--jsonl", "-q", "hi")).toBeUndefined()
+    expect(check("chat", "--quiet")).toBeUndefined()
+  })
+
+  it("names a bad chat flag value", () => {
+    expect(check("chat", "--profile", "azure", "hi")).toBe(
+      `--profile expects gateway or openai, got "azure". See 'llm-gateway chat --help'.`
+    )
+    expect(check("chat", "--base-url", "api.openai.com", "hi")).toContain(
+      `--base-url expects an http(s) URL such as https://api.openai.com/v1, got "api.openai.com"`
+    )
+    expect(check("chat", "--base-url=ftp://x", "hi")).toContain("--base-url expects an http(s) URL")
+    expect(check("chat", "--budget", "-1", "hi")).toContain(`--budget expects a number of US dollars, 0 or more, got "-1"`)
+    expect(check("chat", "--budget", "lots", "hi")).toContain("--budget expects a number of US dollars")
+    expect(check("chat", "--jsonl=1")).toBe("--jsonl takes no value. See 'llm-gateway chat --help'.")
+  })
+
+  it("checks nested commands: audit verify, cost report", () => {
+    expect(check("audit", "verify", "a.jsonl", "b.jsonl", "--json", "--key-env", "MY_KEY", "--chain")).toBeUndefined()
+    expect(check("cost", "report", "--since", "2026-11-01", "--csv", "a.jsonl", "b.jsonl")).toBeUndefined()
+    expect(check("models", "--json")).toBeUndefined()
+    expect(check("audit", "--help")).toBeUndefined()
+    expect(check("audit", "verify", "--help")).toBeUndefined()
+    expect(check("audit")).toBe("'audit' needs a command: verify. See 'llm-gateway audit --help'.")
+    expect(check("audit", "check", "a.jsonl")).toBe(
+      `unknown command "audit check": expected 'audit verify'. See 'llm-gateway audit --help'.`
+    )
+    expect(check("audit", "verify")).toBe(
+      "'audit verify' needs at least one audit file. See 'llm-gateway audit verify --help'."
+    )
+    expect(check("audit", "verify", "--bogus", "a.jsonl")).toBe(
+      "unknown option --bogus for 'audit verify'. See 'llm-gateway audit verify --help'."
+    )
+    expect(check("audit", "verify", "--key-env", "not a name", "a.jsonl")).toContain(
+      "--key-env expects the name of an environment variable"
+    )
+    expect(check("cost", "report", "--since", "last week", "a.jsonl")).toContain(
+      `--since expects a UTC date such as 2026-11-01 or a time such as 2026-11-01T12:00:00Z, got "last week"`
+    )
+    expect(check("cost", "report", "--json", "a.jsonl", "--csv")).toBeUndefined()
+    expect(check("models", "extra")).toBe("'models' takes no arguments. See 'llm-gateway models --help'.")
   })
 })

@@ -1,6 +1,7 @@
 /**
  * What `llm-gateway audit verify` does; loaded only when it runs.
  */
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as AuditLog from "@llm-gateway/core/AuditLog"
 import * as Config from "effect/Config"
@@ -51,7 +52,49 @@ export const describe = (report: FileReport): string => {
   } before it are intact.`
 }
 
-/** Verifies each file (or the files as one rotated chain) and prints the reports. */
+/** Verifies each file, or the files as one rotated chain (each continuing the one before). */
+export const verifyFiles = (
+  files: ReadonlyArray<string>,
+  options: { readonly key?: Redacted.Redacted<string> | undefined; readonly chain?: boolean | undefined } = {}
+): Effect.Effect<Array<FileReport>, never, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const reports: Array<FileReport> = []
+    let start: AuditLog.ChainHead | undefined = undefined
+    for (const file of files) {
+      const result: Either.Either<AuditLog.VerifyReport, AuditLog.AuditFileError> = yield* Effect.either(
+        AuditLog.verifyFile(file, { key: options.key, start })
+      )
+      const name = Output.oneLine(file)
+      start = undefined
+      if (Either.isLeft(result)) {
+        reports.push({ file: name, ok: false, error: Output.describeError(result.left) })
+      } else if (result.right._tag === "Valid") {
+        const valid: Extract<AuditLog.VerifyReport, { _tag: "Valid" }> = result.right
+        reports.push({
+          file: name,
+          ok: true,
+          entries: valid.entries,
+          lastSeq: valid.lastSeq ?? null,
+          lastHash: valid.lastHash,
+          keyed: options.key !== undefined
+        })
+        if (options.chain === true) start = valid.head
+      } else {
+        const invalid: Extract<AuditLog.VerifyReport, { _tag: "Invalid" }> = result.right
+        reports.push({
+          file: name,
+          ok: false,
+          line: invalid.line,
+          kind: invalid.reason,
+          message: invalid.message,
+          validEntries: invalid.validEntries
+        })
+      }
+    }
+    return reports
+  })
+
+/** Verifies the files and prints the reports. */
 export const verify = (args: VerifyArgs) =>
   Effect.gen(function*() {
     const key = yield* Effect.either(readKey(args.keyEnv))
@@ -62,42 +105,8 @@ export const verify = (args: VerifyArgs) =>
         : Output.stderrLine(`error (${described._tag}): ${described.message}`)
       return yield* Output.setExitCode(ExitCode.config)
     }
-    const keyValue: Redacted.Redacted<string> | undefined = Option.getOrUndefined(key.right)
-    const reports: Array<FileReport> = []
-    let start: AuditLog.ChainHead | undefined = undefined
-    for (const file of args.files) {
-      const result: Either.Either<AuditLog.VerifyReport, AuditLog.AuditFileError> = yield* Effect.either(
-        AuditLog.verifyFile(file, { key: keyValue, start })
-      )
-      const name = Output.oneLine(file)
-      let report: FileReport
-      if (Either.isLeft(result)) {
-        report = { file: name, ok: false, error: Output.describeError(result.left) }
-        start = undefined
-      } else if (result.right._tag === "Valid") {
-        const valid: Extract<AuditLog.VerifyReport, { _tag: "Valid" }> = result.right
-        report = {
-          file: name,
-          ok: true,
-          entries: valid.entries,
-          lastSeq: valid.lastSeq ?? null,
-          lastHash: valid.lastHash,
-          keyed: keyValue !== undefined
-        }
-        start = args.chain ? valid.head : undefined
-      } else {
-        const invalid: Extract<AuditLog.VerifyReport, { _tag: "Invalid" }> = result.right
-        report = {
-          file: name,
-          ok: false,
-          line: invalid.line,
-          kind: invalid.reason,
-          message: invalid.message,
-          validEntries: invalid.validEntries
-        }
-        start = undefined
-      }
-      reports.push(report)
+    const reports = yield* verifyFiles(args.files, { key: Option.getOrUndefined(key.right), chain: args.chain })
+    for (const report of reports) {
       // The verdict is the output (stdout); a file that cannot be read is an error (stderr).
       if (!args.json) {
         yield* "error" in report ? Output.stderrLine(describe(report)) : Output.stdout(describe(report) + "\n")

@@ -24,7 +24,7 @@ export interface Row {
   readonly source: "built-in" | "LLM_GATEWAY_MODELS" | "LLM_GATEWAY_PRICING"
 }
 
-/** The catalog: every sized model, then priced models the catalog does not size. */
+/** The catalog: every sized model, then each price no catalog row shows, sized as a lookup would. */
 export const rows = (
   extra: Readonly<Record<string, Models.ModelInfo>>,
   pricing: CostMeter.Pricing
@@ -33,8 +33,11 @@ export const rows = (
   const table: CostMeter.Pricing = { ...CostMeter.defaultPricing, ...pricing }
   const added = new Set(Object.keys(extra).map((id) => id.toLowerCase()))
   const out: Array<Row> = []
+  // Prices shown on a catalog row; the others get a row of their own.
+  const shown = new Set<CostMeter.ModelPrice>()
   for (const [model, info] of registry.models) {
     const price = CostMeter.lookupPrice(table, model)
+    if (Option.isSome(price)) shown.add(price.value)
     out.push({
       model,
       contextWindow: info.contextWindow,
@@ -46,12 +49,14 @@ export const rows = (
     })
   }
   for (const [key, price] of Object.entries(table)) {
-    if (key === "*" || Option.isSome(Models.find(key, registry))) continue
+    if (key === "*" || shown.has(price)) continue
+    // Sized as a lookup of this id would be: through its family, or the fallback (null).
+    const family = Option.map(Models.find(key, registry), ([, info]) => info)
     out.push({
       model: key,
-      contextWindow: null,
-      maxOutputTokens: null,
-      encoding: null,
+      contextWindow: Option.isSome(family) ? family.value.contextWindow : null,
+      maxOutputTokens: Option.isSome(family) ? family.value.maxOutputTokens : null,
+      encoding: Option.isSome(family) ? family.value.encoding : null,
       promptPerMillion: price.promptPerMillion,
       completionPerMillion: price.completionPerMillion,
       source: key in pricing ? "LLM_GATEWAY_PRICING" : "built-in"
