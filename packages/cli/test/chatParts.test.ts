@@ -1,7 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
-import { CostMeter, Models } from "@llm-gateway/core"
+import { CostMeter, Models, Transport } from "@llm-gateway/core"
+import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import * as AppLayer from "../src/AppLayer.js"
 import * as Backend from "../src/Backend.js"
 import { forTag } from "../src/internal/exitCodes.js"
@@ -78,4 +84,51 @@ describe("exit codes and advice", () => {
     const genesys: Backend.Backend = { _tag: "Genesys", description: "Genesys Cloud (mypurecloud.de)" }
     expect(Backend.advise(genesys, { _tag: "AuthError", message: "m" })).toEqual({ _tag: "AuthError", message: "m" })
   })
+})
+
+describe("the embedded simulator backend", () => {
+  const simulator: Backend.Backend = { _tag: "Simulator", description: "the embedded simulator" }
+  const stalled = Effect.gen(function*() {
+    const transport = yield* Transport.GatewayTransport
+    const fiber = yield* Stream.runDrain(transport.stream({
+      model: "sim:stall",
+      system: undefined,
+      messages: [{ role: "user", content: "hi" }],
+      temperature: undefined,
+      maxTokens: undefined
+    })).pipe(Effect.fork)
+    yield* TestClock.adjust("5 seconds")
+    return yield* Fiber.poll(fiber)
+  })
+
+  it.scoped("takes the transport's timeout variables, like any gateway", () =>
+    Effect.gen(function*() {
+      const withIdle = yield* stalled.pipe(
+        Effect.provide(Backend.layer(simulator)),
+        withEnv({ LLM_GATEWAY_IDLE_TIMEOUT: "1 second" })
+      )
+      expect(Option.isSome(withIdle) && Exit.isFailure(withIdle.value)).toBe(true)
+      const error = Option.isSome(withIdle) && Exit.isFailure(withIdle.value) ? Cause.failureOption(withIdle.value.cause) : Option.none()
+      expect(Option.map(error, (e) => e._tag)).toEqual(Option.some("RequestTimeout"))
+      // Without it the default idle timeout (30 s) has not run out after 5 s.
+      const byDefault = yield* stalled.pipe(Effect.provide(Backend.layer(simulator)), withEnv({}))
+      expect(Option.isNone(byDefault)).toBe(true)
+    }))
+
+  it.effect("speaks the profile --profile or LLM_GATEWAY_PROFILE names", () =>
+    Effect.gen(function*() {
+      const paths = yield* Effect.gen(function*() {
+        const transport = yield* Transport.GatewayTransport
+        yield* Stream.runDrain(transport.stream({
+          model: "sim:hello",
+          system: undefined,
+          messages: [{ role: "user", content: "hi" }],
+          temperature: undefined,
+          maxTokens: undefined
+        }))
+        const recorded = yield* Effect.flatMap(Backend.simulatorService, (s) => Option.getOrThrow(s).requests)
+        return recorded.map((r) => r.path)
+      }).pipe(Effect.provide(Backend.layer(simulator)), withEnv({ LLM_GATEWAY_PROFILE: "openai" }))
+      expect(paths).toEqual(["/v1/chat/completions"])
+    }))
 })
