@@ -90,9 +90,20 @@ export interface Options {
  */
 export const defaultMaxReplyChars = 1_000_000
 
+/** One request limit from the environment: unset is `None` (the default applies). */
+const limitConfig = (name: string): Config.Config<Option.Option<number>> =>
+  Config.option(
+    Config.integer(name).pipe(
+      Config.validate({ message: "Expected a whole number from 1 to 1000000000", validation: (n) => n >= 1 && n <= 1e9 })
+    )
+  )
+
 /**
  * Where `layerConfig` reads its settings: `LLM_GATEWAY_MAX_REPLY_CHARS`, the reply-size limit
- * in characters (a whole number from 1 to 1e9; default `defaultMaxReplyChars`).
+ * in characters (a whole number from 1 to 1e9; default `defaultMaxReplyChars`), and the request
+ * limits (`InputLimits`, each a whole number from 1 to 1e9, unset keeps the default):
+ * `LLM_GATEWAY_MAX_MESSAGES`, `LLM_GATEWAY_MAX_MESSAGE_CHARS`, `LLM_GATEWAY_MAX_PROMPT_CHARS`,
+ * `LLM_GATEWAY_MAX_TEMPLATE_VARIABLES`.
  *
  * @since 0.1.0
  * @category Config
@@ -104,6 +115,20 @@ export const config: Config.Config<Options> = Config.all({
       validation: (n) => n >= 1 && n <= 1e9
     }),
     Config.withDefault(defaultMaxReplyChars)
+  ),
+  limits: Config.all({
+    maxMessages: limitConfig("LLM_GATEWAY_MAX_MESSAGES"),
+    maxMessageChars: limitConfig("LLM_GATEWAY_MAX_MESSAGE_CHARS"),
+    maxPromptChars: limitConfig("LLM_GATEWAY_MAX_PROMPT_CHARS"),
+    maxVariables: limitConfig("LLM_GATEWAY_MAX_TEMPLATE_VARIABLES")
+  }).pipe(
+    Config.map((read): Partial<InputLimits> => {
+      const limits: { -readonly [K in keyof InputLimits]?: number } = {}
+      for (const [key, value] of Object.entries(read) as Array<[keyof InputLimits, Option.Option<number>]>) {
+        if (Option.isSome(value)) limits[key] = value.value
+      }
+      return limits
+    })
   )
 })
 
@@ -1017,7 +1042,11 @@ export const layerConfig = (
   Layer.effect(
     Gateway,
     Effect.flatMap(config, (fromEnv) =>
-      make({ ...options, maxReplyChars: options.maxReplyChars ?? fromEnv.maxReplyChars }))
+      make({
+        ...options,
+        maxReplyChars: options.maxReplyChars ?? fromEnv.maxReplyChars,
+        limits: { ...fromEnv.limits, ...options.limits }
+      }))
   )
 
 /**

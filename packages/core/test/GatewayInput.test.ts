@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -77,7 +78,15 @@ const setup = (options: { limits?: Partial<InputLimits>; systemInstruction?: str
     ),
     Layer.provide(transport)
   )
-  return { calls, scans, layer }
+  const requirements = Layer.mergeAll(
+    safety,
+    Layer.orDie(contextWindow),
+    ResponseCache.layerMemory({ capacity: 100, timeToLive: "1 hour" }),
+    CostMeter.layerMemory({}),
+    AuditLog.layerMemory,
+    transport
+  )
+  return { calls, scans, layer, requirements }
 }
 
 const auditEntries = Effect.flatMap(AuditLog.MemoryAuditLog, (log) => log.entries)
@@ -213,6 +222,31 @@ describe("Gateway input", () => {
       }
     }).pipe(Effect.provide(layer))
   })
+
+  it.effect("limits come from the environment with layerConfig; code wins; a bad value names the variable", () =>
+    Effect.gen(function*() {
+      const { requirements } = setup()
+      const fromEnv = (vars: ReadonlyArray<readonly [string, string]>, limits?: Partial<InputLimits>) =>
+        Gateway.layerConfig(limits === undefined ? {} : { limits }).pipe(
+          Layer.provide(requirements),
+          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(vars))))
+        )
+      const long = { model: "gpt-4o", messages: [user("x".repeat(50))] }
+      const tooLong = yield* failure(long).pipe(Effect.provide(fromEnv([["LLM_GATEWAY_MAX_MESSAGE_CHARS", "40"]])))
+      expect(tooLong.message).toContain("50 characters exceed the limit of 40 (maxMessageChars)")
+      const codeWins = yield* Gateway.complete(long).pipe(
+        Effect.provide(fromEnv([["LLM_GATEWAY_MAX_MESSAGE_CHARS", "40"]], { maxMessageChars: 100 }))
+      )
+      expect(codeWins.text).toBe("ok")
+      const tooMany = yield* failure({ model: "gpt-4o", messages: [user("a"), user("b")] }).pipe(
+        Effect.provide(fromEnv([["LLM_GATEWAY_MAX_MESSAGES", "1"]]))
+      )
+      expect(tooMany.message).toContain("(maxMessages)")
+      const bad = yield* Effect.flip(
+        Layer.build(fromEnv([["LLM_GATEWAY_MAX_PROMPT_CHARS", "0"]])).pipe(Effect.scoped)
+      )
+      expect(String(bad)).toContain("LLM_GATEWAY_MAX_PROMPT_CHARS")
+    }))
 
   it.effect("a 10 MB prompt fails at once under the default limits", () => {
     const { layer, scans } = setup()
