@@ -433,10 +433,10 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
             if (response.status === 401) return { _tag: "Unauthorized", error } as const
             return yield* Effect.fail(error)
           }).pipe(
-            Effect.timeoutFail({
-              duration: config.handshake,
-              onTimeout: () => timeout("handshake", config.handshake, false)
-            }),
+            // Counted in time this process could run (at most 4x on the clock): under CPU load a
+            // wall-clock timer aborts and re-sends requests whose reply is waiting unread.
+            (effect) =>
+              Timers.responsiveTimeout(effect, config.handshake, () => timeout("handshake", config.handshake, false)),
             Scope.extend(connection),
             Effect.onExit((exit) =>
               Exit.isSuccess(exit) && exit.value._tag === "Open" ? Effect.void : Scope.close(connection, Exit.void)

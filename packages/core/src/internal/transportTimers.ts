@@ -13,6 +13,7 @@ import type * as Chunk from "effect/Chunk"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { performance } from "node:perf_hooks"
 import { RequestTimeout, type TimeoutPhase } from "../GatewayError.js"
 
 /** What the pipeline has seen so far; read by the watchdog and when an error is classified. */
@@ -118,3 +119,67 @@ export const watchdog = (options: {
   })
   return check
 }
+
+/**
+ * One turn of the event loop's I/O phase: replies that arrived while the loop was busy are
+ * read before anything is decided on a deadline. (Node runs expired timers before it polls for
+ * I/O, so a timer that fires late would otherwise win against a reply already in the socket.)
+ */
+export const ioTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/** Whether `clock` tells real time (not a `TestClock`), so that real event-loop time applies. */
+const isLiveClock = (clock: Clock.Clock): boolean => Math.abs(clock.unsafeCurrentTimeMillis() - Date.now()) < 60_000
+
+/**
+ * Sleeps until `duration` of time in which this process could run has passed, or `maxWall` of
+ * clock time (default four times `duration`), then gives pending I/O one turn.
+ *
+ * Time this process could run is the event loop's idle time (waiting on I/O: a reply would
+ * have been read the moment it arrived) plus the CPU time the process got, never more than
+ * the clock time. Why: under CPU load from other processes the loop gets a fraction of the
+ * clock, a reply can sit unread in the socket, and a wall-clock deadline aborts and re-sends
+ * requests the server already took. An idle or unhindered process times out on time; a
+ * starved one waits longer, at most `maxWall`. With a `TestClock` the sleep is exactly
+ * `duration` on that clock.
+ */
+export const responsiveSleep = (
+  duration: Duration.Duration,
+  maxWall: Duration.Duration = Duration.times(duration, 4)
+): Effect.Effect<void> =>
+  Effect.clockWith((clock) => {
+    const ms = Duration.toMillis(duration)
+    if (!Number.isFinite(ms)) return Effect.never
+    if (!isLiveClock(clock)) return Effect.zipRight(Effect.sleep(duration), ioTurn)
+    const maxWallMs = Math.max(ms, Duration.toMillis(maxWall))
+    const startedAt = clock.unsafeCurrentTimeMillis()
+    const loop0 = performance.eventLoopUtilization()
+    const cpu0 = process.cpuUsage()
+    const wait = (sleepMs: number): Effect.Effect<void> =>
+      Effect.flatMap(Effect.sleep(Duration.millis(sleepMs)), () => {
+        const elapsed = clock.unsafeCurrentTimeMillis() - startedAt
+        const cpu = process.cpuUsage(cpu0)
+        const ran = Math.min(elapsed, performance.eventLoopUtilization(loop0).idle + (cpu.user + cpu.system) / 1000)
+        // One millisecond of slack: timers and the counters round differently.
+        if (ran >= ms - 1 || elapsed >= maxWallMs) return ioTurn
+        return wait(Math.max(1, Math.min(ms - ran, maxWallMs - elapsed)))
+      })
+    return wait(ms)
+  })
+
+/**
+ * `effect`, failing with `onTimeout()` once `duration` of responsive time (see
+ * `responsiveSleep`) has passed without it completing; `effect` is then interrupted.
+ */
+export const responsiveTimeout = <A, E, R, E2>(
+  effect: Effect.Effect<A, E, R>,
+  duration: Duration.Duration,
+  onTimeout: () => E2
+): Effect.Effect<A, E | E2, R> =>
+  Effect.raceFirst(
+    effect,
+    Effect.flatMap(responsiveSleep(duration), () => Effect.fail(onTimeout()))
+  )
+
