@@ -247,6 +247,29 @@ describe("llm-gateway CLI", () => {
     expect(stdout).not.toContain("super-secret-value")
   })
 
+  it("chat: Ctrl-C during a reply ends its line and exits with 130", async () => {
+    const child = spawn(process.execPath, [...sources, "chat", "--model", "sim:stall", "hi"], {
+      cwd: cliDir,
+      env: { ...cleanEnv(), NO_COLOR: "1" }
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stderr.on("data", (data: Buffer) => (stderr += data.toString()))
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.on("data", (data: Buffer) => {
+        const first = stdout === ""
+        stdout += data.toString()
+        if (first) child.kill("SIGINT")
+      })
+      child.on("close", resolve)
+    })
+    expect(code).toBe(130)
+    expect(stdout.endsWith("\n")).toBe(true)
+    expect(stderr).toContain("[interrupted]")
+    // A scenario id is not a model to warn about.
+    expect(stderr).not.toContain("warning:")
+  })
+
   it("sim: serves on loopback, prints its base URL first, and the openai endpoints answer", async () => {
     const child = spawn(process.execPath, [...sources, "sim", "--port", "0"], { cwd: cliDir, env: { ...process.env, NO_COLOR: "1" } })
     let stderr = ""

@@ -125,7 +125,9 @@ export const run = (args: ChatArgs) => {
     const simulator = backend._tag === "Simulator"
     const request = toRequest({ ...args, message })
     const assumed = yield* AppLayer.assumptions(args.model)
-    if (assumed.note !== undefined && !args.quiet) yield* Output.warnLine(assumed.note)
+    // `sim:<scenario>` ids choose a simulator scenario; they are not models to warn about.
+    const scenarioId = simulator && args.model.startsWith("sim:")
+    if (assumed.note !== undefined && !args.quiet && !scenarioId) yield* Output.warnLine(assumed.note)
     if (simulator) {
       yield* note(
         "[no gateway configured (GENESYS_CLIENT_ID, --base-url or LLM_GATEWAY_BASE_URL): the embedded simulator answers]"
@@ -169,7 +171,9 @@ export const run = (args: ChatArgs) => {
             }
             const notice = describeNotice(part)
             return notice === undefined ? Effect.void : note(notice)
-          })
+          }),
+          // Ctrl-C: end the partial reply's line, so the shell prompt starts on its own.
+          Effect.onInterrupt(() => (wroteText ? Output.stdout("\n").pipe(Effect.zipRight(note("[interrupted]"))) : Effect.void))
         )
       }))
     return yield* body.pipe(

@@ -10,6 +10,7 @@ import * as AppLayer from "../AppLayer.js"
 import * as Backend from "../Backend.js"
 import { request, simulatorScenario } from "../DemoCommand.js"
 import * as Output from "../Output.js"
+import { forTag } from "./exitCodes.js"
 
 const line = (text = "") => Output.stdout(`${text}\n`)
 
@@ -50,6 +51,9 @@ const send = (model: string, label: string) =>
 export const run = Effect.gen(function*() {
   const backend = yield* Backend.detect
   const model = yield* Config.string("LLM_GATEWAY_MODEL").pipe(Config.withDefault("gpt-4o-mini"))
+  // A model missing from the catalog is said once, in one line, as `chat` does.
+  const assumed = yield* AppLayer.assumptions(model)
+  if (assumed.note !== undefined) yield* Output.warnLine(assumed.note)
   const program = Effect.gen(function*() {
     yield* line("llm-gateway demo")
     yield* line(`backend: ${backend.description}`)
@@ -86,14 +90,15 @@ export const run = Effect.gen(function*() {
   })
   return yield* program.pipe(
     Effect.provide(AppLayer.layer(
-      Backend.layer(backend, { scenarios: [simulatorScenario], defaultScenario: simulatorScenario.name })
+      Backend.layer(backend, { scenarios: [simulatorScenario], defaultScenario: simulatorScenario.name }),
+      { assumed }
     ))
   )
 }).pipe(
   Effect.catchAll((error) => {
     const described = Output.describeError(error)
     return Output.stderrLine(`\nerror (${described._tag}): ${described.message}`).pipe(
-      Effect.zipRight(Output.setFailed)
+      Effect.zipRight(Output.setExitCode(forTag(described._tag)))
     )
   })
 )
