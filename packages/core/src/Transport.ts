@@ -57,7 +57,11 @@ import * as RetryPolicy from "./RetryPolicy.js"
 import * as Sse from "./Sse.js"
 
 /**
+ * Sends an outbound request to the gateway (with retries of the handshake) and streams the decoded
+ * chunks of its reply.
+ *
  * @since 0.1.0
+ * @category Models
  */
 export interface Service {
   /**
@@ -71,6 +75,7 @@ export interface Service {
  * The transport service.
  *
  * @since 0.1.0
+ * @category Services
  */
 export class GatewayTransport extends Context.Tag("@llm-gateway/core/GatewayTransport")<
   GatewayTransport,
@@ -86,6 +91,7 @@ export class GatewayTransport extends Context.Tag("@llm-gateway/core/GatewayTran
  * (`openai`).
  *
  * @since 0.1.0
+ * @category Models
  */
 export type Profile = "gateway" | "openai"
 
@@ -93,6 +99,7 @@ export type Profile = "gateway" | "openai"
  * The default path of each profile, appended to the base URL.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultPath: Readonly<Record<Profile, string>> = {
   gateway: "/api/v2/ai/llm/gateway/invoke",
@@ -114,6 +121,7 @@ export const defaultPath: Readonly<Record<Profile, string>> = {
  * @effect/platform client does).
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Timeouts {
   readonly handshake: Duration.DurationInput
@@ -126,6 +134,7 @@ export interface Timeouts {
  * Default deadlines: handshake 30 s, first token 60 s, idle 30 s, total 10 minutes.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const defaultTimeouts: Timeouts = {
   handshake: Duration.seconds(30),
@@ -139,6 +148,7 @@ export const defaultTimeouts: Timeouts = {
  * is not a chat chunk (`"fail"`, the default, or `"skip"` it and count it in `onSkip`).
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface DecodeOptions {
   readonly maxEventSize?: number | undefined
@@ -163,6 +173,7 @@ export interface DecodeOptions {
  * - plus the body `DecodeOptions`.
  *
  * @since 0.1.0
+ * @category Config
  */
 export interface Options extends DecodeOptions {
   readonly profile?: Profile | undefined
@@ -184,6 +195,7 @@ export interface Options extends DecodeOptions {
  * transport uses, exported so other servers' bodies (the simulator's) decode the same way.
  *
  * @since 0.1.0
+ * @category Decoding
  */
 export const decodeBody = (options: DecodeOptions = {}) =>
 <E, R>(
@@ -214,6 +226,7 @@ const wireMessage = (message: ChatMessage) =>
  * after `request.system`); the OpenAI profile sends it as the first message.
  *
  * @since 0.1.0
+ * @category Encoding
  */
 export const requestBody = (profile: Profile, request: OutboundRequest): Record<string, unknown> => {
   if (profile === "gateway") {
@@ -254,6 +267,7 @@ const isLoopbackHost = (host: string): boolean =>
  * credentials, query or fragment in the base.
  *
  * @since 0.1.0
+ * @category Utils
  */
 export const endpointUrl = (baseUrl: string | URL, path: string): Either.Either<string, string> => {
   let url: URL
@@ -535,6 +549,7 @@ const readErrorBody = (response: HttpClientResponse.HttpClientResponse): Effect.
  * missing base URL or an invalid `maxEventSize` fails with a `ConfigError` naming the option.
  *
  * @since 0.1.0
+ * @category Constructors
  */
 export const make = (
   options: Options
@@ -567,6 +582,7 @@ export const make = (
  * ```
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layer = (
   options: Options
@@ -593,6 +609,7 @@ const positiveDuration = (name: string) =>
  * `LLM_GATEWAY_RETRY_DEADLINE`.
  *
  * @since 0.1.0
+ * @category Config
  */
 export const config: Config.Config<Options> = Config.all({
   // No default here: an unset variable leaves the profile to the overrides, then `gateway`.
@@ -654,6 +671,7 @@ const configNames: Names = {
  * fails the Layer at start-up with a `ConfigError` naming it.
  *
  * @since 0.1.0
+ * @category Layers
  */
 export const layerConfig = (
   overrides: Options = {}
