@@ -10,6 +10,7 @@ import * as Command from "@effect/cli/Command"
 import type { Chat } from "@llm-gateway/core"
 import * as Effect from "effect/Effect"
 import type * as Argv from "./internal/argv.js"
+import * as Help from "./internal/help.js"
 
 /**
  * The demo's request.
@@ -62,5 +63,11 @@ export const command = Command.make(
   {},
   () => Effect.flatMap(Effect.promise(() => import("./internal/demo.js")), (demo) => demo.run)
 ).pipe(
-  Command.withDescription("Run the complete example (on the embedded simulator unless credentials are set)")
+  Command.withDescription(Help.describe(
+    "Run the complete example: a template with a customer inquiry holding an email address, a system instruction, the reply streamed token by token, what was redacted, the audit entry, the cost summary, and a second identical request answered from the cache. Runs on the embedded simulator unless a gateway is configured (see 'llm-gateway chat --help').",
+    [
+      ["llm-gateway demo", "on the embedded simulator"],
+      ["LLM_GATEWAY_MODEL=gpt-4.1-mini llm-gateway demo", "another model"]
+    ]
+  ))
 )

@@ -9,6 +9,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Argv from "./internal/argv.js"
+import * as Help from "./internal/help.js"
 
 const port = Options.integer("port").pipe(
   Options.withDescription("The port to listen on (0 picks a free one)"),
@@ -49,5 +50,12 @@ export const command = Command.make(
   { port, host, scenario },
   (args) => Effect.flatMap(Effect.promise(() => import("./internal/sim.js")), (sim) => sim.run(args))
 ).pipe(
-  Command.withDescription("Run the gateway simulator as an HTTP server and print its base URL")
+  Command.withDescription(Help.describe(
+    "Run the gateway simulator as an HTTP server on loopback until Ctrl-C. The first line of stdout is the base URL alone; stderr lists the token endpoint, the OAuth client id and secret and the API key it accepts (test values), the gateway-profile and OpenAI-compatible endpoints, and a ready-made chat command. Choose a scenario with the model id sim:<name>.",
+    [
+      ["llm-gateway sim --port 8787", "a fixed port"],
+      ["llm-gateway sim --port 0 --scenario scenarios.json", "a free port and scenarios from a file"]
+    ],
+    ["Exit codes: 2 bad usage (e.g. --port 99999), 3 a scenario file that cannot be used or a port that is taken, 130 stopped with Ctrl-C."]
+  ))
 )
