@@ -144,5 +144,7 @@ describe("audit verify", () => {
       expect(chained).toMatchObject([{ ok: true, entries: 3 }, { ok: true, entries: 3, lastSeq: 5 }])
       const missing = yield* verifyOne(join(dir, "nope.jsonl"))
       expect(missing).toMatchObject({ ok: false, error: { _tag: "AuditFileError" } })
+      // Endless input is refused, not read forever.
+      expect(yield* verifyOne("/dev/zero")).toMatchObject({ ok: false, error: { message: "The audit log /dev/zero is not a regular file." } })
     }))
 })

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
+import { stat } from "node:fs/promises"
 import type { VerifyArgs } from "../AuditCommand.js"
 import * as Output from "../Output.js"
 import { ExitCode } from "./exitCodes.js"
@@ -61,10 +62,21 @@ export const verifyFiles = (
     const reports: Array<FileReport> = []
     let start: AuditLog.ChainHead | undefined = undefined
     for (const file of files) {
+      const name = Output.oneLine(file)
+      // /dev/zero or a FIFO would be read forever (no line ever ends); only regular files.
+      const kind = yield* Effect.promise(() => stat(file).then((info) => (info.isFile() ? "file" : "other"), () => "missing"))
+      if (kind === "other") {
+        reports.push({
+          file: name,
+          ok: false,
+          error: { _tag: "AuditFileError", message: `The audit log ${name} is not a regular file.` }
+        })
+        start = undefined
+        continue
+      }
       const result: Either.Either<AuditLog.VerifyReport, AuditLog.AuditFileError> = yield* Effect.either(
         AuditLog.verifyFile(file, { key: options.key, start })
       )
-      const name = Output.oneLine(file)
       start = undefined
       if (Either.isLeft(result)) {
         reports.push({ file: name, ok: false, error: Output.describeError(result.left) })
