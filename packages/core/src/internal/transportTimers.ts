@@ -69,6 +69,16 @@ export const trackEvents = <A, E>(
   return loop
 }
 
+/**
+ * One turn of the event loop's I/O phase: replies that arrived while the loop was busy are
+ * read before anything is decided on a deadline. (Node runs expired timers before it polls for
+ * I/O, so a timer that fires late would otherwise win against a reply already in the socket.)
+ */
+export const ioTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 /** The body-phase deadlines, in milliseconds (`Infinity` when off). */
 export interface Deadlines {
   readonly firstToken: Duration.Duration
@@ -96,7 +106,9 @@ export const watchdog = (options: {
   const totalMs = Duration.toMillis(deadlines.total)
   if (!Number.isFinite(idleMs) && !Number.isFinite(firstTokenMs) && !Number.isFinite(totalMs)) return Effect.void
 
-  const check: Effect.Effect<void> = Effect.suspend(() => {
+  // `afterIo`: a deadline found passed is confirmed after one I/O turn, so an event that
+  // arrived while the loop was busy counts before the request is aborted.
+  const check = (afterIo: boolean): Effect.Effect<void> => Effect.suspend(() => {
     const now = clock.unsafeCurrentTimeMillis()
     let next = Number.isFinite(idleMs) ? now + idleMs : Infinity
     let fired: { phase: TimeoutPhase; after: Duration.Duration } | undefined
@@ -111,24 +123,15 @@ export const watchdog = (options: {
       consider(progress.waitingSince + idleMs, "idle", deadlines.idle)
     }
     if (fired !== undefined) {
+      if (!afterIo) return Effect.zipRight(ioTurn, check(true))
       progress.timedOut = new RequestTimeout({ ...fired, partial: progress.bodyStarted })
       return abort
     }
     if (!Number.isFinite(next)) return Effect.void
-    return Effect.zipRight(Effect.sleep(Duration.millis(next - now)), check)
+    return Effect.zipRight(Effect.sleep(Duration.millis(next - now)), check(false))
   })
-  return check
+  return check(false)
 }
-
-/**
- * One turn of the event loop's I/O phase: replies that arrived while the loop was busy are
- * read before anything is decided on a deadline. (Node runs expired timers before it polls for
- * I/O, so a timer that fires late would otherwise win against a reply already in the socket.)
- */
-export const ioTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
 
 /** Whether `clock` tells real time (not a `TestClock`), so that real event-loop time applies. */
 const isLiveClock = (clock: Clock.Clock): boolean => Math.abs(clock.unsafeCurrentTimeMillis() - Date.now()) < 60_000
