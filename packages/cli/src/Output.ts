@@ -132,7 +132,9 @@ export const describeConfigError = (error: ConfigError.ConfigError): string => {
     if (seen.has(name)) continue
     seen.add(name)
     const advice = settingAdvice[path[0] ?? ""]
-    const what = leaf._op === "MissingData"
+    const what = path.length === 0
+      ? withoutStop(leaf.message)
+      : leaf._op === "MissingData"
       ? `${name} is not set`
       : leaf._op === "InvalidData"
       ? `${name} is invalid: ${withoutStop(leaf.message)}`
