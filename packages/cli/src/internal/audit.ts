@@ -49,8 +49,8 @@ export const describe = (report: FileReport): string => {
   }
   if ("error" in report) return `${report.file}: cannot be verified: ${report.error.message}`
   return `${report.file}: BROKEN at line ${report.line} (${report.kind}): ${report.message} ${report.validEntries} entr${
-    report.validEntries === 1 ? "y" : "ies"
-  } before it are intact.`
+    report.validEntries === 1 ? "y before it is" : "ies before it are"
+  } intact.`
 }
 
 /** Verifies each file, or the files as one rotated chain (each continuing the one before). */
