@@ -21,7 +21,8 @@ import * as Transport from "../src/Transport.js"
 
 /**
  * A gateway in a child process: prints `port N`, then `request N` when a request has arrived
- * and answers it (headers and a short SSE reply) 100 ms later.
+ * and answers it (headers and a short SSE reply) 100 ms later. Under `/two/`, it answers at
+ * once with a first event, prints `first N`, and sends the rest 100 ms later.
  */
 const serverScript = `
 const http = require("http")
@@ -33,6 +34,12 @@ const server = http.createServer((req, res) => {
   req.on("end", () => {
     n++
     process.stdout.write("request " + n + "\\n")
+    if (req.url.startsWith("/two/")) {
+      res.writeHead(200, { "content-type": "text/event-stream" })
+      res.write(chunk("hello"), () => process.stdout.write("first " + n + "\\n"))
+      setTimeout(() => res.end(chunk(" again") + "data: [DONE]\\n\\n"), 100)
+      return
+    }
     setTimeout(() => {
       res.writeHead(200, { "content-type": "text/event-stream" })
       res.end(chunk("hello") + "data: [DONE]\\n\\n")
@@ -75,46 +82,78 @@ const blockFor = (ms: number) => {
   }
 }
 
-describe("handshake deadline under starvation", () => {
+/** The transport against the child gateway, built in the test's scope. */
+const transportFor = (baseUrl: string, timeouts: Transport.Options["timeouts"]) =>
+  Effect.map(
+    Layer.build(
+      Transport.layer({
+        profile: "openai",
+        baseUrl,
+        retry: { initialDelay: "5 millis", maxDelay: "20 millis", maxAttempts: 4, deadline: "30 seconds" },
+        timeouts
+      }).pipe(Layer.provide(Auth.layerStatic(Redacted.make("key"))), Layer.provide(NodeHttpClient.layerUndici))
+    ),
+    Context.get(Transport.GatewayTransport)
+  )
+
+const hello = {
+  model: "m",
+  system: undefined,
+  messages: [{ role: "user" as const, content: "Hi" }],
+  temperature: undefined,
+  maxTokens: undefined
+}
+
+/** Blocks the thread in the check phase: the next loop turn starts with the clock past the
+ * deadline and with the data waiting, as after a stretch without CPU. */
+const blockedLoopTurn = (ms: number) =>
+  Effect.async<void>((resume) => {
+    setImmediate(() => {
+      blockFor(ms)
+      resume(Effect.void)
+    })
+  })
+
+const textOf = (chunks: Chunk.Chunk<{ readonly choices: ReadonlyArray<{ readonly delta: { readonly content?: string | null | undefined } }> }>) =>
+  Chunk.toArray(chunks).map((c) => c.choices[0]?.delta.content ?? "").join("")
+
+describe("deadlines under starvation", () => {
   it.scopedLive("a reply that arrived while the event loop was blocked is read, not re-sent", () =>
     Effect.gen(function*() {
       const gateway = yield* childGateway
-      // Built in the test's scope: the HTTP client lives as long as the test.
-      const context = yield* Layer.build(
-        Transport.layer({
-          profile: "openai",
-          baseUrl: `http://127.0.0.1:${gateway.port}/v1`,
-          retry: { initialDelay: "5 millis", maxDelay: "20 millis", maxAttempts: 4, deadline: "30 seconds" },
-          timeouts: { handshake: "1 second", firstToken: "30 seconds", idle: "30 seconds", total: "60 seconds" }
-        }).pipe(Layer.provide(Auth.layerStatic(Redacted.make("key"))), Layer.provide(NodeHttpClient.layerUndici))
-      )
-      const transport = Context.get(context, Transport.GatewayTransport)
-      const fiber = yield* Effect.fork(Stream.runCollect(
-        transport.stream({
-          model: "m",
-          system: undefined,
-          messages: [{ role: "user", content: "Hi" }],
-          temperature: undefined,
-          maxTokens: undefined
-        })
-      ))
+      const transport = yield* transportFor(`http://127.0.0.1:${gateway.port}/v1`, {
+        handshake: "1 second",
+        firstToken: "30 seconds",
+        idle: "30 seconds",
+        total: "60 seconds"
+      })
+      const fiber = yield* Effect.fork(Stream.runCollect(transport.stream(hello)))
       // The request has reached the gateway, whose answer comes 100 ms later: block longer
       // than the handshake deadline, so the answer waits unread in the socket when the
       // deadline's timer runs (Node runs due timers before it polls for I/O).
       while (!gateway.lines.includes("request 1")) yield* Effect.sleep(Duration.millis(5))
-      // Blocked in the check phase: the next loop turn starts with the clock past the deadline
-      // and with the reply waiting, as after a stretch without CPU.
-      yield* Effect.async<void>((resume) => {
-        setImmediate(() => {
-          blockFor(1_500)
-          resume(Effect.void)
-        })
-      })
-      const chunks = yield* Fiber.join(fiber)
-      expect(Chunk.toArray(chunks).map((c) => c.choices[0]?.delta.content).join("")).toBe("hello")
+      yield* blockedLoopTurn(1_500)
+      expect(textOf(yield* Fiber.join(fiber))).toBe("hello")
       // One upstream call: the accepted request was not aborted and sent again.
       yield* Effect.sleep(Duration.millis(200))
       expect(gateway.lines.filter((l) => l.startsWith("request "))).toEqual(["request 1"])
+    }), 30_000)
+
+  it.scopedLive("an event that arrived while the event loop was blocked is read, not an idle timeout", () =>
+    Effect.gen(function*() {
+      const gateway = yield* childGateway
+      const transport = yield* transportFor(`http://127.0.0.1:${gateway.port}/two/v1`, {
+        handshake: "30 seconds",
+        firstToken: "30 seconds",
+        idle: "1 second",
+        total: "60 seconds"
+      })
+      const fiber = yield* Effect.fork(Stream.runCollect(transport.stream(hello)))
+      while (!gateway.lines.includes("first 1")) yield* Effect.sleep(Duration.millis(5))
+      // Let the first event in, then block past the idle deadline while the rest arrives.
+      yield* Effect.sleep(Duration.millis(20))
+      yield* blockedLoopTurn(1_500)
+      expect(textOf(yield* Fiber.join(fiber))).toBe("hello again")
     }), 30_000)
 
   it.effect("on a TestClock the handshake deadline is exactly its length", () =>

@@ -79,6 +79,35 @@ export const ioTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
+/** Whether `clock` tells real time (not a `TestClock`), so that real event-loop time applies. */
+const isLiveClock = (clock: Clock.Clock): boolean => Math.abs(clock.unsafeCurrentTimeMillis() - Date.now()) < 60_000
+
+/**
+ * Reads how much of the clock time since the previous reading this process could not run:
+ * clock time minus event-loop idle time and CPU time. Always 0 on a `TestClock`.
+ */
+export const starvationMeter = (clock: Clock.Clock): () => number => {
+  if (!isLiveClock(clock)) return () => 0
+  let wall = clock.unsafeCurrentTimeMillis()
+  let loop = performance.eventLoopUtilization()
+  let cpu = process.cpuUsage()
+  return () => {
+    const nowWall = clock.unsafeCurrentTimeMillis()
+    const nowLoop = performance.eventLoopUtilization()
+    const nowCpu = process.cpuUsage()
+    const elapsed = nowWall - wall
+    const ran = performance.eventLoopUtilization(nowLoop, loop).idle +
+      (nowCpu.user - cpu.user + nowCpu.system - cpu.system) / 1000
+    wall = nowWall
+    loop = nowLoop
+    cpu = nowCpu
+    return Math.max(0, elapsed - ran)
+  }
+}
+
+/** Starvation below this is ordinary timer jitter, not a reason to move a deadline. */
+const starvationTolerance = 25
+
 /** The body-phase deadlines, in milliseconds (`Infinity` when off). */
 export interface Deadlines {
   readonly firstToken: Duration.Duration
@@ -91,6 +120,11 @@ export interface Deadlines {
  * passed, records it in `progress.timedOut` and runs `abort` (closing the connection).
  * `startedAt` is when the request began (total), `openedAt` when the headers arrived (first
  * token). Wakes at least once per idle period so a wait that begins later is caught on time.
+ *
+ * The first-token and idle deadlines are moved later by the time this process was starved of
+ * CPU while they ran (see `starvationMeter`; at most three times their length), and a passed
+ * one is confirmed after an I/O turn: under load an event may be waiting unread. The total
+ * deadline is on the clock.
  */
 export const watchdog = (options: {
   readonly progress: Progress
@@ -106,10 +140,25 @@ export const watchdog = (options: {
   const totalMs = Duration.toMillis(deadlines.total)
   if (!Number.isFinite(idleMs) && !Number.isFinite(firstTokenMs) && !Number.isFinite(totalMs)) return Effect.void
 
+  const starved = starvationMeter(clock)
+  // Starvation credited to the first-token wait, and to the current idle wait (`idleFor`).
+  let firstTokenCredit = 0
+  let idleCredit = 0
+  let idleFor: number | undefined = undefined
+
   // `afterIo`: a deadline found passed is confirmed after one I/O turn, so an event that
   // arrived while the loop was busy counts before the request is aborted.
   const check = (afterIo: boolean): Effect.Effect<void> => Effect.suspend(() => {
     const now = clock.unsafeCurrentTimeMillis()
+    const lost = starved()
+    if (progress.waitingSince !== idleFor) {
+      idleFor = progress.waitingSince
+      idleCredit = 0
+    }
+    if (lost > starvationTolerance) {
+      firstTokenCredit = Math.min(firstTokenCredit + lost, 3 * firstTokenMs)
+      if (idleFor !== undefined) idleCredit = Math.min(idleCredit + lost, 3 * idleMs)
+    }
     let next = Number.isFinite(idleMs) ? now + idleMs : Infinity
     let fired: { phase: TimeoutPhase; after: Duration.Duration } | undefined
     const consider = (deadline: number, phase: TimeoutPhase, after: Duration.Duration) => {
@@ -118,9 +167,9 @@ export const watchdog = (options: {
       else next = Math.min(next, deadline)
     }
     consider(startedAt + totalMs, "total", deadlines.total)
-    if (!progress.sawText) consider(openedAt + firstTokenMs, "firstToken", deadlines.firstToken)
+    if (!progress.sawText) consider(openedAt + firstTokenMs + firstTokenCredit, "firstToken", deadlines.firstToken)
     if (progress.sawEvent && progress.waitingSince !== undefined) {
-      consider(progress.waitingSince + idleMs, "idle", deadlines.idle)
+      consider(progress.waitingSince + idleMs + idleCredit, "idle", deadlines.idle)
     }
     if (fired !== undefined) {
       if (!afterIo) return Effect.zipRight(ioTurn, check(true))
@@ -132,9 +181,6 @@ export const watchdog = (options: {
   })
   return check(false)
 }
-
-/** Whether `clock` tells real time (not a `TestClock`), so that real event-loop time applies. */
-const isLiveClock = (clock: Clock.Clock): boolean => Math.abs(clock.unsafeCurrentTimeMillis() - Date.now()) < 60_000
 
 /**
  * Sleeps until `duration` of time in which this process could run has passed, or `maxWall` of
