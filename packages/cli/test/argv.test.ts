@@ -101,6 +101,8 @@ describe("command line check", () => {
     expect(check("audit", "verify", "--bogus", "a.jsonl")).toBe(
       "unknown option --bogus for 'audit verify'. See 'llm-gateway audit verify --help'."
     )
+    expect(check("audit", "verify", "--anchor", `41:${"ab".repeat(32)}`, "a.jsonl")).toBeUndefined()
+    expect(check("audit", "verify", "--anchor", "41", "a.jsonl")).toContain("--anchor expects SEQ:HASH")
     expect(check("audit", "verify", "--key-env", "not a name", "a.jsonl")).toContain(
       "--key-env expects the name of an environment variable"
     )

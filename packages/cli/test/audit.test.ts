@@ -6,6 +6,7 @@ import * as Redacted from "effect/Redacted"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { parseAnchor } from "../src/AuditCommand.js"
 import { describe as describeReport, type FileReport, verifyFiles } from "../src/internal/audit.js"
 
 const entry = (i: number): AuditLog.AuditEntry => ({
@@ -131,6 +132,20 @@ describe("audit verify", () => {
       const last = JSON.parse(lines[2]!)
       const forged = AuditLog.link({ seq: 3, prevHash: last.hash }, { ...entry(9), cost: { promptUsd: 0, completionUsd: 0, totalUsd: 0 } })
       expect(yield* verifyOne(asFile([...lines, forged.line]))).toMatchObject({ ok: true, entries: 4 })
+    }))
+
+  it.effect("lines cut from the end: a valid shorter chain, found with --anchor as truncated", () =>
+    Effect.gen(function*() {
+      const lines = chain(5)
+      const anchor = { seq: 4, hash: JSON.parse(lines[4]!).hash as string }
+      const cut = asFile(lines.slice(0, 3))
+      expect(yield* verifyOne(cut)).toMatchObject({ ok: true, entries: 3 })
+      const report = yield* verifyFiles([cut], { anchor }).pipe(Effect.map((r) => r[0]!), Effect.provide(NodeFileSystem.layer))
+      expect(broken(report)).toEqual({ line: 4, kind: "truncated" })
+      const whole = yield* verifyFiles([asFile(lines)], { anchor }).pipe(Effect.provide(NodeFileSystem.layer))
+      expect(whole[0]).toMatchObject({ ok: true, entries: 5 })
+      expect(parseAnchor(`4:${anchor.hash}`)).toEqual(anchor)
+      expect(parseAnchor("4:abc")).toBeUndefined()
     }))
 
   it.effect("rotated files verify as one chain with --chain, and a missing file is reported, not thrown", () =>

@@ -10,7 +10,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import { stat } from "node:fs/promises"
-import type { VerifyArgs } from "../AuditCommand.js"
+import { parseAnchor, type VerifyArgs } from "../AuditCommand.js"
 import * as Output from "../Output.js"
 import { ExitCode } from "./exitCodes.js"
 
@@ -56,12 +56,18 @@ export const describe = (report: FileReport): string => {
 /** Verifies each file, or the files as one rotated chain (each continuing the one before). */
 export const verifyFiles = (
   files: ReadonlyArray<string>,
-  options: { readonly key?: Redacted.Redacted<string> | undefined; readonly chain?: boolean | undefined } = {}
+  options: {
+    readonly key?: Redacted.Redacted<string> | undefined
+    readonly chain?: boolean | undefined
+    /** Checked in the last file (sequence numbers run across rotated files). */
+    readonly anchor?: { readonly seq: number; readonly hash: string } | undefined
+  } = {}
 ): Effect.Effect<Array<FileReport>, never, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const reports: Array<FileReport> = []
     let start: AuditLog.ChainHead | undefined = undefined
-    for (const file of files) {
+    for (const [index, file] of files.entries()) {
+      const anchor = index === files.length - 1 ? options.anchor : undefined
       const name = Output.oneLine(file)
       // /dev/zero or a FIFO would be read forever (no line ever ends); only regular files.
       const kind = yield* Effect.promise(() => stat(file).then((info) => (info.isFile() ? "file" : "other"), () => "missing"))
@@ -75,7 +81,7 @@ export const verifyFiles = (
         continue
       }
       const result: Either.Either<AuditLog.VerifyReport, AuditLog.AuditFileError> = yield* Effect.either(
-        AuditLog.verifyFile(file, { key: options.key, start })
+        AuditLog.verifyFile(file, { key: options.key, start, anchor })
       )
       start = undefined
       if (Either.isLeft(result)) {
@@ -117,7 +123,14 @@ export const verify = (args: VerifyArgs) =>
         : Output.stderrLine(`error (${described._tag}): ${described.message}`)
       return yield* Output.setExitCode(ExitCode.config)
     }
-    const reports = yield* verifyFiles(args.files, { key: Option.getOrUndefined(key.right), chain: args.chain })
+    const anchor = Option.getOrUndefined(Option.map(args.anchor, parseAnchor))
+    if (anchor !== undefined && args.files.length > 1 && !args.chain) {
+      yield* Output.stderrLine(
+        `llm-gateway: --anchor needs one file, or --chain for rotated files (it is checked in the last). See 'llm-gateway audit verify --help'.`
+      )
+      return yield* Output.setExitCode(ExitCode.usage)
+    }
+    const reports = yield* verifyFiles(args.files, { key: Option.getOrUndefined(key.right), chain: args.chain, anchor })
     for (const report of reports) {
       // The verdict is the output (stdout); a file that cannot be read is an error (stderr).
       if (!args.json) {
