@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { CostMeter, Models, Transport } from "@llm-gateway/core"
+import { CostMeter, GatewayError, Models, Transport } from "@llm-gateway/core"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -70,6 +70,12 @@ describe("exit codes and advice", () => {
     expect(forTag("TemplateError")).toBe(9)
     expect(forTag("ConfigError")).toBe(3)
     expect(forTag("SomethingNew")).toBe(1)
+  })
+
+  it("every error of the GatewayError union has a class of its own, not the catch-all 1", () => {
+    const tags = GatewayError.GatewayError.members.map((member) => (member as unknown as { _tag: string })._tag)
+    expect(tags.length).toBeGreaterThan(10)
+    for (const tag of tags) expect(forTag(tag), tag).not.toBe(1)
   })
 
   it("a refused static API key gets advice about the key, not about an OAuth client", () => {
