@@ -106,10 +106,10 @@ const flagSettings = (args: ChatArgs): ConfigProvider.ConfigProvider => {
   return ConfigProvider.fromMap(settings)
 }
 
-const finishLine = (part: Part.Finish, simulator: boolean): string =>
+const finishLine = (part: Part.Finish): string =>
   `[${part.reason}; ${part.usage.promptTokens}+${part.usage.completionTokens} tokens (${part.usageSource}); ${
     Output.usd(part.cost.totalUsd)
-  }${part.cached ? "; from the cache" : ""}${simulator ? "; answered by the embedded simulator" : ""}]`
+  }${part.cached ? "; from the cache" : ""}]`
 
 /** Runs one chat request and writes the reply (or the error) to the terminal. */
 export const run = (args: ChatArgs) => {
@@ -167,7 +167,7 @@ export const run = (args: ChatArgs) => {
               return Output.stdout(part.text)
             }
             if (part._tag === "Finish") {
-              return Output.stdout(wroteText ? "\n" : "").pipe(Effect.zipRight(note(finishLine(part, simulator))))
+              return Output.stdout(wroteText ? "\n" : "").pipe(Effect.zipRight(note(finishLine(part))))
             }
             const notice = describeNotice(part)
             return notice === undefined ? Effect.void : note(notice)
