@@ -103,7 +103,7 @@ export const cli = (argv: ReadonlyArray<string>) => {
   return Command.run(command, { name, version: "0.1.0" })(argv).pipe(
     Effect.catchIf(ValidationError.isValidationError, (error) =>
       usageError(
-        `${HelpDoc.toAnsiText(error.error).replace(/\s+/g, " ").trim()}. See '${name} --help'.`
+        `${HelpDoc.toAnsiText(error.error).replace(ANSI, "").replace(/\s+/g, " ").trim()}. See '${name} --help'.`
       )),
     withoutConsoleErrors
   )
