@@ -88,7 +88,7 @@ export const spec: Argv.Spec = {
   positionals: 1,
   flags: {
     "--template": Argv.valueFlag("a prompt template"),
-    "--var": Argv.valueFlag("a template variable as key=value", (v) => v.indexOf("=") > 0),
+    "--var": Argv.valueFlag("a template variable as key=value", (v) => v.indexOf("=") > 0, true),
     "--system": Argv.valueFlag("a system instruction"),
     "--model": Argv.valueFlag("a model id"),
     "--json": Argv.switchFlag,

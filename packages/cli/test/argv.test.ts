@@ -66,6 +66,13 @@ describe("command line check", () => {
     expect(message.length).toBeLessThan(200)
   })
 
+  it("names a value flag given twice; --var may repeat", () => {
+    expect(check("chat", "--temperature", "1", "--temperature=2", "hi")).toBe(
+      "--temperature is given more than once. See 'llm-gateway chat --help'."
+    )
+    expect(check("chat", "--template", "$a $b", "--var", "a=1", "--var", "b=2")).toBeUndefined()
+  })
+
   it("accepts the chat flags of issue 14", () => {
     expect(check("chat", "--profile", "openai", "--base-url", "https://api.openai.com/v1", "hi")).toBeUndefined()
     expect(check("chat", "--cache-dir", ".llm-cache", "--budget", "0.05", "--jsonl", "-q", "hi")).toBeUndefined()

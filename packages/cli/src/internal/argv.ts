@@ -7,7 +7,13 @@
 /** What a flag takes: nothing (a switch) or a value described for the error message. */
 export type Flag =
   | { readonly _tag: "Switch" }
-  | { readonly _tag: "Value"; readonly expects: string; readonly check?: (value: string) => boolean }
+  | {
+    readonly _tag: "Value"
+    readonly expects: string
+    readonly check?: (value: string) => boolean
+    /** May be given more than once (`--var`). */
+    readonly repeatable?: boolean
+  }
 
 /**
  * A subcommand's flags and how many positional arguments it takes (`Infinity` for a list of
@@ -25,8 +31,12 @@ export interface Spec {
 export const switchFlag: Flag = { _tag: "Switch" }
 
 /** A flag that takes a value. */
-export const valueFlag = (expects: string, check?: (value: string) => boolean): Flag =>
-  check === undefined ? { _tag: "Value", expects } : { _tag: "Value", expects, check }
+export const valueFlag = (expects: string, check?: (value: string) => boolean, repeatable = false): Flag => ({
+  _tag: "Value",
+  expects,
+  ...(check === undefined ? {} : { check }),
+  ...(repeatable ? { repeatable } : {})
+})
 
 /** Whole numbers only (no exponent, no fraction). */
 export const isInteger = (value: string): boolean => /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value))
@@ -97,6 +107,7 @@ export const check = (
   const help = `See '${program} ${label} --help'.`
   let positionals = 0
   let asksHelp = false
+  const given = new Set<string>()
   for (let i = 1; i < args.length; i++) {
     const arg = args[i]!
     if (arg === "--") {
@@ -113,6 +124,8 @@ export const check = (
         if (eq > 0) return `${name} takes no value. ${help}`
         continue
       }
+      if (given.has(name) && flag.repeatable !== true) return `${name} is given more than once. ${help}`
+      given.add(name)
       const value = eq > 0 ? arg.slice(eq + 1) : args[++i]
       if (value === undefined || (eq < 0 && value.startsWith("--"))) {
         return `${name} expects ${flag.expects}, but no value was given. ${help}`
