@@ -6,6 +6,8 @@ import type { Part } from "@llm-gateway/core"
 import { Gateway } from "@llm-gateway/core"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { stat } from "node:fs/promises"
@@ -199,6 +201,8 @@ export const run = (args: ChatArgs) => {
         : Output.stderrLine(`error (${described._tag}): ${described.message}`)
       return Effect.zipRight(report, Output.setExitCode(forTag(described._tag)))
     }),
+    // --quiet: the library's warnings go too; errors are still logged.
+    (effect) => (args.quiet ? Logger.withMinimumLogLevel(effect, LogLevel.Error) : effect),
     (effect) =>
       Effect.configProviderWith((current) =>
         Effect.withConfigProvider(effect, ConfigProvider.orElse(flagSettings(args), () => current))
