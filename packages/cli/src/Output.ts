@@ -4,8 +4,11 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
+import * as Logger from "effect/Logger"
 
 /**
  * Writes text to stdout without a newline.
@@ -180,3 +183,45 @@ export const warnLine = (text: string): Effect.Effect<void> =>
  * @category Utils
  */
 export const usd = (amount: number): string => `$${amount.toFixed(6)}`
+
+const levelNames: Readonly<Record<string, string>> = {
+  Fatal: "fatal",
+  Error: "error",
+  Warning: "warning",
+  Info: "info",
+  Debug: "debug",
+  Trace: "trace"
+}
+
+const logValue = (value: unknown): string => {
+  if (typeof value === "string") return value
+  if (value instanceof Error) return `${value.name}: ${value.message}`
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
+
+/**
+ * A logger that writes each record as one line, `warning: message [key=value, …] (cause)`,
+ * to `write` (stderr by default): a log record never spreads over several lines or forges
+ * one (see `oneLine`), and the level is coloured only on a terminal without `NO_COLOR`.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const lineLogger = (
+  write: (line: string) => void = (line) => void process.stderr.write(line),
+  color: boolean = useColor(process.stderr)
+): Logger.Logger<unknown, void> =>
+  Logger.make(({ annotations, cause, logLevel, message }) => {
+    const parts = (Array.isArray(message) ? message : [message]).map(logValue)
+    const fields = HashMap.toEntries(annotations).map(([key, value]) => `${key}=${logValue(value)}`)
+    // The first line of a cause says what failed; its stack trace is for a debugger, not a log line.
+    const why = Cause.isEmpty(cause) ? "" : ` (${Cause.pretty(cause).split("\n", 1)[0]})`
+    const label = levelNames[logLevel._tag] ?? logLevel.label.toLowerCase()
+    const text = oneLine(`${parts.join(" ")}${fields.length === 0 ? "" : ` [${fields.join(", ")}]`}${why}`)
+    const shown = color ? `\u001b[${logLevel._tag === "Warning" ? 33 : logLevel._tag === "Info" ? 36 : 31}m${label}:\u001b[39m` : `${label}:`
+    write(`${shown} ${text}\n`)
+  })

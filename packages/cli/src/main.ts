@@ -119,9 +119,8 @@ export const main = (): void =>
   cli(process.argv).pipe(
     Effect.provide(NodeContext.layer),
     // Logs go to stderr: stdout carries only the reply (or the --json object).
-    Effect.provide(
-      Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true, colors: Output.useColor(process.stderr) }))
-    ),
+    // One line per record (see Output.lineLogger): a warning never spreads over several lines.
+    Effect.provide(Logger.replace(Logger.defaultLogger, Output.lineLogger())),
     NodeRuntime.runMain({
       disableErrorReporting: false,
       disablePrettyLogger: true,

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Output from "../src/Output.js"
 
 describe("Output.describeError", () => {
@@ -52,5 +54,22 @@ describe("Output.useColor", () => {
     expect(Output.useColor({ isTTY: true }, { NO_COLOR: "1" })).toBe(false)
     expect(Output.useColor({ isTTY: true }, { NO_COLOR: "" })).toBe(true)
     expect(Output.useColor({ isTTY: true }, { TERM: "dumb" })).toBe(false)
+  })
+})
+
+describe("Output.lineLogger", () => {
+  it("writes one line per record: level, message, annotations and the first line of a cause", () => {
+    const lines: Array<string> = []
+    const logger = Output.lineLogger((line) => lines.push(line), false)
+    Effect.runSync(
+      Effect.gen(function*() {
+        yield* Effect.logWarning("Unknown model:\nusing the fallback").pipe(Effect.annotateLogs({ model: "m\r\nx", window: 8192 }))
+        yield* Effect.logError("writing failed", new Error("disk full\n    at stack"))
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    )
+    expect(lines).toHaveLength(2)
+    expect(lines[0]).toMatch(/^warning: Unknown model: using the fallback \[(model=m x, window=8192|window=8192, model=m x)\]\n$/)
+    expect(lines[1]).toBe("error: writing failed Error: disk full     at stack\n")
+    expect(lines.every((line) => line.indexOf("\n") === line.length - 1)).toBe(true)
   })
 })
