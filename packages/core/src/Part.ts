@@ -83,7 +83,9 @@ export class Finish extends Schema.TaggedClass<Finish>("@llm-gateway/core/Finish
   requestHash: Schema.String,
   alternatives: Schema.Array(Alternative),
   /** The model's refusal text, redacted, when it declined instead of answering. */
-  refusal: Schema.optional(Schema.String)
+  refusal: Schema.optional(Schema.String),
+  /** The model that answered, when a stage (such as `Stage.modelFallback`) may have changed it. */
+  model: Schema.optional(Schema.String)
 }) {}
 
 /**

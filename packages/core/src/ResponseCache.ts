@@ -46,6 +46,8 @@ export const CachedReply = Schema.Struct({
   refusal: Schema.optional(Schema.String),
   /** What was redacted from the reply before it was stored (counts only). */
   outputRedactions: Schema.optional(Schema.Array(RedactionCount)),
+  /** The model that answered, when a stage (such as a model fallback) chose another one. */
+  model: Schema.optional(Schema.String),
   storedAt: Schema.Number
 })
 

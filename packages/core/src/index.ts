@@ -130,6 +130,15 @@ export * as SafetyFilter from "./SafetyFilter.js"
 export * as Sse from "./Sse.js"
 
 /**
+ * The stages a gateway is composed of (prepared request in, parts out): the upstream call with
+ * budget and streaming redaction, the rate limit, the response cache, a model fallback, and your
+ * own, put together with `Gateway.layerWith`.
+ *
+ * @since 0.1.0
+ */
+export * as Stage from "./Stage.js"
+
+/**
  * Sends an outbound request over the `gateway` or `openai` wire profile and streams back decoded
  * chunks, with retries and timeouts.
  *
