@@ -49,6 +49,10 @@ const cpuPerToken = (requests, once) => async () => {
   return (used.user + used.system) / tokens
 }
 
+// BENCH_GATEWAY_BASELINE=<path of another build's dist/Gateway.js> adds that Gateway to the same
+// rounds (same services, same server), for a before/after comparison of a change.
+const baselinePath = process.env.BENCH_GATEWAY_BASELINE
+
 export const run = async ({ quick }) => {
   const { child, baseUrl } = await startServer()
   try {
@@ -63,16 +67,17 @@ export const run = async ({ quick }) => {
       Layer.provide(Auth.layerStatic(Redacted.make(apiKey))),
       Layer.provide(NodeHttpClient.layerUndici)
     )
-    const runtime = ManagedRuntime.make(
-      Gateway.layer({ profile: "openai" }).pipe(Layer.provide(services), Layer.provide(transport))
-    )
+    const runtimeOf = (G) => ManagedRuntime.make(G.layer({ profile: "openai" }).pipe(Layer.provide(services), Layer.provide(transport)))
+    const runtime = runtimeOf(Gateway)
+    const baseline = baselinePath === undefined ? undefined : await import(baselinePath)
+    const baselineRuntime = baseline === undefined ? undefined : runtimeOf(baseline)
     const client = new OpenAI({ apiKey, baseURL: `${baseUrl}/v1`, maxRetries: 0 })
     let n = 0
     const ask = () => ({ model, messages: [{ role: "user", content: `Tell me a story, number ${n++}.` }] })
 
-    const ours = () =>
-      runtime.runPromise(
-        Gateway.stream(ask()).pipe(
+    const streamWith = (G, rt) => () =>
+      rt.runPromise(
+        G.stream(ask()).pipe(
           Stream.runFold({ text: "", completionTokens: 0 }, (acc, part) =>
             part._tag === "TextDelta"
               ? { ...acc, text: acc.text + part.text }
@@ -84,6 +89,7 @@ export const run = async ({ quick }) => {
         if (r.cached) throw new Error("the cache hit: requests must differ")
         return r
       })
+    const ours = streamWith(Gateway, runtime)
     const peer = async () => {
       const stream = await client.chat.completions.create({
         ...ask(),
@@ -102,9 +108,11 @@ export const run = async ({ quick }) => {
     const requests = 5
     const samples = await interleave({
       "Gateway.stream": cpuPerToken(requests, ours),
-      "openai": cpuPerToken(requests, peer)
+      "openai": cpuPerToken(requests, peer),
+      ...(baseline === undefined ? {} : { baseline: cpuPerToken(requests, streamWith(baseline, baselineRuntime)) })
     }, { rounds: quick ? 5 : 15, warmup: 2 })
     await runtime.dispose()
+    if (baselineRuntime !== undefined) await baselineRuntime.dispose()
     const a = samples["Gateway.stream"]
     const b = samples["openai"]
     return {
@@ -115,7 +123,13 @@ export const run = async ({ quick }) => {
         peer: `${median(b).toFixed(1)} µs`,
         ratio: pairedRatio(a, b),
         target: 2
-      }],
+      }, ...(baseline === undefined ? [] : [{
+        case: `\`Gateway.stream\` vs the baseline build (${baselinePath}), CPU µs per token`,
+        ours: `${median(a).toFixed(1)} µs`,
+        peer: `${median(samples.baseline).toFixed(1)} µs`,
+        ratio: pairedRatio(a, samples.baseline),
+        target: 1
+      }])],
       notes: [`${requests} requests of ${reply.length} characters per case per round; the server runs in another process`]
     }
   } finally {
