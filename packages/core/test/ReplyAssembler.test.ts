@@ -4,10 +4,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as FastCheck from "effect/FastCheck"
+import * as Schema from "effect/Schema"
 import type { ChatChunk } from "../src/ChatChunk.js"
 import * as ReplyAssembler from "../src/internal/replyAssembler.js"
-import type { Part } from "../src/Part.js"
+import { Part, TextDelta } from "../src/Part.js"
 import * as SafetyFilter from "../src/SafetyFilter.js"
 
 const filter = Effect.runSync(SafetyFilter.make())
@@ -118,6 +120,15 @@ describe("ReplyAssembler", () => {
     expect(b.stopped).toBe("cut")
     expect(b.completionTokens).toBe(50)
     expect(text(b)).toBe(text(a))
+  })
+
+  it("builds text parts equal to the Schema constructor's", () => {
+    const fast = ReplyAssembler.textDelta("Hola")
+    const made = new TextDelta({ text: "Hola" })
+    expect(fast).toBeInstanceOf(TextDelta)
+    expect(Equal.equals(fast, made)).toBe(true)
+    expect(JSON.stringify(fast)).toBe(JSON.stringify(made))
+    expect(Schema.decodeUnknownSync(Part)(Schema.encodeSync(Part)(fast))).toEqual(made)
   })
 
   it("stops at maxReplyChars and withholds the tail after a failure", () => {
