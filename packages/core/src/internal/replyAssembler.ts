@@ -110,40 +110,39 @@ interface Choice {
   finishReason: FinishReason | undefined
 }
 
-/**
- * A new assembler for one reply.
- */
-export const make = (options: Options): ReplyAssembler => {
-  const { count, maxCompletionTokens, maxReplyChars, redactor } = options
-  const spare: Array<OutputRedactor> = []
-  const others = new Map<number, Choice>()
-  let refusal: { readonly redactor: OutputRedactor; text: string } | undefined
-  let finishReason: FinishReason | undefined
-  let gatewayUsage: Usage | undefined
-  let untrusted = 0
-  let receivedChunk = false
-  let replyChars = 0
+/** The assembler's scratch state, local to one request; see `ReplyAssembler` for the methods. */
+class Assembler implements ReplyAssembler {
+  private readonly spare: Array<OutputRedactor> = []
+  private readonly others = new Map<number, Choice>()
+  private refusal: { readonly redactor: OutputRedactor; text: string } | undefined
+  private reason: FinishReason | undefined
+  private usage: Usage | undefined
+  private untrusted = 0
+  private receivedChunk = false
+  private replyChars = 0
   /** Completion tokens counted so far, over the raw text that came before `uncounted`. */
-  let counted = 0
+  private counted = 0
   /** Raw reply text not counted yet (a bounded slice): never stored or logged. */
-  let uncounted = ""
-  let stop: "cut" | ReplyTooLarge | undefined
+  private uncounted = ""
+  private stop: "cut" | ReplyTooLarge | undefined
+
+  constructor(private readonly options: Options) {}
 
   /** Counts the head of `uncounted` up to a cut the tokenizers agree with. */
-  const countHead = () => {
-    const end = countableEnd(uncounted)
+  private countHead(): void {
+    const end = countableEnd(this.uncounted)
     if (end === 0) return
-    counted += count(uncounted.slice(0, end))
-    uncounted = uncounted.slice(end)
+    this.counted += this.options.count(this.uncounted.slice(0, end))
+    this.uncounted = this.uncounted.slice(end)
   }
 
   /** The longest prefix of `piece` that keeps `before + prefix` within `room` tokens. */
-  const longestFit = (before: string, piece: string, room: number): number => {
+  private longestFit(before: string, piece: string, room: number): number {
     let fits = 0
     let over = piece.length
     while (over - fits > 1) {
       const mid = (fits + over) >>> 1
-      if (count(before + piece.slice(0, mid)) <= room) fits = mid
+      if (this.options.count(before + piece.slice(0, mid)) <= room) fits = mid
       else over = mid
     }
     return fits > 0 && isHighSurrogate(piece.charCodeAt(fits - 1)) ? fits - 1 : fits
@@ -154,118 +153,126 @@ export const make = (options: Options): ReplyAssembler => {
    * it, until the end of the reservation). Text is counted in bounded slices, and only where
    * the reservation could be reached is every piece counted at once.
    */
-  const admit = (piece: string): string => {
-    uncounted += piece
-    const room = maxCompletionTokens - counted
+  private admit(piece: string): string {
+    this.uncounted += piece
+    const room = this.options.maxCompletionTokens - this.counted
     // A token is at least one UTF-8 byte, so there are at most 3 per UTF-16 unit.
-    if (3 * uncounted.length <= room) {
-      if (uncounted.length >= sliceChars) countHead()
+    if (3 * this.uncounted.length <= room) {
+      if (this.uncounted.length >= sliceChars) this.countHead()
       return piece
     }
-    if (count(uncounted) <= room) {
-      if (uncounted.length >= nearSliceChars) countHead()
+    if (this.options.count(this.uncounted) <= room) {
+      if (this.uncounted.length >= nearSliceChars) this.countHead()
       return piece
     }
-    const before = uncounted.slice(0, uncounted.length - piece.length)
-    const fits = longestFit(before, piece, room)
-    uncounted = before + piece.slice(0, fits)
-    stop = "cut"
+    const before = this.uncounted.slice(0, this.uncounted.length - piece.length)
+    const fits = this.longestFit(before, piece, room)
+    this.uncounted = before + piece.slice(0, fits)
+    this.stop = "cut"
     return piece.slice(0, fits)
   }
 
   /** A raw piece, within the reply-size limit and the reservation, or `""`. */
-  const take = (piece: string): string => {
-    if (replyChars + piece.length > maxReplyChars) {
-      stop = new ReplyTooLarge({ limitChars: maxReplyChars, partial: true })
+  private take(piece: string): string {
+    if (this.replyChars + piece.length > this.options.maxReplyChars) {
+      this.stop = new ReplyTooLarge({ limitChars: this.options.maxReplyChars, partial: true })
       return ""
     }
-    replyChars += piece.length
-    return admit(piece)
+    this.replyChars += piece.length
+    return this.admit(piece)
   }
 
-  const nextRedactor = (): OutputRedactor | undefined => spare.shift()
+  private nextRedactor(what: string): OutputRedactor {
+    const redactor = this.spare.shift()
+    if (redactor === undefined) throw new Error(`ReplyAssembler: push before supply (${what})`)
+    return redactor
+  }
 
-  const missing = (chunks: Iterable<ChatChunk>): number => {
-    let needed = 0
+  missing(chunks: Iterable<ChatChunk>): number {
     let refusalNeeded = false
     let fresh: Set<number> | undefined
     for (const chunk of chunks) {
       for (const choice of chunk.choices) {
         if (choice.index === 0) {
           const refused = choice.delta.refusal
-          if (refusal === undefined && typeof refused === "string" && refused.length > 0) refusalNeeded = true
-        } else if (!others.has(choice.index) && !(fresh?.has(choice.index) ?? false)) {
+          if (this.refusal === undefined && typeof refused === "string" && refused.length > 0) refusalNeeded = true
+        } else if (!this.others.has(choice.index) && !(fresh?.has(choice.index) ?? false)) {
           // Beyond the limit no redactor is needed: the reply stops there.
-          if (others.size + (fresh?.size ?? 0) + 1 >= maxChoices) continue
+          if (this.others.size + (fresh?.size ?? 0) + 1 >= maxChoices) continue
           ;(fresh ??= new Set()).add(choice.index)
         }
       }
     }
-    needed = (fresh?.size ?? 0) + (refusalNeeded ? 1 : 0)
-    return Math.max(0, needed - spare.length)
+    return Math.max(0, (fresh?.size ?? 0) + (refusalNeeded ? 1 : 0) - this.spare.length)
   }
 
-  const push = (chunks: Iterable<ChatChunk>): Array<Part> => {
+  supply(redactors: Iterable<OutputRedactor>): void {
+    for (const redactor of redactors) this.spare.push(redactor)
+  }
+
+  /** Choice 0: text (redacted into a part), refusal (redacted, held), finish reason. */
+  private first(choice: ChatChunk["choices"][number], out: Array<Part>): void {
+    const content = choice.delta.content
+    if (typeof content === "string" && content.length > 0) {
+      const raw = this.take(content)
+      const safe = raw.length > 0 ? this.options.redactor.push(raw) : ""
+      if (safe.length > 0) out.push(textDelta(safe))
+    }
+    const refused = choice.delta.refusal
+    if (typeof refused === "string" && refused.length > 0 && this.stop === undefined) {
+      const raw = this.take(refused)
+      if (raw.length > 0) {
+        this.refusal ??= { redactor: this.nextRedactor("refusal"), text: "" }
+        this.refusal.text += this.refusal.redactor.push(raw)
+      }
+    }
+    if (typeof choice.finish_reason === "string") this.reason = finishReasonFromWire(choice.finish_reason)
+  }
+
+  /** Another choice: an alternative, redacted and held; at most `maxChoices` of them. */
+  private other(choice: ChatChunk["choices"][number]): void {
+    let other = this.others.get(choice.index)
+    if (other === undefined) {
+      if (this.others.size + 1 >= maxChoices) {
+        this.stop = new ReplyTooLarge({ limitChars: this.options.maxReplyChars, partial: true })
+        return
+      }
+      other = { redactor: this.nextRedactor("alternative"), text: "", finishReason: undefined }
+      this.others.set(choice.index, other)
+    }
+    const content = choice.delta.content
+    if (typeof content === "string" && content.length > 0) {
+      const raw = this.take(content)
+      if (raw.length > 0) other.text += other.redactor.push(raw)
+    }
+    if (typeof choice.finish_reason === "string") other.finishReason = finishReasonFromWire(choice.finish_reason)
+  }
+
+  push(chunks: Iterable<ChatChunk>): Array<Part> {
     const out: Array<Part> = []
     for (const chunk of chunks) {
-      if (stop !== undefined) break
-      receivedChunk = true
+      if (this.stop !== undefined) break
+      this.receivedChunk = true
       if (chunk.usage) {
         const usage = trustedUsage(chunk.usage)
-        if (usage !== undefined) gatewayUsage = usage
-        else untrusted++
+        if (usage !== undefined) this.usage = usage
+        else this.untrusted++
       }
       for (const choice of chunk.choices) {
-        if (stop !== undefined) break
-        const content = choice.delta.content
-        if (choice.index === 0) {
-          if (typeof content === "string" && content.length > 0) {
-            const raw = take(content)
-            const safe = raw.length > 0 ? redactor.push(raw) : ""
-            if (safe.length > 0) out.push(textDelta(safe))
-          }
-          const refused = choice.delta.refusal
-          if (typeof refused === "string" && refused.length > 0 && stop === undefined) {
-            const raw = take(refused)
-            if (raw.length > 0) {
-              if (refusal === undefined) {
-                const r = nextRedactor()
-                if (r === undefined) throw new Error("ReplyAssembler: push before supply (refusal)")
-                refusal = { redactor: r, text: "" }
-              }
-              refusal.text += refusal.redactor.push(raw)
-            }
-          }
-          if (typeof choice.finish_reason === "string") finishReason = finishReasonFromWire(choice.finish_reason)
-        } else {
-          let other = others.get(choice.index)
-          if (other === undefined) {
-            if (others.size + 1 >= maxChoices) {
-              stop = new ReplyTooLarge({ limitChars: maxReplyChars, partial: true })
-              break
-            }
-            const r = nextRedactor()
-            if (r === undefined) throw new Error("ReplyAssembler: push before supply (alternative)")
-            other = { redactor: r, text: "", finishReason: undefined }
-            others.set(choice.index, other)
-          }
-          if (typeof content === "string" && content.length > 0) {
-            const raw = take(content)
-            if (raw.length > 0) other.text += other.redactor.push(raw)
-          }
-          if (typeof choice.finish_reason === "string") other.finishReason = finishReasonFromWire(choice.finish_reason)
-        }
+        if (this.stop !== undefined) break
+        if (choice.index === 0) this.first(choice, out)
+        else this.other(choice)
       }
     }
     return out
   }
 
-  const close = (failed: boolean): Closed => {
-    const tail = redactor.end()
-    let outputRedactions = redactor.redactions()
+  close(failed: boolean): Closed {
+    const tail = this.options.redactor.end()
+    let outputRedactions = this.options.redactor.redactions()
     if (failed && tail.length > 0) outputRedactions = mergeCounts(outputRedactions, [{ kind: "withheld", count: tail.length }])
     const alternatives: Array<Alternative> = []
-    for (const [index, other] of [...others].sort(([a], [b]) => a - b)) {
+    for (const [index, other] of [...this.others].sort(([a], [b]) => a - b)) {
       other.text += other.redactor.end()
       outputRedactions = mergeCounts(outputRedactions, other.redactor.redactions())
       alternatives.push(
@@ -274,42 +281,52 @@ export const make = (options: Options): ReplyAssembler => {
           : { index, text: other.text, finishReason: other.finishReason }
       )
     }
-    let refusalText: string | undefined = undefined
-    if (refusal !== undefined) {
-      refusalText = refusal.text + refusal.redactor.end()
-      outputRedactions = mergeCounts(outputRedactions, refusal.redactor.redactions())
+    let refusal: string | undefined = undefined
+    if (this.refusal !== undefined) {
+      refusal = this.refusal.text + this.refusal.redactor.end()
+      outputRedactions = mergeCounts(outputRedactions, this.refusal.redactor.redactions())
     }
     const parts: Array<Part> = []
     if (tail.length > 0 && !failed) parts.push(new TextDelta({ text: tail }))
     if (outputRedactions.length > 0) parts.push(new RedactionNotice({ direction: "output", redactions: outputRedactions }))
-    return { parts, outputRedactions, alternatives, refusal: refusalText }
+    return { parts, outputRedactions, alternatives, refusal }
   }
 
-  return {
-    missing,
-    supply: (redactors) => {
-      for (const r of redactors) spare.push(r)
-    },
-    push,
-    stopped: () => stop,
-    untrustedUsage: () => {
-      const n = untrusted
-      untrusted = 0
-      return n
-    },
-    close,
-    finishReason: () => finishReason,
-    gatewayUsage: () => gatewayUsage,
-    received: () => receivedChunk,
-    completionTokens: () => {
-      if (uncounted.length > 0) {
-        counted += count(uncounted)
-        uncounted = ""
-      }
-      return counted
+  stopped(): "cut" | ReplyTooLarge | undefined {
+    return this.stop
+  }
+
+  untrustedUsage(): number {
+    const n = this.untrusted
+    this.untrusted = 0
+    return n
+  }
+
+  finishReason(): FinishReason | undefined {
+    return this.reason
+  }
+
+  gatewayUsage(): Usage | undefined {
+    return this.usage
+  }
+
+  received(): boolean {
+    return this.receivedChunk
+  }
+
+  completionTokens(): number {
+    if (this.uncounted.length > 0) {
+      this.counted += this.options.count(this.uncounted)
+      this.uncounted = ""
     }
+    return this.counted
   }
 }
+
+/**
+ * A new assembler for one reply.
+ */
+export const make = (options: Options): ReplyAssembler => new Assembler(options)
 
 /**
  * What the upstream stage knows about a `Finish` beyond its fields: the client ended the reply
