@@ -412,6 +412,129 @@ const invalid = (what: string): never => {
 const checkDollars = (what: string, usd: number): number =>
   Number.isFinite(usd) && usd >= 0 && usd < 1e15 ? usd : invalid(`${what} must be a non-negative number of US dollars below 1e15`)
 
+// ---------------------------------------------------------------------------------------------
+// Transitions: pure functions of the state, each applied in one atomic step (`Ref.modify` here;
+// a shared store applies the same functions in its own atomic step)
+// ---------------------------------------------------------------------------------------------
+
+/** The budgets a meter enforces, in exact units. */
+interface Limits {
+  readonly budget: bigint | undefined
+  readonly period: { readonly name: string; readonly limit: bigint; readonly millis: number } | undefined
+}
+
+const emptyState = (periodIndex: number): State => ({
+  nextId: 0,
+  holds: HashMap.empty(),
+  reserved: 0n,
+  spent: 0n,
+  periodIndex,
+  periodSpent: 0n,
+  requests: 0,
+  promptTokens: 0,
+  completionTokens: 0
+})
+
+/** The state moved on to the period containing `millis` (never backwards). */
+const roll = (limits: Limits, s: State, millis: number): State => {
+  if (limits.period === undefined) return s
+  const index = Math.floor(millis / limits.period.millis)
+  return index > s.periodIndex ? { ...s, periodIndex: index, periodSpent: 0n } : s
+}
+
+/** Holds `hold.units` at `at`, or refuses with the budget it would exceed (reaching it is allowed). */
+const reserveStep = (
+  limits: Limits,
+  current: State,
+  at: number,
+  hold: Hold
+): [Either.Either<Reservation, BudgetExceeded>, State] => {
+  const s = roll(limits, current, at)
+  const requested = hold.units
+  const { budget, period } = limits
+  if (budget !== undefined && s.spent + s.reserved + requested > budget) {
+    return [Either.left(exceeded("total", budget, s.spent + s.reserved, requested)), s]
+  }
+  if (period !== undefined && s.periodSpent + s.reserved + requested > period.limit) {
+    return [Either.left(exceeded(period.name, period.limit, s.periodSpent + s.reserved, requested)), s]
+  }
+  const id = `r${s.nextId}`
+  return [
+    Either.right({ id, model: hold.model, amountUsd: dollarsOfUnits(requested) }),
+    { ...s, nextId: s.nextId + 1, holds: HashMap.set(s.holds, id, hold), reserved: s.reserved + requested }
+  ]
+}
+
+/**
+ * Releases the hold `id` and records `usage` priced by `rateOf`, at most the hold plus one
+ * token's price; `undefined` (and the state unchanged) when the hold is unknown or settled.
+ */
+const settleStep = (
+  limits: Limits,
+  current: State,
+  at: number,
+  id: string,
+  usage: Usage | undefined,
+  rateOf: (model: string) => Rate
+): [Settled | undefined, State] => {
+  const s = roll(limits, current, at)
+  const hold = HashMap.get(s.holds, id)
+  if (Option.isNone(hold)) return [undefined, s]
+  const { completionTokens, promptTokens, slack, units } = hold.value
+  const reported = usage === undefined
+    ? { prompt: 0n, completion: 0n }
+    : exactCost(rateOf(hold.value.model), usage.promptTokens, usage.completionTokens)
+  const reportedTotal = reported.prompt + reported.completion
+  const cap = units + slack
+  const capped = reportedTotal > cap
+  const cost = capped ? capAt(reported, cap) : reported
+  const total = cost.prompt + cost.completion
+  // Past the cap the reported numbers are not believed: the hold's own counts stand in.
+  const recorded = usage === undefined
+    ? { prompt: 0, completion: 0 }
+    : capped
+    ? { prompt: promptTokens, completion: completionTokens }
+    : { prompt: Number(tokens(usage.promptTokens)), completion: Number(tokens(usage.completionTokens)) }
+  return [{ cost, reported: reportedTotal, held: units, capped }, {
+    ...s,
+    holds: HashMap.remove(s.holds, id),
+    reserved: s.reserved - units,
+    spent: s.spent + total,
+    periodSpent: s.periodSpent + total,
+    requests: usage === undefined ? s.requests : s.requests + 1,
+    promptTokens: s.promptTokens + recorded.prompt,
+    completionTokens: s.completionTokens + recorded.completion
+  }]
+}
+
+/** What `summary` reports of a state. */
+const summaryOf = (limits: Limits, s: State): Summary => {
+  const { budget, period } = limits
+  const remaining = (limit: bigint, spent: bigint) => {
+    const left = limit - spent - s.reserved
+    return dollarsOfUnits(left > 0n ? left : 0n)
+  }
+  return {
+    requests: s.requests,
+    promptTokens: s.promptTokens,
+    completionTokens: s.completionTokens,
+    totalUsd: dollarsOfUnits(s.spent),
+    reservedUsd: dollarsOfUnits(s.reserved),
+    budgetUsd: budget === undefined ? undefined : dollarsOfUnits(budget),
+    remainingUsd: budget === undefined ? undefined : remaining(budget, s.spent),
+    ...(period === undefined ? {} : {
+      period: {
+        name: period.name,
+        limitUsd: dollarsOfUnits(period.limit),
+        spentUsd: dollarsOfUnits(s.periodSpent),
+        reservedUsd: dollarsOfUnits(s.reserved),
+        remainingUsd: remaining(period.limit, s.periodSpent),
+        resetsAt: (s.periodIndex + 1) * period.millis
+      }
+    })
+  }
+}
+
 /**
  * A meter held in memory. Reservations, settlements and period roll-overs are single atomic
  * `Ref.modify` steps, so reservations made concurrently can never together exceed a budget.
@@ -453,21 +576,12 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       }
     }
     const rateOf = makeRates(options.pricing)
+    const limits: Limits = { budget, period }
 
     const initialIndex = period === undefined
       ? 0
       : Math.floor((yield* Effect.clockWith((clock) => clock.currentTimeMillis)) / period.millis)
-    const state = yield* Ref.make<State>({
-      nextId: 0,
-      holds: HashMap.empty(),
-      reserved: 0n,
-      spent: 0n,
-      periodIndex: initialIndex,
-      periodSpent: 0n,
-      requests: 0,
-      promptTokens: 0,
-      completionTokens: 0
-    })
+    const state = yield* Ref.make<State>(emptyState(initialIndex))
 
     const warned = new Set<string>()
     const warnUnknown = (model: string, rate: Rate): Effect.Effect<void> =>
@@ -482,13 +596,6 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
 
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
-    /** The state moved on to the period containing `millis` (never backwards). */
-    const roll = (s: State, millis: number): State => {
-      if (period === undefined) return s
-      const index = Math.floor(millis / period.millis)
-      return index > s.periodIndex ? { ...s, periodIndex: index, periodSpent: 0n } : s
-    }
-
     const reserve = (
       model: string,
       promptTokens: number,
@@ -500,67 +607,21 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         const cost = exactCost(rate, promptTokens, maxCompletionTokens)
         const requested = cost.prompt + cost.completion
         const at = yield* now
-        const outcome = yield* Ref.modify(state, (current): [Either.Either<Reservation, BudgetExceeded>, State] => {
-          const s = roll(current, at)
-          if (budget !== undefined && s.spent + s.reserved + requested > budget) {
-            return [Either.left(exceeded("total", budget, s.spent + s.reserved, requested)), s]
-          }
-          if (period !== undefined && s.periodSpent + s.reserved + requested > period.limit) {
-            return [Either.left(exceeded(period.name, period.limit, s.periodSpent + s.reserved, requested)), s]
-          }
-          const id = `r${s.nextId}`
-          return [
-            Either.right({ id, model, amountUsd: dollarsOfUnits(requested) }),
-            {
-              ...s,
-              nextId: s.nextId + 1,
-              holds: HashMap.set(s.holds, id, {
-                model,
-                units: requested,
-                slack: rate.prompt > rate.completion ? rate.prompt : rate.completion,
-                promptTokens: Number(tokens(promptTokens)),
-                completionTokens: Number(tokens(maxCompletionTokens))
-              }),
-              reserved: s.reserved + requested
-            }
-          ]
-        })
+        const outcome = yield* Ref.modify(state, (current) =>
+          reserveStep(limits, current, at, {
+            model,
+            units: requested,
+            slack: rate.prompt > rate.completion ? rate.prompt : rate.completion,
+            promptTokens: Number(tokens(promptTokens)),
+            completionTokens: Number(tokens(maxCompletionTokens))
+          }))
         return yield* outcome
       })
 
     const settle = (reservation: Reservation, usage: Usage | undefined): Effect.Effect<Cost> =>
       Effect.gen(function*() {
         const at = yield* now
-        const result = yield* Ref.modify(state, (current): [Settled | undefined, State] => {
-          const s = roll(current, at)
-          const hold = HashMap.get(s.holds, reservation.id)
-          if (Option.isNone(hold)) return [undefined, s]
-          const { completionTokens, promptTokens, slack, units } = hold.value
-          const reported = usage === undefined
-            ? { prompt: 0n, completion: 0n }
-            : exactCost(rateOf(hold.value.model), usage.promptTokens, usage.completionTokens)
-          const reportedTotal = reported.prompt + reported.completion
-          const cap = units + slack
-          const capped = reportedTotal > cap
-          const cost = capped ? capAt(reported, cap) : reported
-          const total = cost.prompt + cost.completion
-          // Past the cap the reported numbers are not believed: the hold's own counts stand in.
-          const recorded = usage === undefined
-            ? { prompt: 0, completion: 0 }
-            : capped
-            ? { prompt: promptTokens, completion: completionTokens }
-            : { prompt: Number(tokens(usage.promptTokens)), completion: Number(tokens(usage.completionTokens)) }
-          return [{ cost, reported: reportedTotal, held: units, capped }, {
-            ...s,
-            holds: HashMap.remove(s.holds, reservation.id),
-            reserved: s.reserved - units,
-            spent: s.spent + total,
-            periodSpent: s.periodSpent + total,
-            requests: usage === undefined ? s.requests : s.requests + 1,
-            promptTokens: s.promptTokens + recorded.prompt,
-            completionTokens: s.completionTokens + recorded.completion
-          }]
-        })
+        const result = yield* Ref.modify(state, (current) => settleStep(limits, current, at, reservation.id, usage, rateOf))
         if (result !== undefined) {
           if (result.reported > result.held) {
             yield* Effect.logWarning(
@@ -583,36 +644,11 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
           : toCost(exactCost(rateOf(reservation.model), usage.promptTokens, usage.completionTokens))
       })
 
-    const summary: Effect.Effect<Summary> = Effect.gen(function*() {
-      const at = yield* now
-      const s = yield* Ref.modify(state, (current) => {
-        const next = roll(current, at)
-        return [next, next]
-      })
-      const remaining = (limit: bigint, spent: bigint) => {
-        const left = limit - spent - s.reserved
-        return dollarsOfUnits(left > 0n ? left : 0n)
-      }
-      return {
-        requests: s.requests,
-        promptTokens: s.promptTokens,
-        completionTokens: s.completionTokens,
-        totalUsd: dollarsOfUnits(s.spent),
-        reservedUsd: dollarsOfUnits(s.reserved),
-        budgetUsd: budget === undefined ? undefined : dollarsOfUnits(budget),
-        remainingUsd: budget === undefined ? undefined : remaining(budget, s.spent),
-        ...(period === undefined ? {} : {
-          period: {
-            name: period.name,
-            limitUsd: dollarsOfUnits(period.limit),
-            spentUsd: dollarsOfUnits(s.periodSpent),
-            reservedUsd: dollarsOfUnits(s.reserved),
-            remainingUsd: remaining(period.limit, s.periodSpent),
-            resetsAt: (s.periodIndex + 1) * period.millis
-          }
-        })
-      }
-    })
+    const summary: Effect.Effect<Summary> = Effect.flatMap(now, (at) =>
+      Ref.modify(state, (current) => {
+        const next = roll(limits, current, at)
+        return [summaryOf(limits, next), next]
+      }))
 
     return {
       price: (model, usage) => toCost(exactCost(rateOf(model), usage.promptTokens, usage.completionTokens)),
