@@ -10,24 +10,18 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
-import * as Equal from "effect/Equal"
-import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
-import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -35,6 +29,9 @@ import * as Stream from "effect/Stream"
 import * as Environment from "./Environment.js"
 import { AuthError } from "./GatewayError.js"
 import * as Sanitize from "./internal/sanitize.js"
+import * as Bytes from "./internal/bytes.js"
+import * as Json from "./internal/json.js"
+import * as TokenCache from "./internal/tokenCache.js"
 
 /**
  * What the pipeline needs from authentication: a bearer token for each request, and a way to drop
@@ -214,48 +211,57 @@ const decodeErrorBody = Schema.decodeUnknownOption(Schema.Union(OAuthErrorBody, 
 /** A token response is a few hundred bytes; anything far larger is not one. */
 const maxResponseBytes = 64 * 1024
 
-interface Issued {
-  readonly token: Redacted.Redacted<string>
-  /** Epoch milliseconds (Clock time) from which the token is replaced. */
-  readonly refreshAt: number
-  /** Epoch milliseconds (Clock time) at which the server said the token expires. */
-  readonly expiresAt: number
-}
-
-type State =
-  | { readonly _tag: "Empty" }
-  | { readonly _tag: "Ready"; readonly issued: Issued }
-  | {
-    readonly _tag: "Fetching"
-    readonly deferred: Deferred.Deferred<Redacted.Redacted<string>, AuthError>
-    /** The token being replaced, still valid: the fallback if the refresh fails. */
-    readonly previous: Issued | undefined
-  }
-
-const empty: State = { _tag: "Empty" }
-
 const isTransient = (error: AuthError): boolean =>
   error.error === "connection_failed" || error.error === "timeout" ||
   (error.status !== undefined && (error.status === 408 || error.status === 429 || error.status >= 500))
 
-/** After a failed refresh while the old token is still valid, wait this long before the next attempt. */
-const refreshRetryPause = 10_000
+/** The body of a token response as text, failing once it passes `maxResponseBytes`. */
+const readBounded = (
+  response: HttpClientResponse.HttpClientResponse,
+  onError: (cause: { readonly message: string }) => AuthError
+): Effect.Effect<string, AuthError> =>
+  response.stream.pipe(
+    Stream.mapError(onError),
+    Stream.runFoldEffect({ parts: [] as Array<Uint8Array>, size: 0 }, (acc, bytes) => {
+      acc.size += bytes.length
+      acc.parts.push(bytes)
+      return acc.size > maxResponseBytes
+        ? Effect.fail(
+          new AuthError({
+            error: "invalid_response",
+            description: `the token endpoint sent more than ${maxResponseBytes} bytes`,
+            status: response.status
+          })
+        )
+        : Effect.succeed(acc)
+    }),
+    Effect.map(({ parts }) => new TextDecoder().decode(Bytes.concat(parts)))
+  )
 
-/**
- * Build the client-credentials Auth against a resolved token URL. `sanitize` removes the secret
- * and the Basic credentials from any text that came from outside (server messages, socket
- * errors), then redacts PII and cuts it, before it enters an error or a log.
- */
-const makeWithTokenUrl = (options: {
+interface ExchangeOptions {
   readonly tokenUrl: string
   readonly clientId: string
   readonly clientSecret: Redacted.Redacted<string>
   readonly requestTimeout: Duration.Duration
   readonly retry: Schedule.Schedule<unknown, AuthError>
-}): Effect.Effect<Service, never, HttpClient.HttpClient | Scope.Scope> =>
+}
+
+/**
+ * Build the client-credentials Auth against a resolved token URL: the token exchange, behind a
+ * refresh-ahead, single-flight token cache (`internal/tokenCache.ts`).
+ */
+const makeWithTokenUrl = (options: ExchangeOptions): Effect.Effect<Service, never, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.flatMap(makeExchange(options), TokenCache.make)
+
+/**
+ * The token exchange: one client-credentials request (bounded body, timeout, retried while
+ * transient), interpreted into a token or a typed `AuthError`. `sanitize` removes the secret
+ * and the Basic credentials from any text that came from outside (server messages, socket
+ * errors), then redacts PII and cuts it, before it enters an error or a log.
+ */
+const makeExchange = (options: ExchangeOptions): Effect.Effect<Effect.Effect<TokenCache.Issued, AuthError>, never, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const client = (yield* HttpClient.HttpClient).pipe(Sanitize.hideHeaderValuesInSpans, HttpClient.withScope)
-    const scope = yield* Effect.scope
     const { tokenUrl, requestTimeout } = options
 
     const credentials = Encoding.encodeBase64(`${options.clientId}:${Redacted.value(options.clientSecret)}`)
@@ -276,42 +282,10 @@ const makeWithTokenUrl = (options: {
       })
 
     const readBody = (response: HttpClientResponse.HttpClientResponse) =>
-      response.stream.pipe(
-        Stream.mapError((cause) => connectionFailed(cause, response.status)),
-        Stream.runFoldEffect({ parts: [] as Array<Uint8Array>, size: 0 }, (acc, bytes) => {
-          acc.size += bytes.length
-          acc.parts.push(bytes)
-          return acc.size > maxResponseBytes
-            ? Effect.fail(
-              new AuthError({
-                error: "invalid_response",
-                description: `the token endpoint sent more than ${maxResponseBytes} bytes`,
-                status: response.status
-              })
-            )
-            : Effect.succeed(acc)
-        }),
-        Effect.map(({ parts, size }) => {
-          const all = new Uint8Array(size)
-          let offset = 0
-          for (const part of parts) {
-            all.set(part, offset)
-            offset += part.length
-          }
-          return new TextDecoder().decode(all)
-        })
-      )
+      readBounded(response, (cause) => connectionFailed(cause, response.status))
 
-    const parseJson = (text: string): Option.Option<unknown> => {
-      try {
-        return Option.some(JSON.parse(text))
-      } catch {
-        return Option.none()
-      }
-    }
-
-    const interpret = (status: number, text: string, startedAt: number): Either.Either<Issued, AuthError> => {
-      const json = parseJson(text)
+    const interpret = (status: number, text: string, startedAt: number): Either.Either<TokenCache.Issued, AuthError> => {
+      const json = Json.parseOption(text)
       if (status < 200 || status >= 300) {
         const body = Option.flatMap(json, decodeErrorBody)
         if (Option.isNone(body)) {
@@ -384,7 +358,7 @@ const makeWithTokenUrl = (options: {
       })
     }
 
-    const attempt: Effect.Effect<Issued, AuthError> = Effect.gen(function*() {
+    const attempt: Effect.Effect<TokenCache.Issued, AuthError> = Effect.gen(function*() {
       // The lifetime counts from before the request left, so the token never outlives our view of it.
       const startedAt = yield* Clock.currentTimeMillis
       const response = yield* client.execute(request).pipe(Effect.mapError((cause) => connectionFailed(cause)))
@@ -407,7 +381,7 @@ const makeWithTokenUrl = (options: {
       )
     )
 
-    const fetchToken: Effect.Effect<Issued, AuthError> = attempt.pipe(
+    const fetchToken: Effect.Effect<TokenCache.Issued, AuthError> = attempt.pipe(
       Effect.retry({ schedule: options.retry, while: isTransient }),
       Effect.tap((issued) =>
         Effect.logDebug("Obtained an access token").pipe(
@@ -418,65 +392,7 @@ const makeWithTokenUrl = (options: {
       Effect.annotateLogs({ service: "Auth", tokenUrl })
     )
 
-    const state = yield* Ref.make<State>(empty)
-
-    /** Runs in its own fiber in the Layer's scope, so an interrupted caller does not cancel a fetch others wait for. */
-    const runFetch = (deferred: Deferred.Deferred<Redacted.Redacted<string>, AuthError>) =>
-      Effect.gen(function*() {
-        const exit = yield* Effect.exit(Effect.interruptible(fetchToken))
-        const now = yield* Clock.currentTimeMillis
-        const [result, fellBack] = yield* Ref.modify(
-          state,
-          (s): [readonly [Exit.Exit<Redacted.Redacted<string>, AuthError>, boolean], State] => {
-            if (Exit.isSuccess(exit)) {
-              return [[Exit.succeed(exit.value.token), false], { _tag: "Ready", issued: exit.value }]
-            }
-            const previous = s._tag === "Fetching" ? s.previous : undefined
-            if (previous !== undefined && now < previous.expiresAt) {
-              // A refresh failed early: keep serving the still-valid token and try again shortly.
-              const refreshAt = now + Math.min(refreshRetryPause, (previous.expiresAt - now) / 2)
-              return [[Exit.succeed(previous.token), true], { _tag: "Ready", issued: { ...previous, refreshAt } }]
-            }
-            return [[Exit.map(exit, (issued) => issued.token), false], empty]
-          }
-        )
-        if (fellBack && Exit.isFailure(exit)) {
-          const reason = Option.match(Cause.failureOption(exit.cause), {
-            onNone: () => "interrupted",
-            onSome: (error) => error.error
-          })
-          yield* Effect.logWarning("Token refresh failed; using the current token until it expires").pipe(
-            Effect.annotateLogs({ service: "Auth", error: reason })
-          )
-        }
-        yield* Deferred.done(deferred, result)
-      })
-
-    const token: Effect.Effect<Redacted.Redacted<string>, AuthError> = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatten(Ref.modify(state, (s): [Effect.Effect<Redacted.Redacted<string>, AuthError>, State] => {
-          if (s._tag === "Ready" && now < s.issued.refreshAt) return [Effect.succeed(s.issued.token), s]
-          if (s._tag === "Fetching") return [restore(Deferred.await(s.deferred)), s]
-          const deferred = Deferred.unsafeMake<Redacted.Redacted<string>, AuthError>(FiberId.none)
-          const previous = s._tag === "Ready" && now < s.issued.expiresAt ? s.issued : undefined
-          return [
-            Effect.zipRight(Effect.forkIn(runFetch(deferred), scope), restore(Deferred.await(deferred))),
-            { _tag: "Fetching", deferred, previous }
-          ]
-        }))
-      )
-    )
-
-    const invalidate = (stale: Redacted.Redacted<string>): Effect.Effect<void> =>
-      Ref.update(state, (s): State => {
-        if (s._tag === "Ready" && Equal.equals(s.issued.token, stale)) return empty
-        if (s._tag === "Fetching" && s.previous !== undefined && Equal.equals(s.previous.token, stale)) {
-          return { ...s, previous: undefined }
-        }
-        return s
-      })
-
-    return { token, invalidate } satisfies Service
+    return fetchToken
   })
 
 /**
