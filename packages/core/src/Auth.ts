@@ -20,7 +20,6 @@ import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -30,6 +29,7 @@ import * as Environment from "./Environment.js"
 import { AuthError } from "./GatewayError.js"
 import * as Sanitize from "./internal/sanitize.js"
 import * as Bytes from "./internal/bytes.js"
+import * as Issues from "./internal/issues.js"
 import * as Json from "./internal/json.js"
 import * as TokenCache from "./internal/tokenCache.js"
 
@@ -320,11 +320,7 @@ const makeExchange = (options: ExchangeOptions): Effect.Effect<Effect.Effect<Tok
       const decoded = decodeTokenResponse(json.value)
       if (Either.isLeft(decoded)) {
         // Only the field names: the values may include the token itself.
-        const fields = [
-          ...new Set(
-            ParseResult.ArrayFormatter.formatErrorSync(decoded.left).map((issue) => issue.path.join(".") || "(root)")
-          )
-        ]
+        const fields = Issues.paths(decoded.left)
         return Either.left(
           new AuthError({
             error: "invalid_response",

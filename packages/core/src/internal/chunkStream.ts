@@ -14,6 +14,7 @@ import * as Stream from "effect/Stream"
 import { ChatChunk } from "../ChatChunk.js"
 import { StreamProtocolError, StreamTruncated, UpstreamError } from "../GatewayError.js"
 import type * as Sse from "../Sse.js"
+import * as Issues from "./issues.js"
 import * as Sanitize from "./sanitize.js"
 
 /**
@@ -122,10 +123,7 @@ export const decodeCommonChunk = (u: unknown): ChatChunk | undefined => {
 
 /** Paths of the fields that did not match, never their values (which may be user text). */
 const describeShapeError = (error: ParseResult.ParseError): string => {
-  const paths = ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
-    issue.path.length === 0 ? "(root)" : issue.path.join(".")
-  )
-  return `an event's data does not have the chat.completion.chunk shape (at ${[...new Set(paths)].join(", ")})`
+  return `an event's data does not have the chat.completion.chunk shape (at ${Issues.paths(error).join(", ")})`
 }
 
 const NOT_JSON = "an event's data is not valid JSON"
