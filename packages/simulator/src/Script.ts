@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import { concat } from "./internal/bytes.js"
 import * as Prng from "./internal/prng.js"
 import * as Tokens from "./internal/tokens.js"
 import type { Attempt, Reply, Scenario } from "./Scenario.js"
@@ -272,18 +273,6 @@ const openAiErrors: Record<number, readonly [string, string | null, string]> = {
 }
 
 const encoder = new TextEncoder()
-
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let length = 0
-  for (const part of parts) length += part.length
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}
 
 interface Segment {
   readonly at: number

@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import type * as Runtime from "effect/Runtime"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import { concat } from "./internal/bytes.js"
 import * as SimulatorApp from "./SimulatorApp.js"
 
 const requestBody = (
@@ -94,15 +95,7 @@ const toClientResponse = (
       parts.push(part)
       return parts
     }),
-    (parts) => {
-      const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-      let offset = 0
-      for (const part of parts) {
-        all.set(part, offset)
-        offset += part.length
-      }
-      return all.buffer
-    }
+    (parts) => concat(parts).buffer
   )
   const text = Effect.map(arrayBuffer, (buffer) => new TextDecoder().decode(buffer))
   const self: HttpClientResponse.HttpClientResponse = Object.create(base, {
