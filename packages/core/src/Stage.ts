@@ -30,6 +30,7 @@
  */
 import * as RateLimiter from "@effect/experimental/RateLimiter"
 import * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -138,10 +139,6 @@ export const defaultMaxReplyChars = 1_000_000
 
 const zeroCost: Cost = { promptUsd: 0, completionUsd: 0, totalUsd: 0 }
 
-/** Marks where the body was ended on purpose (reservation reached, reply too large). */
-const stopMarker = { _tag: "Stop" } as const
-const notStop = (part: Part | typeof stopMarker): part is Part => part !== stopMarker
-
 /** The services the upstream stage is built from; `meter` is left out by `upstreamUnmetered`. */
 interface UpstreamServices {
   readonly transport: Transport.Service
@@ -200,25 +197,35 @@ const makeUpstream = (services: UpstreamServices, maxReplyChars: number): Handle
             settled = true
           }))
 
-      const onRead = (chunks: Chunk.Chunk<ChatChunk>): Effect.Effect<Chunk.Chunk<Part | typeof stopMarker>> => {
-        const assemble = () => {
-          const out: Array<Part | typeof stopMarker> = reply.push(chunks)
-          if (reply.stopped() !== undefined) out.push(stopMarker)
-          const parts = Chunk.unsafeFromArray(out)
-          return reply.untrustedUsage() === 0 ? Effect.succeed(parts) : Effect.as(
-            Effect.logWarning("Gateway: the gateway reported usage beyond any real count; the tokenizer's count is used"),
-            parts
-          )
-        }
-        const missing = reply.missing(chunks)
-        return missing === 0 ? assemble() : Effect.flatMap(
-          Effect.replicateEffect(safety.outputRedactor, missing),
-          (redactors) => {
-            reply.supply(redactors)
-            return assemble()
-          }
+      /**
+       * One stage per network read: assemble the chunks into parts, and end the body as soon
+       * as the reply is ended (cut or too large): nothing more is read and the connection
+       * closes. Fused into one channel: on the token path each stage costs per read.
+       */
+      type Assembly = Channel.Channel<Chunk.Chunk<Part>, Chunk.Chunk<ChatChunk>, GatewayError, GatewayError, unknown, unknown>
+      const emit = (parts: Array<Part>): Assembly => {
+        const written = parts.length === 0 ? undefined : Channel.write(Chunk.unsafeFromArray(parts))
+        const next = reply.stopped() === undefined ? assembly : Channel.void
+        const warned = reply.untrustedUsage() === 0 ? next : Channel.zipRight(
+          Channel.fromEffect(
+            Effect.logWarning("Gateway: the gateway reported usage beyond any real count; the tokenizer's count is used")
+          ),
+          next
         )
+        return written === undefined ? warned : Channel.zipRight(written, warned)
       }
+      const assembly: Assembly = Channel.readWithCause({
+        onInput: (chunks: Chunk.Chunk<ChatChunk>) => {
+          const missing = reply.missing(chunks)
+          if (missing === 0) return emit(reply.push(chunks))
+          return Channel.flatMap(Channel.fromEffect(Effect.replicateEffect(safety.outputRedactor, missing)), (redactors) => {
+            reply.supply(redactors)
+            return emit(reply.push(chunks))
+          })
+        },
+        onFailure: Channel.failCause,
+        onDone: () => Channel.void
+      })
 
       const finish = Effect.suspend(() => {
         const closed = reply.close(false)
@@ -256,9 +263,7 @@ const makeUpstream = (services: UpstreamServices, maxReplyChars: number): Handle
       return transport.stream(request.outbound).pipe(
         Stream.provideService(Sanitize.PolicyRedaction, policyRedaction),
         Stream.mapError(redactError),
-        Stream.mapChunksEffect(onRead),
-        // Ends the body as soon as the reply is cut: the connection closes, nothing more is read.
-        Stream.takeWhile(notStop),
+        Stream.pipeThroughChannel(assembly),
         Stream.concat(Stream.fromIterableEffect(Effect.suspend(() => {
           const stopped = reply.stopped()
           return stopped instanceof ReplyTooLarge ? Effect.fail(stopped) : finish
