@@ -511,17 +511,21 @@ const makeCache = (store: ResponseCache.Service): Stage => {
         return replay(request, stored.value)
       }
       const fold = PartsFold.make(shareableReplyChars)
-      const observed = next(request).pipe(
-        Stream.mapChunks((parts) => {
+      // Observes the parts and publishes the outcome inside the stream, not by a finalizer: the
+      // queue runs it in this stream's scope, so a finalizer would wait for the leader's own
+      // consumer to finish. An interruption is published by the claim's release. One channel:
+      // on the token path each stage costs per read.
+      type Observer = Channel.Channel<Chunk.Chunk<Part>, Chunk.Chunk<Part>, GatewayError, GatewayError, unknown, unknown>
+      const observer: Observer = Channel.readWithCause({
+        onInput: (parts: Chunk.Chunk<Part>) => {
           for (const part of parts) fold.add(part)
-          return parts
-        }),
-        // Published inside the stream, not by a finalizer: the queue runs it in this stream's
-        // scope, so a finalizer would wait for the leader's own consumer to finish. An
-        // interruption is published by the claim's release.
-        Stream.onEnd(Effect.suspend(() => publish(request, flight, fold.state, Exit.void))),
-        Stream.onError((cause) => publish(request, flight, fold.state, Exit.failCause(cause)))
-      )
+          return Channel.zipRight(Channel.write(parts), observer)
+        },
+        onFailure: (cause) =>
+          Channel.zipRight(Channel.fromEffect(publish(request, flight, fold.state, Exit.failCause(cause))), Channel.failCause(cause)),
+        onDone: () => Channel.fromEffect(publish(request, flight, fold.state, Exit.void))
+      })
+      const observed = Stream.pipeThroughChannel(next(request), observer)
       const queue = yield* Stream.toQueue(observed, { strategy: "unbounded" })
       return Stream.flattenTake(Stream.fromQueue(queue))
     })
