@@ -104,10 +104,10 @@ export const loopbackServer = async ({ reply, onRequest }) => {
  * A ManagedRuntime of the gateway with everything on, as in gatewayStream.mjs: input and
  * streaming output redaction, context fitting, a budget, a memory cache, an in-memory audit log.
  */
-export const gatewayRuntime = (baseUrl, { maxReplyChars } = {}) => {
+export const gatewayRuntime = (baseUrl, { maxReplyChars, maxOutputTokens = 16_000 } = {}) => {
   const services = Layer.mergeAll(
     SafetyFilter.layer({}),
-    ContextWindow.layer({ models: { [model]: { contextWindow: 1_000_000, maxOutputTokens: 16_000, encoding: "o200k_base" } } }),
+    ContextWindow.layer({ models: { [model]: { contextWindow: 1_000_000 + maxOutputTokens, maxOutputTokens, encoding: "o200k_base" } } }),
     ResponseCache.layerMemory({ capacity: 1_000, timeToLive: "1 hour" }),
     CostMeter.layerMemory({ budgetUsd: 1_000_000_000, pricing: { [model]: { promptPerMillion: 0.15, completionPerMillion: 0.6 } } }),
     AuditLog.layerMemory
