@@ -28,7 +28,7 @@ export const svgChart = (rows, title) => {
       if (v > hi * 1.001) continue
       const gx = x(v).toFixed(1)
       out.push(`<line x1="${gx}" y1="${top - 4}" x2="${gx}" y2="${top + rows.length * rowHeight}" stroke="${v === 1 ? "#333" : "#ddd"}" stroke-width="${v === 1 ? 1.5 : 1}"/>`)
-      out.push(`<text x="${gx}" y="${top + rows.length * rowHeight + 16}" text-anchor="middle" fill="#555">${v}×</text>`)
+      out.push(`<text x="${gx}" y="${top + rows.length * rowHeight + 16}" text-anchor="middle" fill="#555">${Number(v.toPrecision(3))}×</text>`)
     }
   }
   rows.forEach((row, i) => {
@@ -46,7 +46,8 @@ export const svgChart = (rows, title) => {
       const tx = x(row.target).toFixed(1)
       out.push(`<line x1="${tx}" y1="${y + 2}" x2="${tx}" y2="${y + rowHeight - 2}" stroke="#c0392b" stroke-width="2"/>`)
     }
-    out.push(`<text x="${(x(Math.max(1, row.ratio.median, row.ratio.max)) + 4).toFixed(1)}" y="${mid + 4}" fill="#222">${row.ratio.median.toFixed(2)}×</text>`)
+    const valueX = Math.min(x(Math.max(1, row.ratio.median, row.ratio.max)) + 4, width - 44)
+    out.push(`<text x="${valueX.toFixed(1)}" y="${mid + 4}" fill="#222">${row.ratio.median.toFixed(2)}×</text>`)
   })
   out.push("</svg>")
   return `${out.join("\n")}\n`

@@ -91,12 +91,14 @@ export const run = async ({ quick }) => {
     name,
     rows: [{
       case: "one event per read: `Transport.decodeBody` vs eventsource-parser + JSON.parse",
+      short: "one event per read vs eventsource-parser",
       ours: oursText,
       peer: `${median(samples.eventsourceParser).toFixed(2)} µs/event`,
       ratio: pairedRatio(samples.ours, samples.eventsourceParser),
       target: 1.5
     }, {
       case: "one event per read: `Transport.decodeBody` vs the openai package's decoder (`Stream.fromSSEResponse`)",
+      short: "one event per read vs the openai decoder",
       ours: oursText,
       peer: `${median(samples.openai).toFixed(2)} µs/event`,
       ratio: pairedRatio(samples.ours, samples.openai),

@@ -72,6 +72,7 @@ export const run = async ({ quick }) => {
     name,
     rows: [{
       case: "output redactor, one push per token, vs one whole-text `redact` pass (µs per token, prose)",
+      short: "per-token pushes vs one whole pass",
       ours: `${perToken.toFixed(2)} µs/token`,
       peer: `${median(samples.onePass).toFixed(2)} µs/token`,
       ratio: pairedRatio(samples.streaming, samples.onePass),
