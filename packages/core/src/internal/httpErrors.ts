@@ -24,6 +24,7 @@ import {
   UpstreamError
 } from "../GatewayError.js"
 import * as RetryPolicy from "../RetryPolicy.js"
+import * as Json from "./json.js"
 import * as Sanitize from "./sanitize.js"
 
 /** The most of an error body we read: enough for any JSON error, bounded against a hostile server. */
@@ -51,12 +52,9 @@ export const parseErrorBody = (text: string | undefined): ErrorBody => {
   if (text === undefined) return {}
   const trimmed = text.trim()
   if (trimmed === "") return {}
-  let json: unknown
-  try {
-    json = JSON.parse(trimmed)
-  } catch {
-    return { message: trimmed.replace(/\s+/g, " ") }
-  }
+  const parsed = Json.parseOption(trimmed)
+  if (Option.isNone(parsed)) return { message: trimmed.replace(/\s+/g, " ") }
+  const json = parsed.value
   if (!isRecord(json)) return {}
   const inner = isRecord(json.error) ? json.error : json
   return {
