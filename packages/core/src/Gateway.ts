@@ -59,6 +59,11 @@ import type * as Transport from "./Transport.js"
  *   `ReplyTooLarge{partial: true}` after the text before the limit; the request is still
  *   settled and audited. Independently, a reply is ended with finish reason `length` once it
  *   reaches the completion tokens its budget reservation covers, whatever the server does.
+ * - `rateLimit`: a client-side request rate limit (see `Stage.rateLimit`), waited for before
+ *   the budget hold.
+ *
+ * `maxReplyChars` and `rateLimit` configure the stages `layer` composes; with `layerWith` give
+ * them to `Stage.upstream` and `Stage.rateLimit` instead.
  *
  * @since 0.1.0
  * @category Config
