@@ -4,12 +4,15 @@
 
 const escape = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/`/g, "")
 
-/** SVG text of the chart of `rows` ({ label, ratio: { median, min, max }, target }). */
+/**
+ * SVG text of the chart of `rows` ({ label, ratio: { median, min, max }, target, met }): green when
+ * the row's target is met, orange when not, blue when it has none.
+ */
 export const svgChart = (rows, title) => {
   const labelWidth = 470
   const plotWidth = 420
   const rowHeight = 26
-  const top = 46
+  const top = 62
   const width = labelWidth + plotWidth + 30
   const height = top + rows.length * rowHeight + 40
   const finite = rows.flatMap((row) => [row.ratio.min, row.ratio.max, ...(Number.isFinite(row.target) ? [row.target] : [])])
@@ -20,7 +23,8 @@ export const svgChart = (rows, title) => {
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`)
   out.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
   out.push(`<text x="10" y="20" font-size="14" font-weight="bold">${escape(title)}</text>`)
-  out.push(`<text x="10" y="36" fill="#555">ours ÷ peer, median of paired rounds (log scale; left of 1× is faster or smaller than the peer); whisker min–max; red tick: target</text>`)
+  out.push(`<text x="10" y="36" fill="#555">ours ÷ peer, median of paired rounds, log scale: left of 1× is faster or smaller than the peer</text>`)
+  out.push(`<text x="10" y="51" fill="#555">whisker: min–max of the rounds; red tick: ratio target; bar green: target met, orange: not met, blue: no target</text>`)
   // Grid: every power of ten and its 2× and 5×.
   for (let decade = lo; decade < hi * 1.001; decade *= 10) {
     for (const m of [1, 2, 5]) {
@@ -34,7 +38,7 @@ export const svgChart = (rows, title) => {
   rows.forEach((row, i) => {
     const y = top + i * rowHeight
     const mid = y + rowHeight / 2
-    const met = Number.isFinite(row.target) ? row.ratio.median <= row.target : undefined
+    const met = row.met
     const color = met === undefined ? "#6b8fb5" : met ? "#4c9a5b" : "#d08a3c"
     const label = row.label.length > 74 ? `${row.label.slice(0, 73)}…` : row.label
     out.push(`<text x="${labelWidth - 8}" y="${mid + 4}" text-anchor="end">${escape(label)}</text>`)
