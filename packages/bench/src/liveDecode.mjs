@@ -104,6 +104,8 @@ export const run = async ({ quick }) => {
       ratio: pairedRatio(samples.ours, samples.openai),
       target: 0.5
     }],
-    notes: [`${reads.length} reads of one event each per case per round`]
+    notes: [
+      `${reads.length} reads of one event each per case per round; ours reads an Effect Stream that emits one Chunk per read, eventsource-parser is fed in a plain loop, the openai decoder reads a web ReadableStream (its only entry), one read per pull`
+    ]
   }
 }

@@ -85,7 +85,9 @@ export const run = async ({ quick }) => {
         })
       }
     }
-    notes.push(`one child process per client and run (${quick ? 1 : 2} each, alternating); peak RSS is the child's maxRSS`)
+    notes.push(
+      `one child process per client and run (${quick ? 1 : 2} each, alternating); peak RSS is the child's maxRSS; the server writes as fast as the client reads, so most reads hold many events; the gateway's \`maxReplyChars\` and the model's \`maxOutputTokens\` are raised above the reply's size (the defaults end it earlier, by design)`
+    )
   } finally {
     await server.close()
   }
