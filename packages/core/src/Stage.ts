@@ -93,7 +93,9 @@ export type Handler = (request: Prepared) => Stream.Stream<Part, GatewayError>
 /**
  * Wraps a handler: what it does before calling `next` and what it does with the parts that
  * come back sit side by side. Compose with `pipe(handler, stageA, stageB)` (the last is the
- * outermost).
+ * outermost). A stage that rewrites parts should pass the upstream's `Finish` through as it
+ * is: beside it the upstream records whether the client cut the reply (the cache stage then
+ * shares it but does not store it) and whether the usage exceeded the hold (for the audit).
  *
  * @since 0.1.0
  * @category Models
