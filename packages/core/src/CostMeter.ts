@@ -21,7 +21,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type { Cost, Usage } from "./Chat.js"
-import { BudgetExceeded } from "./GatewayError.js"
+import { BudgetExceeded, type StoreUnavailable } from "./GatewayError.js"
 
 /**
  * A hold on budget for one request in flight.
@@ -74,12 +74,13 @@ export interface Summary {
 
 /**
  * Prices usage, holds the worst-case cost of each request against the budgets before it is sent,
- * settles the real cost afterwards, and reports the totals.
+ * settles the real cost afterwards, and reports the totals. A meter on a shared store (Redis)
+ * fails a reservation closed with `StoreUnavailable` when the store does not answer.
  *
  * @since 0.1.0
  * @category Models
  */
-export interface Service {
+export interface Service<ReserveError = BudgetExceeded | StoreUnavailable> {
   /** What `usage` costs on `model`. */
   readonly price: (model: string, usage: Usage) => Cost
   /** Holds the worst-case cost of a request, or fails if a budget cannot cover it. */
@@ -87,7 +88,7 @@ export interface Service {
     model: string,
     promptTokens: number,
     maxCompletionTokens: number
-  ) => Effect.Effect<Reservation, BudgetExceeded>
+  ) => Effect.Effect<Reservation, ReserveError>
   /**
    * Releases the hold and records the real usage (`undefined` when nothing was used), at most
    * the hold plus one token's price; returns the cost recorded.
@@ -388,6 +389,8 @@ interface Hold {
   readonly slack: bigint
   readonly promptTokens: number
   readonly completionTokens: number
+  /** When the hold was taken (epoch milliseconds); a shared store expires abandoned holds. */
+  readonly heldAt?: number | undefined
 }
 
 interface State {
@@ -554,7 +557,121 @@ const summaryOf = (limits: Limits, s: State): Summary => {
  * @since 0.1.0
  * @category Constructors
  */
-export const make = (options: Options = {}): Effect.Effect<Service> =>
+export const make = (options: Options = {}): Effect.Effect<Service<BudgetExceeded>> =>
+  makeWithStore(options, (initial) =>
+    Effect.map(Ref.make(initial), (ref): LedgerStore<never> => ({ modify: (f) => Ref.modify(ref, f) })))
+
+/**
+ * The ledger of a meter: its holds, spent totals and current period. Opaque; a store keeps it
+ * as the text of `encodeLedger` and reads it back with `decodeLedger`.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface LedgerState {
+  readonly _LedgerState: unique symbol
+}
+
+/**
+ * Where a meter keeps its ledger. `modify` applies one pure transition to the ledger as a
+ * single atomic step (a `Ref.modify` in memory; a compare-and-set script on Redis, retried
+ * when another process wrote in between), so the memory and the shared meters run the very
+ * same transitions. `E` is how the store fails (`StoreUnavailable` for a shared store).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface LedgerStore<E> {
+  readonly modify: <A>(f: (state: LedgerState) => [A, LedgerState]) => Effect.Effect<A, E>
+}
+
+/**
+ * Options of a meter on a shared store. `holdTimeout`: a hold older than this is dropped by
+ * the next transition (a process that died with requests in flight never keeps budget held
+ * for longer; default 15 minutes; set it above your longest request).
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export interface StoreOptions extends Options {
+  readonly holdTimeout?: Duration.DurationInput | undefined
+}
+
+const jsonReplacer = (_key: string, value: unknown) => typeof value === "bigint" ? value.toString() : value
+
+/**
+ * The ledger as JSON text (money as decimal strings of 1e-18 USD units).
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const encodeLedger = (ledger: LedgerState): string => {
+  const s = ledger as unknown as State
+  return JSON.stringify({ ...s, v: 1, holds: Array.from(HashMap.toEntries(s.holds)) }, jsonReplacer)
+}
+
+/**
+ * Reads a ledger written by `encodeLedger`; `None` for text in any other shape.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const decodeLedger = (text: string): Option.Option<LedgerState> => {
+  try {
+    const raw = JSON.parse(text)
+    if (raw === null || typeof raw !== "object" || raw.v !== 1 || !Array.isArray(raw.holds)) return Option.none()
+    const holds = HashMap.fromIterable(
+      (raw.holds as Array<[string, Record<string, unknown>]>).map(([id, h]): [string, Hold] => [String(id), {
+        model: String(h.model),
+        units: BigInt(String(h.units)),
+        slack: BigInt(String(h.slack)),
+        promptTokens: Number(h.promptTokens),
+        completionTokens: Number(h.completionTokens),
+        heldAt: typeof h.heldAt === "number" ? h.heldAt : undefined
+      }])
+    )
+    const state: State = {
+      nextId: Number(raw.nextId),
+      holds,
+      reserved: BigInt(String(raw.reserved)),
+      spent: BigInt(String(raw.spent)),
+      periodIndex: Number(raw.periodIndex),
+      periodSpent: BigInt(String(raw.periodSpent)),
+      requests: Number(raw.requests),
+      promptTokens: Number(raw.promptTokens),
+      completionTokens: Number(raw.completionTokens)
+    }
+    return Number.isSafeInteger(state.nextId) ? Option.some(state as unknown as LedgerState) : Option.none()
+  } catch {
+    return Option.none()
+  }
+}
+
+/** Drops the holds taken before `before` (their processes are gone), releasing what they held. */
+const expireHolds = (s: State, before: number): State => {
+  let holds = s.holds
+  let reserved = s.reserved
+  for (const [id, hold] of s.holds) {
+    if (hold.heldAt !== undefined && hold.heldAt < before) {
+      holds = HashMap.remove(holds, id)
+      reserved -= hold.units
+    }
+  }
+  return holds === s.holds ? s : { ...s, holds, reserved }
+}
+
+/**
+ * A meter whose ledger lives in `store` (see `LedgerStore`): `make` with a store of your own,
+ * such as the Redis one of `@llm-gateway/core/Redis`. `store` is given the empty ledger to
+ * start from when it holds none.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const makeWithStore = <E, R>(
+  options: StoreOptions,
+  store: (initial: LedgerState) => Effect.Effect<LedgerStore<E>, never, R>
+): Effect.Effect<Service<BudgetExceeded | E>, never, R> =>
   Effect.gen(function*() {
     const budget = options.budgetUsd === undefined
       ? undefined
@@ -581,7 +698,16 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     const initialIndex = period === undefined
       ? 0
       : Math.floor((yield* Effect.clockWith((clock) => clock.currentTimeMillis)) / period.millis)
-    const state = yield* Ref.make<State>(emptyState(initialIndex))
+    const ledger = yield* store(emptyState(initialIndex) as unknown as LedgerState)
+    const holdTimeout = options.holdTimeout === undefined
+      ? undefined
+      : Duration.toMillis(Duration.decode(options.holdTimeout))
+    /** One transition of the ledger, after the abandoned holds are dropped (shared stores). */
+    const modify = <A>(at: number, f: (s: State) => [A, State]): Effect.Effect<A, E> =>
+      ledger.modify((current) => {
+        const s = current as unknown as State
+        return f(holdTimeout === undefined ? s : expireHolds(s, at - holdTimeout)) as unknown as [A, LedgerState]
+      })
 
     const warned = new Set<string>()
     const warnUnknown = (model: string, rate: Rate): Effect.Effect<void> =>
@@ -600,28 +726,44 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
       model: string,
       promptTokens: number,
       maxCompletionTokens: number
-    ): Effect.Effect<Reservation, BudgetExceeded> =>
+    ): Effect.Effect<Reservation, BudgetExceeded | E> =>
       Effect.gen(function*() {
         const rate = rateOf(model)
         yield* warnUnknown(model, rate)
         const cost = exactCost(rate, promptTokens, maxCompletionTokens)
         const requested = cost.prompt + cost.completion
         const at = yield* now
-        const outcome = yield* Ref.modify(state, (current) =>
+        const outcome = yield* modify(at, (current) =>
           reserveStep(limits, current, at, {
             model,
             units: requested,
             slack: rate.prompt > rate.completion ? rate.prompt : rate.completion,
             promptTokens: Number(tokens(promptTokens)),
-            completionTokens: Number(tokens(maxCompletionTokens))
+            completionTokens: Number(tokens(maxCompletionTokens)),
+            ...(holdTimeout === undefined ? {} : { heldAt: at })
           }))
         return yield* outcome
       })
 
+    const priced = (reservation: Reservation, usage: Usage | undefined): Cost =>
+      usage === undefined
+        ? toCost({ prompt: 0n, completion: 0n })
+        : toCost(exactCost(rateOf(reservation.model), usage.promptTokens, usage.completionTokens))
+
     const settle = (reservation: Reservation, usage: Usage | undefined): Effect.Effect<Cost> =>
       Effect.gen(function*() {
         const at = yield* now
-        const result = yield* Ref.modify(state, (current) => settleStep(limits, current, at, reservation.id, usage, rateOf))
+        const stepped = yield* Effect.either(
+          modify(at, (current) => settleStep(limits, current, at, reservation.id, usage, rateOf))
+        )
+        if (Either.isLeft(stepped)) {
+          // The hold stays until `holdTimeout` drops it; the caller still learns the price.
+          yield* Effect.logWarning("CostMeter: the shared store did not record a settlement").pipe(
+            Effect.annotateLogs({ "costMeter.reservation": reservation.id })
+          )
+          return priced(reservation, usage)
+        }
+        const result = stepped.right
         if (result !== undefined) {
           if (result.reported > result.held) {
             yield* Effect.logWarning(
@@ -639,16 +781,23 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         yield* Effect.logDebug("CostMeter: a reservation was settled twice or is unknown; nothing recorded").pipe(
           Effect.annotateLogs({ "costMeter.reservation": reservation.id })
         )
-        return usage === undefined
-          ? toCost({ prompt: 0n, completion: 0n })
-          : toCost(exactCost(rateOf(reservation.model), usage.promptTokens, usage.completionTokens))
+        return priced(reservation, usage)
       })
 
+    // A shared store that does not answer: the last summary read stands in (logged).
+    let lastSummary = summaryOf(limits, emptyState(initialIndex))
     const summary: Effect.Effect<Summary> = Effect.flatMap(now, (at) =>
-      Ref.modify(state, (current) => {
+      modify(at, (current): [Summary, State] => {
         const next = roll(limits, current, at)
         return [summaryOf(limits, next), next]
-      }))
+      }).pipe(
+        Effect.tap((s) => {
+          lastSummary = s
+        }),
+        Effect.catchAll(() =>
+          Effect.as(Effect.logWarning("CostMeter: the shared store did not answer; the last summary read is reported"), lastSummary)
+        )
+      ))
 
     return {
       price: (model, usage) => toCost(exactCost(rateOf(model), usage.promptTokens, usage.completionTokens)),

@@ -368,6 +368,28 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>("@llm-gat
 }
 
 /**
+ * A shared store (Redis) that the request depends on did not answer in time or refused the
+ * call, so the request was not sent. Raised where failing closed is the safe choice (the
+ * cost budget); the shared cache and rate limit fall back instead. `store` names the store,
+ * `operation` what was asked; neither carries a key or a value.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>("@llm-gateway/core/StoreUnavailable")(
+  "StoreUnavailable",
+  { store: Schema.String, operation: Schema.String }
+) {
+  get isRetryable(): boolean {
+    return true
+  }
+  override get message(): string {
+    return `The shared ${this.store} store did not answer "${this.operation}" in time or refused it, so the request was not sent. ` +
+      `Check that Redis is reachable at LLM_GATEWAY_REDIS_URL and retry, or run without the shared store.`
+  }
+}
+
+/**
  * A prompt template could not be rendered: a variable is missing, or a `$` starts no valid
  * placeholder. `line` and `column` are 1-based.
  *
@@ -434,6 +456,7 @@ export const GatewayError = Schema.Union(
   ContextWindowExceeded,
   SafetyViolation,
   BudgetExceeded,
+  StoreUnavailable,
   TemplateError,
   InvalidRequest
 )

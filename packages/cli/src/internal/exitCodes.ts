@@ -40,6 +40,7 @@ const byTag: Readonly<Record<string, number>> = {
   AuthError: ExitCode.auth,
   PermissionDenied: ExitCode.auth,
   BudgetExceeded: ExitCode.budget,
+  StoreUnavailable: ExitCode.budget,
   SafetyViolation: ExitCode.safety,
   UpstreamError: ExitCode.upstream,
   BadRequest: ExitCode.upstream,
