@@ -8,8 +8,8 @@
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Stream from "effect/Stream"
-import { StreamProtocolError } from "./GatewayError.js"
-import { type ParsedEvent, SseParser } from "./internal/sseParser.js"
+import type { StreamProtocolError } from "./GatewayError.js"
+import * as SseParsing from "./internal/sseParser.js"
 
 /**
  * One dispatched event. `event` is the event type (`"message"` when the stream named none);
@@ -47,22 +47,7 @@ export interface DecodeOptions {
  * @since 0.1.0
  * @category Config
  */
-export const defaultMaxEventSize = 1024 * 1024
-
-const overflow = (maxSize: number) =>
-  new StreamProtocolError({
-    reason: `a server-sent event or line exceeded the limit of ${maxSize} characters`,
-    partial: true
-  })
-
-/**
- * The limit in force: a value that is not a positive number (NaN, 0, negative) would disable
- * or break the bound, so it falls back to the default.
- */
-const limitOf = (options: DecodeOptions | undefined): number => {
-  const max = options?.maxEventSize
-  return max !== undefined && max > 0 ? Math.floor(max) : defaultMaxEventSize
-}
+export const defaultMaxEventSize: number = SseParsing.defaultMaxEventSize
 
 /**
  * One Channel that turns whole chunks of input into whole chunks of events, so a chunk read
@@ -73,17 +58,17 @@ const makeChannel = <In, E>(
   makeToText: () => (input: In) => string
 ): Channel.Channel<Chunk.Chunk<Event>, Chunk.Chunk<In>, E | StreamProtocolError, E, unknown, unknown> =>
   Channel.suspend(() => {
-    const maxSize = limitOf(options)
-    const parser = new SseParser(maxSize)
+    const maxSize = SseParsing.limitOf(options?.maxEventSize)
+    const parser = new SseParsing.SseParser(maxSize)
     const toText = makeToText()
     const loop: Channel.Channel<Chunk.Chunk<Event>, Chunk.Chunk<In>, E | StreamProtocolError, E, unknown, unknown> =
       Channel.readWithCause({
         onInput: (input: Chunk.Chunk<In>) => {
-          const out: Array<ParsedEvent> = []
+          const out: Array<SseParsing.ParsedEvent> = []
           const pieces = Chunk.toReadonlyArray(input)
           for (let i = 0; i < pieces.length; i++) {
             if (!parser.feed(toText(pieces[i]!), out)) {
-              const fail = Channel.fail(overflow(maxSize))
+              const fail = Channel.fail(SseParsing.overflowError(maxSize))
               return out.length === 0 ? fail : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), fail)
             }
           }

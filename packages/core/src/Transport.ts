@@ -49,12 +49,12 @@ import {
   type TransportError,
   type UpstreamError
 } from "./GatewayError.js"
-import { decodeChunks } from "./internal/chunkStream.js"
+import * as BodyDecoder from "./internal/bodyDecoder.js"
 import * as HttpErrors from "./internal/httpErrors.js"
 import * as Sanitize from "./internal/sanitize.js"
+import * as SseParsing from "./internal/sseParser.js"
 import * as Timers from "./internal/transportTimers.js"
 import * as RetryPolicy from "./RetryPolicy.js"
-import * as Sse from "./Sse.js"
 
 /**
  * Sends an outbound request to the gateway (with retries of the handshake) and streams the decoded
@@ -201,14 +201,21 @@ export const decodeBody = (options: DecodeOptions = {}) =>
 <E, R>(
   self: Stream.Stream<Uint8Array, E, R>
 ): Stream.Stream<ChatChunk, E | StreamProtocolErrorType | UpstreamError | StreamTruncated, R> =>
-  self.pipe(Sse.decode(sseOptions(options)), decodeChunks(chunkOptions(options)))
+  Stream.pipeThroughChannel(
+    self,
+    BodyDecoder.channel<E, E | BodyDecoder.Failure>(bodyOptions(options, Sanitize.basic), {
+      upstreamError: identity,
+      decodeError: identity
+    })
+  )
 
-const sseOptions = (options: DecodeOptions): Sse.DecodeOptions =>
-  options.maxEventSize === undefined ? {} : { maxEventSize: options.maxEventSize }
+const identity = <A>(a: A): A => a
 
-const chunkOptions = (options: DecodeOptions) => ({
+const bodyOptions = (options: DecodeOptions, sanitize: Sanitize.Sanitize): BodyDecoder.BodyOptions => ({
+  maxEventSize: SseParsing.limitOf(options.maxEventSize),
   onMalformedJson: options.onMalformedJson ?? "fail",
-  ...(options.onSkip !== undefined ? { onSkip: options.onSkip } : {})
+  ...(options.onSkip !== undefined ? { onSkip: options.onSkip } : {}),
+  sanitize
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -499,21 +506,34 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
         scope
       )
 
-      return opened.response.stream.pipe(
-        Stream.mapError((error) => HttpErrors.fromBodyError(error, progress.bodyStarted, opened.sanitize)),
-        Stream.mapChunks((bytes) => {
-          if (!progress.bodyStarted && Chunk.some(bytes, (b) => b.length > 0)) progress.bodyStarted = true
-          return bytes
-        }),
-        Sse.decode(sseOptions(config.decode)),
-        (events) => Stream.pipeThroughChannel(events, Timers.trackEvents(progress, () => clock.unsafeCurrentTimeMillis())),
-        decodeChunks({ ...chunkOptions(config.decode), sanitize: opened.sanitize }),
-        Stream.mapChunks((chunks) => {
-          if (!progress.sawText && Chunk.some(chunks, hasText)) progress.sawText = true
-          return chunks
-        }),
-        // After a deadline aborted the connection, whatever the read failed with is that timeout.
-        Stream.mapError((error): TransportError => progress.timedOut ?? error)
+      // One stage per network read: decoding and the watchdog's bookkeeping fused (see
+      // internal/bodyDecoder.ts). Keep-alive comments are not events, so they are no progress;
+      // the time the consumer holds a chunk is not idle time.
+      const sanitize = opened.sanitize
+      return Stream.pipeThroughChannel(
+        opened.response.stream,
+        BodyDecoder.channel(bodyOptions(config.decode, sanitize), {
+          // After a deadline aborted the connection, whatever the read failed with is that timeout.
+          upstreamError: (error): TransportError =>
+            progress.timedOut ?? HttpErrors.fromBodyError(error, progress.bodyStarted, sanitize),
+          decodeError: (error): TransportError => progress.timedOut ?? error,
+          onRead: (bytes) => {
+            if (!progress.bodyStarted && Chunk.some(bytes, (b) => b.length > 0)) progress.bodyStarted = true
+          },
+          onEvents: () => {
+            progress.waitingSince = undefined
+            progress.sawEvent = true
+          },
+          onWait: () => {
+            progress.waitingSince = clock.unsafeCurrentTimeMillis()
+          },
+          onChunks: (chunks) => {
+            if (!progress.sawText && chunks.some(hasText)) progress.sawText = true
+          },
+          onEnd: () => {
+            progress.waitingSince = undefined
+          }
+        })
       )
     }))
   }

@@ -187,7 +187,202 @@ const errorFromEvent = (data: string, sanitize: Sanitize.Sanitize): UpstreamErro
 
 const isDone = (data: string) => data === "[DONE]" || (data.length < 16 && data.trim() === "[DONE]")
 
-type Failure = StreamProtocolError | UpstreamError | StreamTruncated
+/**
+ * What ends a stream of chunks early: an error, or `"done"` for `[DONE]`.
+ *
+ * @internal
+ */
+export type Failure = StreamProtocolError | UpstreamError | StreamTruncated
+
+/** The content of a chunk as JSON renders it; no other JSON string can render as this text. */
+const MARK = "\"\\u0000\""
+/** What a JSON string's text cannot hold unescaped: quotes, backslashes, control characters. */
+const special = /["\\\u0000-\u001f]/
+
+/**
+ * The text of one streamed chunk with the place of `choices[0].delta.content` cut out. A model's
+ * chunks differ only in that text, so an event that starts with `prefix`, ends with `suffix`
+ * and holds one JSON string between them is the same JSON with another content: it decodes to
+ * `base` with that content, without `JSON.parse` of the whole and without the schema. A template
+ * is only made from an event whose text is exactly `JSON.stringify` of its parsed value (so the
+ * cut is at the content and nowhere else) and whose decoded chunk has one plain text choice.
+ */
+class ChunkTemplate {
+  private constructor(readonly prefix: string, readonly suffix: string, readonly base: ChatChunk) {}
+
+  static from(data: string, json: unknown, chunk: ChatChunk): ChunkTemplate | undefined {
+    if (chunk.choices.length !== 1 || (chunk.usage !== undefined && chunk.usage !== null)) return undefined
+    const choice = chunk.choices[0]!
+    const delta = choice.delta
+    if (
+      (choice.finish_reason !== undefined && choice.finish_reason !== null) || typeof delta.content !== "string" ||
+      delta.refusal !== undefined || delta.tool_calls !== undefined || JSON.stringify(json) !== data
+    ) return undefined
+    const wireDelta = (json as { choices: Array<{ delta: { content: string } }> }).choices[0]!.delta
+    const content = wireDelta.content
+    wireDelta.content = "\u0000"
+    const text = JSON.stringify(json)
+    wireDelta.content = content
+    const at = text.indexOf(MARK)
+    if (at === -1 || text.indexOf(MARK, at + 1) !== -1) return undefined
+    return new ChunkTemplate(text.slice(0, at + 1), text.slice(at + MARK.length - 1), chunk)
+  }
+
+  /** The chunk `data` decodes to, when it is this template with some content; else `undefined`. */
+  match(data: string): ChatChunk | undefined {
+    const start = this.prefix.length
+    const end = data.length - this.suffix.length
+    if (end < start || !data.startsWith(this.prefix) || !data.endsWith(this.suffix)) return undefined
+    let content: unknown = data.slice(start, end)
+    if (special.test(content as string)) {
+      // Escapes (or a quote that would end the string early) are JSON's to read: it accepts
+      // the text only if it is one whole string.
+      try {
+        content = JSON.parse(`"${content as string}"`)
+      } catch {
+        return undefined
+      }
+      if (typeof content !== "string") return undefined
+    }
+    return this.make(content as string)
+  }
+
+  /** `base` with another content, built as {@link decodeCommonChunk} builds it. */
+  private make(content: string): ChatChunk {
+    const base = this.base
+    const choice = base.choices[0]!
+    const delta = choice.delta.role === undefined ? { content } : { role: choice.delta.role, content }
+    const out: Mutable<ChatChunk> = {
+      choices: [
+        choice.finish_reason === undefined
+          ? { index: choice.index, delta }
+          : { index: choice.index, delta, finish_reason: choice.finish_reason }
+      ]
+    }
+    if (base.id !== undefined) out.id = base.id
+    if (base.model !== undefined) out.model = base.model
+    if (base.created !== undefined) out.created = base.created
+    if (base.usage !== undefined) out.usage = base.usage
+    return out
+  }
+}
+
+/**
+ * The decoding of one stream's events into chat chunks, Effect-free: `[DONE]`, in-stream
+ * errors, malformed data (failed or skipped and counted), whether a finish reason was seen.
+ * Shared by {@link decodeChunks} and the transport's fused body decoder.
+ *
+ * @internal
+ */
+export class ChunkDecoder {
+  /** Some choice reported a `finish_reason`: an end without `[DONE]` is not a truncation. */
+  sawFinish = false
+  /** Events skipped so far, and since the last {@link takeSkips}, with their reasons. */
+  skipped = 0
+  private skippedHere = 0
+  private kinds: Set<string> | undefined = undefined
+  private template: ChunkTemplate | undefined = undefined
+  private templateHits = 0
+  private templateBuilds = 0
+  private readonly skip: boolean
+
+  constructor(readonly options: ChunkStreamOptions, readonly sanitize: Sanitize.Sanitize) {
+    this.skip = options.onMalformedJson === "skip"
+  }
+
+  /** Decodes one event into `out`; answers what ends the stream, when this event does. */
+  event(type: string, data: string, out: Array<ChatChunk>): "done" | Failure | undefined {
+    if (type === "error") return errorFromEvent(data, this.sanitize)
+    const template = this.template
+    if (template !== undefined) {
+      const chunk = template.match(data)
+      if (chunk !== undefined) {
+        this.templateHits++
+        out.push(chunk)
+        return undefined
+      }
+    }
+    if (isDone(data)) return "done"
+    let json: unknown
+    let reason: string | undefined
+    try {
+      json = JSON.parse(data)
+    } catch {
+      reason = NOT_JSON
+    }
+    if (reason === undefined) {
+      const error = errorOf(json, this.sanitize)
+      if (error !== undefined) return error
+      const common = decodeCommonChunk(json)
+      if (common !== undefined) {
+        this.accept(common, out)
+        // A new template when the last one missed; given up on a stream whose chunks never
+        // repeat (e.g. a field that changes with every event).
+        if (this.templateBuilds < 8 || this.templateHits >= this.templateBuilds) {
+          const made = ChunkTemplate.from(data, json, common)
+          if (made !== undefined) {
+            this.templateBuilds++
+            this.template = made
+          }
+        }
+        return undefined
+      }
+      const decoded = decodeChatChunk(json)
+      if (Either.isRight(decoded)) {
+        this.accept(decoded.right, out)
+        return undefined
+      }
+      reason = describeShapeError(decoded.left)
+    }
+    if (!this.skip) return new StreamProtocolError({ reason, partial: true })
+    this.skipped++
+    this.skippedHere++
+    ;(this.kinds ??= new Set()).add(reason)
+    return undefined
+  }
+
+  private accept(chunk: ChatChunk, out: Array<ChatChunk>): void {
+    for (let c = 0; c < chunk.choices.length; c++) {
+      const finish = chunk.choices[c]!.finish_reason
+      if (finish !== undefined && finish !== null) this.sawFinish = true
+    }
+    out.push(chunk)
+  }
+
+  /** The report of the events skipped since the last call (`undefined` when none were). */
+  takeSkips(): Effect.Effect<void> | undefined {
+    if (this.skippedHere === 0) return undefined
+    const inChunk = this.skippedHere
+    const kinds = this.kinds!
+    const total = this.skipped
+    this.skippedHere = 0
+    this.kinds = undefined
+    return Effect.zipRight(
+      Effect.sync(() => this.options.onSkip?.(total)),
+      Effect.logWarning(`Skipped ${inChunk} streamed event(s) whose data is not a chat chunk`).pipe(
+        Effect.annotateLogs({ skippedTotal: total, reasons: [...kinds].join("; ") })
+      )
+    )
+  }
+
+  /** What follows a batch of decoded chunks: write them, report skips, then `next` or the end. */
+  continueWith<OErr, InElem, InErr>(
+    out: Array<ChatChunk>,
+    end: "done" | Failure | undefined,
+    next: Channel.Channel<Chunk.Chunk<ChatChunk>, InElem, OErr, InErr, unknown, unknown>,
+    fail: (failure: Failure) => OErr
+  ): Channel.Channel<Chunk.Chunk<ChatChunk>, InElem, OErr, InErr, unknown, unknown> {
+    const then = end === undefined ? next : end === "done" ? Channel.void : Channel.fail(fail(end))
+    const skips = this.takeSkips()
+    const afterSkips = skips === undefined ? then : Channel.zipRight(Channel.fromEffect(skips), then)
+    return out.length === 0 ? afterSkips : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), afterSkips)
+  }
+
+  /** The end of the input: a success once a finish reason was seen, else a truncation. */
+  finish(): Failure | undefined {
+    return this.sawFinish ? undefined : new StreamTruncated({ partial: true })
+  }
+}
 
 /**
  * Decodes server-sent events into chat chunks, whole chunks of events at a time.
@@ -215,81 +410,24 @@ export const decodeChunks = (options: ChunkStreamOptions) =>
   Stream.pipeThroughChannel(
     self,
     Channel.suspend(() => {
-      let sawFinish = false
-      let skipped = 0
-      const skip = options.onMalformedJson === "skip"
-      const sanitize = options.sanitize ?? Sanitize.basic
-
-      const reportSkips = (inChunk: number, kinds: ReadonlySet<string>) =>
-        Effect.zipRight(
-          Effect.sync(() => options.onSkip?.(skipped)),
-          Effect.logWarning(`Skipped ${inChunk} streamed event(s) whose data is not a chat chunk`).pipe(
-            Effect.annotateLogs({ skippedTotal: skipped, reasons: [...kinds].join("; ") })
-          )
-        )
-
+      const decoder = new ChunkDecoder(options, options.sanitize ?? Sanitize.basic)
       type Out = Channel.Channel<Chunk.Chunk<ChatChunk>, Chunk.Chunk<Sse.Event>, E | Failure, E, unknown, unknown>
-
+      const keep = (failure: Failure): E | Failure => failure
       const loop: Out = Channel.readWithCause({
         onInput: (input: Chunk.Chunk<Sse.Event>): Out => {
           const events = Chunk.toReadonlyArray(input)
           const out: Array<ChatChunk> = []
           let end: "done" | Failure | undefined
-          let skippedHere = 0
-          let kinds: Set<string> | undefined
-          for (let i = 0; i < events.length; i++) {
-            const event = events[i]!
-            if (event.event === "error") {
-              end = errorFromEvent(event.data, sanitize)
-              break
-            }
-            if (isDone(event.data)) {
-              end = "done"
-              break
-            }
-            let json: unknown
-            let reason: string | undefined
-            try {
-              json = JSON.parse(event.data)
-            } catch {
-              reason = NOT_JSON
-            }
-            if (reason === undefined) {
-              const error = errorOf(json, sanitize)
-              if (error !== undefined) {
-                end = error
-                break
-              }
-              const common = decodeCommonChunk(json)
-              const decoded = common === undefined ? decodeChatChunk(json) : Either.right(common)
-              if (Either.isRight(decoded)) {
-                const chunk = decoded.right
-                for (let c = 0; c < chunk.choices.length; c++) {
-                  const finish = chunk.choices[c]!.finish_reason
-                  if (finish !== undefined && finish !== null) sawFinish = true
-                }
-                out.push(chunk)
-                continue
-              }
-              reason = describeShapeError(decoded.left)
-            }
-            if (!skip) {
-              end = new StreamProtocolError({ reason, partial: true })
-              break
-            }
-            skipped++
-            skippedHere++
-            ;(kinds ??= new Set()).add(reason)
+          for (let i = 0; i < events.length && end === undefined; i++) {
+            end = decoder.event(events[i]!.event, events[i]!.data, out)
           }
-
-          const next: Out = end === undefined ? loop : end === "done" ? Channel.void : Channel.fail(end)
-          const afterSkips: Out = skippedHere === 0
-            ? next
-            : Channel.zipRight(Channel.fromEffect(reportSkips(skippedHere, kinds!)), next)
-          return out.length === 0 ? afterSkips : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), afterSkips)
+          return decoder.continueWith(out, end, loop, keep)
         },
         onFailure: (cause) => Channel.failCause(cause),
-        onDone: (): Out => (sawFinish ? Channel.void : Channel.fail(new StreamTruncated({ partial: true })))
+        onDone: (): Out => {
+          const end = decoder.finish()
+          return end === undefined ? Channel.void : Channel.fail(end)
+        }
       })
       return loop
     })
