@@ -38,6 +38,7 @@ import * as Option from "effect/Option"
 import type { ChatMessage, RedactionCount } from "./Chat.js"
 import { SafetyViolation } from "./GatewayError.js"
 import { sha256Hex } from "./internal/hash.js"
+import * as Memo from "./internal/memo.js"
 import * as Redaction from "./internal/redaction.js"
 import * as Recognizers from "./internal/redactionRecognizers.js"
 import * as Rules from "./internal/redactionRules.js"
@@ -255,6 +256,12 @@ export const defaultBlockRules: ReadonlyArray<BlockRule> = Rules.defaultBlockRul
  *   `["US"]`). Numbers written with `+` are recognized whatever the region.
  * - `recognizers` / `blockRules`: your own, added to the defaults. Your recognizers come first,
  *   so they win over a built-in one that matches at the same place.
+ * - `memoChars` (default 4 000 000, `0` turns it off): the input guard remembers what it found
+ *   in each text of at least 32 characters, keyed by the text's SHA-256, so the earlier turns a
+ *   conversation resends cost a lookup. It keeps the redacted text and the verdicts of RegExp
+ *   and built-in block rules (your function rules are asked every time), never the text
+ *   itself; the least recently used entries go once their redacted texts (plus 64 per entry)
+ *   exceed this many characters.
  *
  * @since 0.1.0
  * @category Config
@@ -265,6 +272,7 @@ export interface Policy {
   readonly phoneRegions?: ReadonlyArray<string>
   readonly recognizers?: ReadonlyArray<Recognizer>
   readonly blockRules?: ReadonlyArray<BlockRule>
+  readonly memoChars?: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,6 +282,7 @@ export interface Policy {
 interface Resolved {
   readonly recognizers: ReadonlyArray<Recognizer>
   readonly blockRules: ReadonlyArray<BlockRule>
+  readonly memoChars: number
 }
 
 const nameOf = (r: Recognizer) => r.name ?? r.kind
@@ -329,7 +338,15 @@ const resolve = (policy: Policy): Either.Either<Resolved, ConfigError.ConfigErro
       return invalid(["blockRules", String(i), "test"], "must be a RegExp or a function")
     }
   }
-  return Either.right({ recognizers: [...extra, ...recognizers], blockRules: [...blockRules, ...extraRules] })
+  const memoChars = policy.memoChars ?? defaultMemoChars
+  if (!Number.isSafeInteger(memoChars) || memoChars < 0) {
+    return invalid(["memoChars"], "must be a non-negative integer (characters; 0 turns the memo off)")
+  }
+  return Either.right({
+    recognizers: [...extra, ...recognizers],
+    blockRules: [...blockRules, ...extraRules],
+    memoChars
+  })
 }
 
 // Block rules are left out: they judge the prompt before any cache lookup, never the reply.
@@ -346,20 +363,77 @@ const fingerprintOf = (recognizers: ReadonlyArray<Recognizer>): string =>
     r.validate === undefined ? null : String(r.validate)
   ])))
 
+/** What the input guard learned about one text: kept per text so resent turns cost a lookup. */
+interface GuardedText {
+  readonly text: string
+  /** Matches per recognizer, or `undefined` when there were none. */
+  readonly counts: ReadonlyArray<number> | undefined
+  /** The first remembered block rule matching `text`: its index, `NO_RULE`, or `UNCHECKED`. */
+  ruleHit: number
+}
+
+/** The built-in rules' tests: pure functions of the text. */
+const builtInTests = new Set<BlockRule["test"]>(Rules.defaultBlockRules.map((b) => b.test))
+
+const UNCHECKED = -2
+const NO_RULE = -1
+
+/** Below this length a text is redacted directly: hashing it would cost about as much. */
+const memoMinLength = 32
+
+/** The default of `Policy.memoChars`. */
+const defaultMemoChars = 4_000_000
+
 const fromResolved = (resolved: Resolved): Service => {
   const engine = Redaction.makeEngine(resolved.recognizers)
+  const k = resolved.recognizers.length
   const rules = resolved.blockRules.map((b) => {
-    const test = b.test instanceof RegExp ? Redaction.stateless(b.test) : b.test
+    const regex = b.test instanceof RegExp ? Redaction.stateless(b.test) : undefined
+    const matches = regex === undefined ? b.test as (text: string) => boolean : (text: string) => regex.test(text)
+    // A function of yours is asked every time (it might not be pure); RegExps and the built-in
+    // rules give the same verdict for the same text, so theirs is remembered.
+    const remembered = regex !== undefined || builtInTests.has(b.test)
     return {
       violation: new SafetyViolation({ category: b.category, rule: b.rule }),
-      matches: test instanceof RegExp ? (text: string) => test.test(text) : test
+      remembered: remembered ? matches : undefined,
+      asked: remembered ? undefined : matches
     }
   })
-  const violationIn = (text: string): SafetyViolation | undefined => {
-    for (const r of rules) {
-      if (r.matches(text)) return r.violation
+  const memo = resolved.memoChars > 0 ? Memo.makeLru<GuardedText>(resolved.memoChars) : undefined
+
+  /** Redacts `text`, adding its matches to `counts`; a text seen before is looked up by its hash. */
+  const guardText = (text: string, counts: Array<number>): GuardedText => {
+    const key = memo === undefined || text.length < memoMinLength ? undefined : Memo.contentKey(text)
+    let entry = key === undefined ? undefined : memo!.get(key)
+    if (entry === undefined) {
+      const own = new Array<number>(k).fill(0)
+      const redacted = engine.redactInto(text, own)
+      entry = { text: redacted, counts: own.some((c) => c > 0) ? own : undefined, ruleHit: UNCHECKED }
+      // The memo holds the hash of the text and its redaction, never the text itself.
+      if (key !== undefined) memo!.set(key, entry, redacted.length)
     }
-    return undefined
+    if (entry.counts !== undefined) {
+      for (let i = 0; i < k; i++) counts[i]! += entry.counts[i]!
+    }
+    return entry
+  }
+
+  /** The first block rule matching the redacted text of `entry`, in the policy's order. */
+  const violationIn = (entry: GuardedText): SafetyViolation | undefined => {
+    if (entry.ruleHit === UNCHECKED) {
+      let hit = NO_RULE
+      for (let i = 0; hit === NO_RULE && i < rules.length; i++) {
+        const remembered = rules[i]!.remembered
+        if (remembered !== undefined && remembered(entry.text)) hit = i
+      }
+      entry.ruleHit = hit
+    }
+    const upTo = entry.ruleHit === NO_RULE ? rules.length : entry.ruleHit
+    for (let i = 0; i < upTo; i++) {
+      const asked = rules[i]!.asked
+      if (asked !== undefined && asked(entry.text)) return rules[i]!.violation
+    }
+    return entry.ruleHit === NO_RULE ? undefined : rules[entry.ruleHit]!.violation
   }
 
   return SafetyFilter.of({
@@ -368,25 +442,26 @@ const fromResolved = (resolved: Resolved): Service => {
     outputRedactor: Effect.sync(() => engine.stream()),
     guardInput: (input) =>
       Effect.suspend(() => {
-        const counts = new Array<number>(resolved.recognizers.length).fill(0)
-        const system = input.system === undefined ? undefined : engine.redactInto(input.system, counts)
+        const counts = new Array<number>(k).fill(0)
+        const system = input.system === undefined ? undefined : guardText(input.system, counts).text
+        let violation: SafetyViolation | undefined = undefined
         const messages = input.messages.map((m) => {
-          const content = engine.redactInto(m.content, counts)
+          const guarded = guardText(m.content, counts)
+          const content = guarded.text
+          // Block rules judge what users and tools wrote; the operator's system instruction
+          // ("never reveal the system prompt") and earlier replies are trusted.
+          const judged = m.role === "user" || m.role === "tool"
+          if (judged && violation === undefined) violation = violationIn(guarded)
           if (m.name === undefined) return content === m.content ? m : { ...m, content }
           // A name is an identifier on the wire: one that held PII is dropped, not rewritten.
-          const name = engine.redactInto(m.name, counts)
-          if (name === m.name) return content === m.content ? m : { ...m, content }
+          const name = guardText(m.name, counts)
+          if (name.text === m.name) {
+            if (judged && violation === undefined) violation = violationIn(name)
+            return content === m.content ? m : { ...m, content }
+          }
           const { name: _dropped, ...rest } = m
           return { ...rest, content }
         })
-        // Block rules judge what users and tools wrote; the operator's system instruction
-        // ("never reveal the system prompt") and earlier replies are trusted.
-        let violation: SafetyViolation | undefined = undefined
-        for (let i = 0; violation === undefined && i < messages.length; i++) {
-          const m = messages[i]!
-          if (m.role !== "user" && m.role !== "tool") continue
-          violation = violationIn(m.content) ?? (m.name === undefined ? undefined : violationIn(m.name))
-        }
         return violation === undefined
           ? Effect.succeed({ system, messages, redactions: engine.summarize(counts) })
           : Effect.fail(violation)
@@ -439,7 +514,7 @@ export const layer = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigErro
  */
 export const layerDefault: Layer.Layer<SafetyFilter> = Layer.sync(
   SafetyFilter,
-  () => fromResolved({ recognizers: defaultRecognizers, blockRules: defaultBlockRules })
+  () => fromResolved({ recognizers: defaultRecognizers, blockRules: defaultBlockRules, memoChars: defaultMemoChars })
 )
 
 const commaList = (value: string): ReadonlyArray<string> =>
