@@ -20,6 +20,7 @@ import * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type { ChatMessage } from "./Chat.js"
 import { ContextWindowExceeded } from "./GatewayError.js"
+import * as Memo from "./internal/memo.js"
 import * as Tokenizer from "./internal/tokenizer.js"
 import * as Models from "./Models.js"
 
@@ -89,7 +90,12 @@ export class ContextWindow extends Context.Tag("@llm-gateway/core/ContextWindow"
  * - `defaultReserveForReply`: tokens kept free for the reply when a request sets no
  *   `maxTokens`; without it, `Models.defaultReserveForReply` of the model.
  * - `preload`: encodings to build while the layer starts, so the first request does not pay
- *   for it.
+ *   for it (about 0.3 s and 100 MB for `o200k_base`, once per process). Default: the encodings
+ *   of the fallback and of the models in `models`; `[]` builds nothing until a request needs it.
+ * - `memoEntries` (default 50 000, `0` turns it off): how many message token counts are
+ *   remembered, keyed by the SHA-256 of the text (never the text itself) and the encoding, so
+ *   the earlier turns a conversation resends are not tokenized again. The least recently used
+ *   count goes first; texts under 32 characters are always counted.
  *
  * @since 0.1.0
  * @category Config
@@ -99,6 +105,7 @@ export interface Options {
   readonly fallback?: Models.ModelInfo | undefined
   readonly defaultReserveForReply?: number | undefined
   readonly preload?: ReadonlyArray<Models.Encoding> | undefined
+  readonly memoEntries?: number | undefined
 }
 
 /** Every reply is primed with `<|start|>assistant<|message|>`. */
@@ -108,6 +115,9 @@ const TOKENS_PER_MESSAGE = 3
 const TOKENS_PER_NAME = 1
 /** Unknown model ids we have already warned about; bounded so odd ids cannot grow it forever. */
 const MAX_WARNED = 1_000
+/** Below this length a text is counted directly: hashing it would cost about as much. */
+const MEMO_MIN_LENGTH = 32
+const DEFAULT_MEMO_ENTRIES = 50_000
 
 /**
  * Resumes the fiber from a timer task: between slices of a long text, I/O callbacks and other
@@ -154,6 +164,10 @@ const validate = (options: Options): Either.Either<Models.Registry, ConfigError.
     const decoded = decodeReserve(options.defaultReserveForReply)
     if (Either.isLeft(decoded)) return Either.left(invalid(["defaultReserveForReply"], decoded.left))
   }
+  if (options.memoEntries !== undefined) {
+    const decoded = decodeReserve(options.memoEntries)
+    if (Either.isLeft(decoded)) return Either.left(invalid(["memoEntries"], decoded.left))
+  }
   return Either.right(Models.make({ models, fallback }))
 }
 
@@ -170,6 +184,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
     const ready = new Map<Models.Encoding, Tokenizer.Tokenizer>()
     const warned = new Set<string>()
     let warnedInvalid = false
+    const memoEntries = options.memoEntries ?? DEFAULT_MEMO_ENTRIES
+    // One memo for all encodings: the encoding is part of the key. Weight 0 and overhead 1 per
+    // entry make the bound a number of entries.
+    const memo = memoEntries > 0 ? Memo.makeLru<number>(memoEntries, 1) : undefined
+    const roleTokens = new Map<string, number>()
 
     const tokenizer = (encoding: Models.Encoding): Effect.Effect<Tokenizer.Tokenizer> => {
       const found = ready.get(encoding)
@@ -203,31 +222,76 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
     }
 
     /**
-     * A fresh pace for one count: yields to the event loop each time about a slice's worth of
-     * characters was counted, so many short messages do not block it either.
+     * A fresh pace for one count: says to yield to the event loop each time about a slice's
+     * worth of characters was tokenized, so many short messages do not block it either.
+     * Remembered counts cost no tokenizing and do not count.
      */
     const pacer = () => {
       let counted = 0
-      return (chars: number): Effect.Effect<void> => {
+      return (chars: number): boolean => {
         counted += chars
-        if (counted < Tokenizer.sliceLength) return Effect.void
+        if (counted < Tokenizer.sliceLength) return false
         counted = 0
-        return yieldToEventLoop
+        return true
       }
     }
 
-    const messageTokens = (tk: Tokenizer.Tokenizer, message: ChatMessage): Effect.Effect<number> =>
-      Effect.map(
-        countTokens(tk, message.content),
-        (content) =>
-          TOKENS_PER_MESSAGE + tk.count(message.role) + content +
-          (message.name === undefined ? 0 : tk.count(message.name) + TOKENS_PER_NAME)
-      )
+    /** Tokens of a message's text; a text seen before is looked up by its hash. */
+    const textTokens = (tk: Tokenizer.Tokenizer, text: string): Effect.Effect<number> => {
+      const hash = memo === undefined || text.length < MEMO_MIN_LENGTH ? undefined : Memo.contentKey(text)
+      if (hash === undefined) return countTokens(tk, text)
+      const key = tk.encoding + ":" + hash
+      const hit = memo!.get(key)
+      return hit !== undefined
+        ? Effect.succeed(hit)
+        : Effect.map(countTokens(tk, text), (n) => {
+          memo!.set(key, n, 0)
+          return n
+        })
+    }
+
+    /** Roles are a handful of short words: their counts are kept by encoding and role. */
+    const roleCount = (tk: Tokenizer.Tokenizer, role: string): number => {
+      const key = tk.encoding + ":" + role
+      let n = roleTokens.get(key)
+      if (n === undefined) {
+        n = tk.count(role)
+        if (roleTokens.size < 64) roleTokens.set(key, n)
+      }
+      return n
+    }
+
+    /**
+     * The tokens of each message, chat overhead included. A remembered content costs a hash and
+     * a lookup, without an Effect per message; only what is tokenized paces the event loop.
+     */
+    const messageCosts = (
+      tk: Tokenizer.Tokenizer,
+      messages: ReadonlyArray<ChatMessage>
+    ): Effect.Effect<Array<number>> =>
+      Effect.gen(function*() {
+        const pace = pacer()
+        const costs = new Array<number>(messages.length)
+        for (let i = 0; i < messages.length; i++) {
+          const m = messages[i]!
+          const hash = memo === undefined || m.content.length < MEMO_MIN_LENGTH ? undefined : Memo.contentKey(m.content)
+          const key = hash === undefined ? undefined : tk.encoding + ":" + hash
+          let content = key === undefined ? undefined : memo!.get(key)
+          if (content === undefined) {
+            content = m.content.length <= Tokenizer.sliceLength ? tk.count(m.content) : yield* countTokens(tk, m.content)
+            if (key !== undefined) memo!.set(key, content, 0)
+            if (pace(m.content.length)) yield* yieldToEventLoop
+          }
+          costs[i] = TOKENS_PER_MESSAGE + roleCount(tk, m.role) + content +
+            (m.name === undefined ? 0 : tk.count(m.name) + TOKENS_PER_NAME)
+        }
+        return costs
+      })
 
     const fixedTokens = (tk: Tokenizer.Tokenizer, system: string | undefined): Effect.Effect<number> =>
       system === undefined
         ? Effect.succeed(REPLY_PRIMING)
-        : Effect.map(countTokens(tk, system), (n) => REPLY_PRIMING + TOKENS_PER_MESSAGE + tk.count("system") + n)
+        : Effect.map(textTokens(tk, system), (n) => REPLY_PRIMING + TOKENS_PER_MESSAGE + roleCount(tk, "system") + n)
 
     const reserveFor = (info: Models.ModelInfo, requested: number | undefined): number =>
       requested !== undefined && Number.isFinite(requested) && requested >= 0
@@ -241,13 +305,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
         const reserved = reserveFor(info, reserveForReply)
         const limit = Math.max(0, info.contextWindow - reserved)
         const n = messages.length
-        const pace = pacer()
-        // Each message is tokenized exactly once; trimming only subtracts.
-        const costs = new Array<number>(n)
+        // Each message is tokenized at most once; trimming only subtracts.
+        const costs = yield* messageCosts(tk, messages)
         let newestUser = -1
         for (let i = 0; i < n; i++) {
-          costs[i] = yield* messageTokens(tk, messages[i]!)
-          yield* pace(messages[i]!.content.length)
           if (messages[i]!.role === "user") newestUser = i
         }
         const pinned = (i: number) => i === newestUser || messages[i]!.role === "system"
@@ -302,12 +363,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
       Effect.gen(function*() {
         const { info } = yield* resolve(model)
         const tk = yield* tokenizer(info.encoding)
-        const pace = pacer()
         let total = yield* fixedTokens(tk, system)
-        for (const message of messages) {
-          total += yield* messageTokens(tk, message)
-          yield* pace(message.content.length)
-        }
+        for (const cost of yield* messageCosts(tk, messages)) total += cost
         return total
       })
 
@@ -321,9 +378,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
     const textCounter: Service["textCounter"] = (model) =>
       Effect.map(Effect.flatMap(resolve(model), ({ info }) => tokenizer(info.encoding)), (tk) => tk.count)
 
-    if (options.preload !== undefined) {
-      yield* Effect.forEach(options.preload, tokenizer, { discard: true })
-    }
+    // Building an encoding takes a noticeable fraction of a second: do it while the layer
+    // starts, not inside the first request.
+    const preload = options.preload ??
+      [registry.fallback.encoding, ...Object.values(options.models ?? {}).map((m) => m.encoding)]
+    yield* Effect.forEach(new Set(preload), tokenizer, { discard: true })
 
     const modelInfo = (model: string) => Effect.map(resolve(model), (resolved) => resolved.info)
     return ContextWindow.of({ fit, countPrompt, countText, textCounter, modelInfo })

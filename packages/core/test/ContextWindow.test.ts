@@ -197,8 +197,8 @@ describe("tokenizer on long texts", () => {
       expect(counted).toBe((yield* Effect.promise(() => Tokenizer.load("o200k_base"))).count(text))
       // A synchronous count of these 1 M characters would let no timer fire before it ends.
       expect(ticks).toBeGreaterThan(0)
-      // Nor may many short messages add up to a long block.
-      const messages = Array.from({ length: 50 }, () => ({ role: "user" as const, content: text.slice(0, 20_000) }))
+      // Nor may many short messages add up to a long block (distinct ones: a resent text is remembered).
+      const messages = Array.from({ length: 50 }, (_, i) => ({ role: "user" as const, content: `${i} ${text.slice(0, 20_000)}` }))
       ticks = 0
       const again = setInterval(() => ticks++, 0)
       yield* cw.countPrompt("gpt-4o", undefined, messages).pipe(Effect.ensuring(Effect.sync(() => clearInterval(again))))
