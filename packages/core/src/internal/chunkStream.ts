@@ -282,7 +282,8 @@ export class ChunkDecoder {
   private skippedHere = 0
   private kinds: Set<string> | undefined = undefined
   private template: ChunkTemplate | undefined = undefined
-  private templateHits = 0
+  /** Events the template decoded (for tests). */
+  templateHits = 0
   private templateBuilds = 0
   private readonly skip: boolean
 
