@@ -1,0 +1,555 @@
+/**
+ * Redis: the response cache, the single-flight of identical requests, the cost budgets and the
+ * client rate limit shared by every process of a deployment, on one Redis server.
+ *
+ * A separate entry point (`@llm-gateway/core/Redis`), not re-exported by the package's index:
+ * importing `@llm-gateway/core` never loads `ioredis`, an optional peer dependency that only
+ * users of this module install (`npm install ioredis`).
+ *
+ * The stores are the Effect ecosystem's own where they fit (`@effect/experimental`'s
+ * `Persistence/Redis` under `ResponseCache.layerPersistence`, and `RateLimiter/Redis` under
+ * the `RateLimiter` the gateway's rate limit reads), and direct `ioredis` calls where they do
+ * not (the flight locks and the budget ledger). Every key lives under one prefix (default
+ * `llm-gateway:`); values are redacted replies, ledger totals and counters, never a prompt or a
+ * secret. Every call has a timeout (`timeout`, default 1 second). When Redis does not answer:
+ * the cache reads as a miss and stores nothing, identical requests go upstream on their own, the
+ * rate limit lets requests through (each logged at warning level), and the budget fails closed
+ * with `StoreUnavailable`; the audit log is not on Redis, so every request is still audited.
+ *
+ * @since 0.1.0
+ */
+import * as Persistence from "@effect/experimental/Persistence"
+import * as PersistenceRedis from "@effect/experimental/Persistence/Redis"
+import * as RateLimiter from "@effect/experimental/RateLimiter"
+import * as RateLimiterRedis from "@effect/experimental/RateLimiter/Redis"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import { Redis as IORedis, type RedisOptions as IORedisOptions } from "ioredis"
+import { randomUUID } from "node:crypto"
+import * as CostMeter from "./CostMeter.js"
+import { StoreUnavailable } from "./GatewayError.js"
+import * as ResponseCache from "./ResponseCache.js"
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How to reach Redis.
+ *
+ * - `url`: `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS. `Redacted`, as it
+ *   may carry a password.
+ * - `prefix`: put in front of every key (default `"llm-gateway:"`); give each deployment its
+ *   own when several share one server.
+ * - `timeout`: the longest any one Redis call may take (default 1 second); a call that takes
+ *   longer counts as Redis not answering.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export interface ConnectionOptions {
+  readonly url: Redacted.Redacted<string>
+  readonly prefix?: string | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * The defaults of `ConnectionOptions`.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const connectionDefaults = { prefix: "llm-gateway:", timeout: Duration.seconds(1) } as const
+
+/**
+ * The `ioredis` options for `ConnectionOptions`: every command (including those queued while
+ * disconnected) fails after `timeout`, and reconnection goes on in the background.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const ioredisOptions = (options: ConnectionOptions): IORedisOptions => {
+  const url = new URL(Redacted.value(options.url))
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new Error("Redis: the URL must start with redis:// or rediss://")
+  }
+  const timeout = Math.max(1, Math.round(Duration.toMillis(Duration.decode(options.timeout ?? connectionDefaults.timeout))))
+  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ""),
+    port: url.port === "" ? 6379 : Number(url.port),
+    ...(url.username === "" ? {} : { username: decodeURIComponent(url.username) }),
+    ...(url.password === "" ? {} : { password: decodeURIComponent(url.password) }),
+    ...(Number.isInteger(db) ? { db } : {}),
+    ...(url.protocol === "rediss:" ? { tls: {} } : {}),
+    keyPrefix: options.prefix ?? connectionDefaults.prefix,
+    commandTimeout: timeout,
+    connectTimeout: Math.max(timeout, 1_000),
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => Math.min(50 * times, 1_000)
+  }
+}
+
+/** A client of our own, quiet while Redis is down (logged once per outage), closed with the scope. */
+const acquireClient = (options: ConnectionOptions): Effect.Effect<IORedis, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const client = new IORedis(ioredisOptions(options))
+      let down = false
+      client.on("error", () => {
+        if (!down) {
+          down = true
+          // eslint-disable-next-line no-console
+          console.warn("[llm-gateway] Redis: the connection failed; retrying in the background")
+        }
+      })
+      client.on("ready", () => {
+        down = false
+      })
+      return client
+    }),
+    (client) => Effect.sync(() => client.disconnect())
+  )
+
+const timeoutOf = (options: ConnectionOptions): Duration.Duration =>
+  Duration.sum(Duration.decode(options.timeout ?? connectionDefaults.timeout), Duration.millis(100))
+
+/** One Redis call, bounded by the timeout, failing with `StoreUnavailable`. */
+const call = <A>(store: string, operation: string, timeout: Duration.Duration, run: () => Promise<A>) =>
+  Effect.tryPromise({ try: run, catch: () => new StoreUnavailable({ store, operation }) }).pipe(
+    Effect.timeoutFail({ duration: timeout, onTimeout: () => new StoreUnavailable({ store, operation }) })
+  )
+
+// ---------------------------------------------------------------------------------------------
+// Response cache with cross-process single-flight
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options of the shared response cache.
+ *
+ * - `timeToLive`: how long an entry stays readable (Redis expires it).
+ * - `flightLock`: how long a process may lead an identical request before another process
+ *   takes over (default 10 seconds). A leader that crashes or fails blocks the others for at
+ *   most this long; a reply that takes longer is asked for again by one other process.
+ * - `flightWait`: how long a request waits for another process's reply before it goes
+ *   upstream on its own (default 3 × `flightLock`).
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export interface CacheOptions {
+  readonly timeToLive: Duration.DurationInput
+  readonly flightLock?: Duration.DurationInput | undefined
+  readonly flightWait?: Duration.DurationInput | undefined
+}
+
+const releaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
+
+/**
+ * Adds single-flight across processes to a shared cache. On a miss, a request claims the key's
+ * flight lock (`SET NX PX`): the process that holds it goes upstream (the pipeline merges its
+ * own identical requests); the others wait, polling the cache, for the leader's stored reply,
+ * and claim the lock themselves once it expires. Storing a reply releases the lock. Waiting
+ * requests of one process share one poll. Redis faults read as "go upstream".
+ */
+const withFlights = (
+  inner: ResponseCache.Service,
+  client: IORedis,
+  options: CacheOptions,
+  timeout: Duration.Duration
+): ResponseCache.Service => {
+  const owner = randomUUID()
+  const lockMillis = Math.max(1, Duration.toMillis(Duration.decode(options.flightLock ?? Duration.seconds(10))))
+  const waitMillis = options.flightWait === undefined
+    ? 3 * lockMillis
+    : Duration.toMillis(Duration.decode(options.flightWait))
+  const lockKey = (key: string) => `flight:${key}`
+  const waits = new Map<string, Deferred.Deferred<Option.Option<ResponseCache.CachedReply>>>()
+
+  /** `true` when this process holds (or now takes) the key's lock. */
+  const claim = (key: string) =>
+    call("cache", "claim", timeout, async () => {
+      const taken = await client.set(lockKey(key), owner, "PX", lockMillis, "NX")
+      if (taken === "OK") return true
+      return (await client.get(lockKey(key))) === owner
+    })
+
+  /** Waits for another process's reply; `None`: lead now (the lock was taken over) or give up. */
+  const await_ = (key: string): Effect.Effect<Option.Option<ResponseCache.CachedReply>> =>
+    Effect.gen(function*() {
+      const started = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      let delay = 5
+      while (true) {
+        yield* Effect.sleep(Duration.millis(delay))
+        delay = Math.min(delay * 2, 100)
+        const stored = yield* inner.get(key)
+        if (Option.isSome(stored)) return stored
+        if (yield* claim(key)) return Option.none()
+        const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        if (now - started >= waitMillis) {
+          yield* Effect.logWarning("ResponseCache: waited too long for another process's reply; going upstream")
+          return Option.none()
+        }
+      }
+    }).pipe(
+      Effect.catchAll(() =>
+        Effect.as(Effect.logWarning("ResponseCache: the flight lock is unavailable; going upstream alone"), Option.none())
+      )
+    )
+
+  /** One wait per key in this process: the first waiter polls, the others share its answer. */
+  const shared = (key: string) =>
+    Effect.suspend(() => {
+      const current = waits.get(key)
+      if (current !== undefined) return Deferred.await(current)
+      const deferred = Deferred.unsafeMake<Option.Option<ResponseCache.CachedReply>>(undefined as never)
+      waits.set(key, deferred)
+      return await_(key).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => {
+          if (waits.get(key) === deferred) waits.delete(key)
+          return Effect.zipRight(Deferred.done(deferred, exit), exit)
+        }),
+        Effect.uninterruptible
+      )
+    })
+
+  const get = (key: string) =>
+    Effect.flatMap(inner.get(key), (stored) =>
+      Option.isSome(stored) ? Effect.succeed(stored) : Effect.flatMap(
+        Effect.catchAll(claim(key), () =>
+          Effect.as(Effect.logWarning("ResponseCache: the flight lock is unavailable; going upstream alone"), true)),
+        (leads) => leads ? Effect.succeedNone : shared(key)
+      ))
+
+  const set = (key: string, reply: ResponseCache.CachedReply) =>
+    Effect.zipRight(
+      inner.set(key, reply),
+      call("cache", "release", timeout, () => client.eval(releaseScript, 1, lockKey(key), owner)).pipe(Effect.ignore)
+    )
+
+  return { get, set }
+}
+
+/**
+ * The response cache on Redis, shared by every process: `ResponseCache.layerPersistence` over
+ * `@effect/experimental`'s `Persistence/Redis` (entries expire after `timeToLive`), with
+ * single-flight across processes (see `CacheOptions`). Storage faults read as a miss.
+ *
+ * @example
+ * import { layerResponseCache } from "@llm-gateway/core/Redis"
+ * import * as Redacted from "effect/Redacted"
+ *
+ * const CacheLive = layerResponseCache(
+ *   { url: Redacted.make("redis://127.0.0.1:6379") },
+ *   { timeToLive: "1 hour" }
+ * )
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerResponseCache = (
+  connection: ConnectionOptions,
+  options: CacheOptions
+): Layer.Layer<ResponseCache.ResponseCache> =>
+  Layer.scoped(
+    ResponseCache.ResponseCache,
+    Effect.gen(function*() {
+      const backing = yield* Layer.build(PersistenceRedis.layer(ioredisOptions(connection)))
+      const inner = yield* ResponseCache.makePersistence({ storeId: "response-cache", timeToLive: options.timeToLive }).pipe(
+        Effect.provide(backing)
+      )
+      const bounded: ResponseCache.Service = {
+        // The ecosystem store has no timeout of its own beyond ioredis' command timeout.
+        get: (key) =>
+          inner.get(key).pipe(Effect.timeoutTo({
+            duration: timeoutOf(connection),
+            onTimeout: () => Option.none(),
+            onSuccess: (_) => _
+          })),
+        set: (key, reply) => inner.set(key, reply).pipe(Effect.timeout(timeoutOf(connection)), Effect.ignore)
+      }
+      const client = yield* acquireClient(connection)
+      return withFlights(bounded, client, options, timeoutOf(connection))
+    })
+  )
+
+// ---------------------------------------------------------------------------------------------
+// Rate limiter
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The `RateLimiter` that the gateway's rate limit (`Gateway.Options.rateLimit`,
+ * `Stage.rateLimit`) reads from the context, counted on Redis
+ * (`@effect/experimental`'s `RateLimiter/Redis`): the limit holds across all processes
+ * sharing the key. A store that does not answer lets the request through (logged).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerRateLimiter = (connection: ConnectionOptions): Layer.Layer<RateLimiter.RateLimiter> => {
+  const timeout = timeoutOf(connection)
+  const storeError = () => new RateLimiter.RateLimitStoreError({ message: "Redis did not answer in time" })
+  const bounded = Layer.effect(
+    RateLimiter.RateLimiterStore,
+    Effect.map(RateLimiter.RateLimiterStore, (store) => ({
+      fixedWindow: (options) => store.fixedWindow(options).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: storeError })),
+      tokenBucket: (options) => store.tokenBucket(options).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: storeError }))
+    }))
+  ).pipe(Layer.provide(RateLimiterRedis.layerStore({ ...ioredisOptions(connection), prefix: "rate-limit:" })))
+  return RateLimiter.layer.pipe(Layer.provide(bounded))
+}
+
+/**
+ * The platform's default client rate limit: 300 requests per minute per token. Give it a `key`
+ * per OAuth client so processes sharing a client share the count.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const platformRateLimit = { limit: 300, window: "1 minute" } as const
+
+// ---------------------------------------------------------------------------------------------
+// Cost meter
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options of the shared meter: those of `CostMeter.make` and `holdTimeout`, plus `name`, the
+ * ledger's key (default `"default"`): meters with the same name share one budget.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export interface MeterOptions extends CostMeter.StoreOptions {
+  readonly name?: string | undefined
+}
+
+/** Writes `ARGV[2]` when the key still holds `ARGV[1]` (`""` meaning absent). */
+const compareAndSetScript = `local current = redis.call("GET", KEYS[1]) or ""
+if current == ARGV[1] then redis.call("SET", KEYS[1], ARGV[2]) return 1 end
+return 0`
+
+/**
+ * A `CostMeter` whose ledger lives in one Redis key: each reservation and settlement reads the
+ * ledger, applies the same pure transition as the memory meter, and writes it back with a
+ * compare-and-set script, retried when another process wrote in between (calls of one process
+ * are serialized first). So reservations made by any number of processes never together exceed
+ * a budget. Holds of a process that died are dropped after `holdTimeout` (default 15 minutes).
+ * A reservation fails closed with `StoreUnavailable` when Redis does not answer.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const makeCostMeter = (
+  connection: ConnectionOptions,
+  options: MeterOptions = {}
+): Effect.Effect<CostMeter.Service, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const client = yield* acquireClient(connection)
+    const timeout = timeoutOf(connection)
+    const key = `meter:${options.name ?? "default"}`
+    const lock = yield* Effect.makeSemaphore(1)
+    // Calls of this process wait for each other: once Redis failed to answer, the next second's
+    // calls fail at once instead of each waiting out its own timeout in that queue.
+    let downUntil = 0
+    const unavailable = (operation: string) => new StoreUnavailable({ store: "budget", operation })
+    const failFast = Effect.clockWith((clock) =>
+      clock.unsafeCurrentTimeMillis() < downUntil ? Effect.fail(unavailable("read (Redis did not answer just now)")) : Effect.void
+    )
+    const markDown = Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        downUntil = clock.unsafeCurrentTimeMillis() + 1_000
+      })
+    )
+    return yield* CostMeter.makeWithStore(
+      { ...options, holdTimeout: options.holdTimeout ?? Duration.minutes(15) },
+      (initial) =>
+        Effect.succeed<CostMeter.LedgerStore<StoreUnavailable>>({
+          modify: <A>(f: (state: CostMeter.LedgerState) => [A, CostMeter.LedgerState]) =>
+            Effect.zipRight(failFast, lock.withPermits(1)(Effect.gen(function*() {
+              yield* failFast
+              for (let attempt = 0; attempt < 100; attempt++) {
+                const text = yield* call("budget", "read", timeout, () => client.get(key))
+                const state = text === null ? Option.some(initial) : CostMeter.decodeLedger(text)
+                if (Option.isNone(state)) {
+                  yield* Effect.logError("CostMeter: the shared ledger in Redis is not readable; requests are refused")
+                  return yield* Effect.fail(new StoreUnavailable({ store: "budget", operation: "read" }))
+                }
+                const [result, next] = f(state.value)
+                if (next === state.value) return result
+                const written = yield* call(
+                  "budget",
+                  "write",
+                  timeout,
+                  () => client.eval(compareAndSetScript, 1, key, text ?? "", CostMeter.encodeLedger(next))
+                )
+                if (written === 1) return result
+                // Another process wrote first: back off a little, read again.
+                yield* Effect.sleep(Duration.millis(Math.random() * Math.min(2 + attempt, 20)))
+              }
+              return yield* Effect.fail(unavailable("write (contention)"))
+            }).pipe(Effect.tapError((error) => error.operation.startsWith("read (") ? Effect.void : markDown))))
+        })
+    )
+  })
+
+/**
+ * The shared meter as a Layer (see `makeCostMeter`).
+ *
+ * @example
+ * import { layerCostMeter } from "@llm-gateway/core/Redis"
+ * import * as Redacted from "effect/Redacted"
+ *
+ * const MeterLive = layerCostMeter(
+ *   { url: Redacted.make("redis://127.0.0.1:6379") },
+ *   { periodBudget: { limitUsd: 50, period: "1 day" } }
+ * )
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerCostMeter = (
+  connection: ConnectionOptions,
+  options: MeterOptions = {}
+): Layer.Layer<CostMeter.CostMeter> => Layer.scoped(CostMeter.CostMeter, makeCostMeter(connection, options))
+
+// ---------------------------------------------------------------------------------------------
+// All stores
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options of `layerRedis` and `layerRedisConfig`: the cache's and the meter's. `capacity` is
+ * the entry count of the in-memory cache used when no Redis URL is configured (default 1,000).
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export interface StoresOptions {
+  readonly cache: CacheOptions & { readonly capacity?: number | undefined }
+  readonly meter?: MeterOptions | undefined
+}
+
+/**
+ * The shared stores the gateway reads from the context: `ResponseCache`, `CostMeter` and the
+ * `RateLimiter`, all on one Redis server.
+ *
+ * @example
+ * import { Gateway } from "@llm-gateway/core"
+ * import { layerRedis, platformRateLimit } from "@llm-gateway/core/Redis"
+ * import * as Layer from "effect/Layer"
+ * import * as Redacted from "effect/Redacted"
+ *
+ * const Stores = layerRedis(
+ *   { url: Redacted.make("redis://127.0.0.1:6379"), prefix: "my-app:" },
+ *   { cache: { timeToLive: "1 hour" }, meter: { budgetUsd: 100 } }
+ * )
+ * export const GatewayStores = Gateway.layer({ rateLimit: { ...platformRateLimit, key: "client-id" } }).pipe(
+ *   Layer.provideMerge(Stores)
+ * )
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerRedis = (
+  connection: ConnectionOptions,
+  options: StoresOptions
+): Layer.Layer<ResponseCache.ResponseCache | CostMeter.CostMeter | RateLimiter.RateLimiter> =>
+  Layer.mergeAll(
+    layerResponseCache(connection, options.cache),
+    layerCostMeter(connection, options.meter),
+    layerRateLimiter(connection)
+  )
+
+/**
+ * Where `layerRedisConfig` reads the connection: `LLM_GATEWAY_REDIS_URL` (optional, redacted),
+ * `LLM_GATEWAY_REDIS_PREFIX` (default `llm-gateway:`) and `LLM_GATEWAY_REDIS_TIMEOUT` (default
+ * `1 second`). `None` when no URL is set.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const config: Config.Config<Option.Option<ConnectionOptions>> = Config.all({
+  url: Config.option(
+    Config.redacted("LLM_GATEWAY_REDIS_URL").pipe(
+      Config.validate({
+        message: "Expected a URL of the form redis://host:port or rediss://host:port",
+        validation: (url) => {
+          try {
+            const parsed = new URL(Redacted.value(url))
+            return parsed.protocol === "redis:" || parsed.protocol === "rediss:"
+          } catch {
+            return false
+          }
+        }
+      })
+    )
+  ),
+  prefix: Config.string("LLM_GATEWAY_REDIS_PREFIX").pipe(Config.withDefault(connectionDefaults.prefix)),
+  timeout: Config.duration("LLM_GATEWAY_REDIS_TIMEOUT").pipe(
+    Config.validate({
+      message: "Expected a finite duration of 1 ms or more",
+      validation: (d) => Duration.isFinite(d) && Duration.toMillis(d) >= 1
+    }),
+    Config.withDefault(connectionDefaults.timeout)
+  )
+}).pipe(
+  Config.map(({ prefix, timeout, url }) => Option.map(url, (url): ConnectionOptions => ({ url, prefix, timeout })))
+)
+
+/**
+ * The stores from the environment (see `config`): on Redis when `LLM_GATEWAY_REDIS_URL` is set,
+ * otherwise in memory (`ResponseCache.layerMemory`, `CostMeter.layerMemory` and an in-memory
+ * `RateLimiter`). The meter also reads the budget variables of `CostMeter.config`; `options`
+ * win over them. A malformed setting fails with a `ConfigError` naming the variable.
+ *
+ * @example
+ * import { layerRedisConfig } from "@llm-gateway/core/Redis"
+ *
+ * // LLM_GATEWAY_REDIS_URL=redis://127.0.0.1:6379 LLM_GATEWAY_BUDGET_USD=100
+ * const Stores = layerRedisConfig({ cache: { timeToLive: "1 hour" } })
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerRedisConfig = (
+  options: StoresOptions
+): Layer.Layer<
+  ResponseCache.ResponseCache | CostMeter.CostMeter | RateLimiter.RateLimiter,
+  ConfigError.ConfigError
+> =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const connection = yield* config
+    const fromEnv = yield* CostMeter.config
+    const meter: MeterOptions = {
+      ...options.meter,
+      budgetUsd: options.meter?.budgetUsd ?? fromEnv.budgetUsd,
+      periodBudget: options.meter?.periodBudget ?? fromEnv.periodBudget,
+      pricing: { ...fromEnv.pricing, ...options.meter?.pricing }
+    }
+    return Option.match(connection, {
+      onNone: () =>
+        Layer.mergeAll(
+          ResponseCache.layerMemory({ capacity: options.cache.capacity ?? 1_000, timeToLive: options.cache.timeToLive }),
+          CostMeter.layerMemory(meter),
+          RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))
+        ),
+      onSome: (connection) => layerRedis(connection, { cache: options.cache, meter })
+    })
+  }))
+
+/**
+ * `@effect/experimental`'s Redis `BackingPersistence` with the same connection settings
+ * (prefix, timeouts), for your own persisted caches next to the gateway's.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerBackingPersistence = (connection: ConnectionOptions): Layer.Layer<Persistence.BackingPersistence> =>
+  PersistenceRedis.layer(ioredisOptions(connection))
