@@ -12,7 +12,7 @@
 // The pages are meant to be read on GitHub, so the Jekyll site files docgen adds (_config.yml,
 // index.md, modules/index.md and the front matter of each page) are removed.
 import { spawnSync } from "node:child_process"
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, relative } from "node:path"
 import ts from "typescript"
 
@@ -69,6 +69,8 @@ for (const pkg of packages) {
     rmSync(join(outDir, extra), { recursive: true, force: true })
   }
   const manifest = JSON.parse(readFileSync(join(cwd, "package.json"), "utf8"))
+  const indexPath = join(cwd, "src/index.ts")
+  const index = existsSync(indexPath) ? readFileSync(indexPath, "utf8") : undefined
   const modules = []
   for (const page of readdirSync(join(outDir, "modules")).filter((name) => name.endsWith(".ts.md")).sort()) {
     const path = join(outDir, "modules", page)
@@ -79,7 +81,12 @@ for (const pkg of packages) {
     const overview = /^## \S+ overview\n\n([\s\S]*?)\n\n/m.exec(text)?.[1].replace(/\s+/g, " ") ?? ""
     // Whole sentences, enough of them to say what the module is for (at least 80 characters).
     const summary = /^[\s\S]{80}?[\s\S]*?[.!?](?=\s|$)/.exec(overview)?.[0] ?? overview
-    modules.push(`- [${name}](${pkg}/modules/${page})${summary ? `: ${summary}` : ""}`)
+    // A module the package index leaves out (e.g. one that needs an optional peer) is only
+    // importable by its own path; say so where readers look for it.
+    const own = index !== undefined && !index.includes(`export * as ${name} from`)
+      ? ` Import it from \`${manifest.name}/${name}\`; the package index does not re-export it.`
+      : ""
+    modules.push(`- [${name}](${pkg}/modules/${page})${summary ? `: ${summary}` : ""}${own}`)
   }
   sections.push(`## ${manifest.name}\n\n${manifest.description}\n\n${modules.join("\n")}\n`)
 }
