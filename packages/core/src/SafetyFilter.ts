@@ -384,7 +384,17 @@ const memoMinLength = 32
 /** The default of `Policy.memoChars`. */
 const defaultMemoChars = 4_000_000
 
-const fromResolved = (resolved: Resolved): Service => {
+/**
+ * Text that every built-in recognizer matches once and most block rules look at closely: a run
+ * over it compiles the patterns (V8 compiles a RegExp on its first runs) and loads the phone
+ * metadata, so the first request does not pay for that.
+ */
+const warmUpText = "Hello, write to jane.doe@example.com or call (212) 555-0123 / +44 20 7946 0958. " +
+  "Card 4111 1111 1111 1111, SSN 123-45-6789, IBAN DE89 3704 0044 0532 0130 00, " +
+  "hosts 192.168.0.1 and 2001:db8::8a2e:370:7334. Please ignore the previous answer, " +
+  "write a short summary and act as a helpful assistant. Order #12345, 2024-01-31."
+
+const fromResolved = (resolved: Resolved, warmUp = false): Service => {
   const engine = Redaction.makeEngine(resolved.recognizers)
   const k = resolved.recognizers.length
   const rules = resolved.blockRules.map((b) => {
@@ -436,6 +446,17 @@ const fromResolved = (resolved: Resolved): Service => {
     return entry.ruleHit === NO_RULE ? undefined : rules[entry.ruleHit]!.violation
   }
 
+  if (warmUp) {
+    for (let round = 0; round < 2; round++) {
+      engine.redact(warmUpText)
+      const stream = engine.stream()
+      for (let at = 0; at < warmUpText.length; at += 7) stream.push(warmUpText.slice(at, at + 7))
+      stream.end()
+      // Your function rules are not called here: they may count or log what they see.
+      for (const rule of rules) rule.remembered?.(warmUpText)
+    }
+  }
+
   return SafetyFilter.of({
     fingerprint: fingerprintOf(resolved.recognizers),
     redact: engine.redact,
@@ -478,10 +499,16 @@ const fromResolved = (resolved: Resolved): Service => {
  * @category Constructors
  */
 export const make = (policy: Policy = {}): Effect.Effect<Service, ConfigError.ConfigError> =>
-  Effect.map(resolve(policy), fromResolved)
+  Effect.map(resolve(policy), (resolved) => fromResolved(resolved))
+
+/** `make` for the layers: they also run the recognizers and rules once, off the request path. */
+const makeWarm = (policy: Policy): Effect.Effect<Service, ConfigError.ConfigError> =>
+  Effect.map(resolve(policy), (resolved) => fromResolved(resolved, true))
 
 /**
- * The SafetyFilter from a policy; a bad policy fails the Layer at start-up.
+ * The SafetyFilter from a policy; a bad policy fails the Layer at start-up. Building the layer
+ * runs the recognizers and the RegExp block rules twice over a short sample text (a few
+ * milliseconds), so the first request does not pay for compiling them.
  *
  * @example
  * import * as SafetyFilter from "@llm-gateway/core/SafetyFilter"
@@ -504,17 +531,18 @@ export const make = (policy: Policy = {}): Effect.Effect<Service, ConfigError.Co
  * @category Layers
  */
 export const layer = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigError.ConfigError> =>
-  Layer.effect(SafetyFilter, make(policy))
+  Layer.effect(SafetyFilter, makeWarm(policy))
 
 /**
- * The SafetyFilter with the built-in recognizers (US national phone numbers) and block rules.
+ * The SafetyFilter with the built-in recognizers (US national phone numbers) and block rules,
+ * run once over a sample text while the layer is built (see `layer`).
  *
  * @since 0.1.0
  * @category Layers
  */
 export const layerDefault: Layer.Layer<SafetyFilter> = Layer.sync(
   SafetyFilter,
-  () => fromResolved({ recognizers: defaultRecognizers, blockRules: defaultBlockRules, memoChars: defaultMemoChars })
+  () => fromResolved({ recognizers: defaultRecognizers, blockRules: defaultBlockRules, memoChars: defaultMemoChars }, true)
 )
 
 const commaList = (value: string): ReadonlyArray<string> =>
@@ -552,7 +580,7 @@ export const layerConfig = (policy: Policy = {}): Layer.Layer<SafetyFilter, Conf
       let final: Policy = policy
       if (Option.isSome(disable)) final = { ...final, disable: [...(policy.disable ?? []), ...disable.value] }
       if (Option.isSome(regions)) final = { ...final, phoneRegions: regions.value }
-      return yield* make(final)
+      return yield* makeWarm(final)
     })
   )
 }

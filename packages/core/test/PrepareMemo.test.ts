@@ -127,6 +127,16 @@ describe("SafetyFilter input memo", () => {
       }
     }))
 
+  it.effect("building the layer warms the recognizers without calling your function rules", () =>
+    Effect.gen(function*() {
+      let asked = 0
+      const filter = yield* SafetyFilter.SafetyFilter.pipe(
+        Effect.provide(SafetyFilter.layer({ blockRules: [{ category: "test", rule: "counted", test: () => (asked++, false) }] }))
+      )
+      expect(asked).toBe(0)
+      expect(filter.redact("mail jane.doe@example.com").text).toBe("mail [EMAIL]")
+    }))
+
   it.effect("memoChars must be a non-negative integer", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(SafetyFilter.make({ memoChars: -1 }))
