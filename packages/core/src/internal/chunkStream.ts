@@ -232,7 +232,8 @@ class ChunkTemplate {
   match(data: string): ChatChunk | undefined {
     const start = this.prefix.length
     const end = data.length - this.suffix.length
-    if (end < start || !data.startsWith(this.prefix) || !data.endsWith(this.suffix)) return undefined
+    // Compared as slices: V8's startsWith is several times slower on these strings.
+    if (end < start || data.slice(0, start) !== this.prefix || data.slice(end) !== this.suffix) return undefined
     let content: unknown = data.slice(start, end)
     if (special.test(content as string)) {
       // Escapes (or a quote that would end the string early) are JSON's to read: it accepts
