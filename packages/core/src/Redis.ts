@@ -150,6 +150,12 @@ export interface CacheOptions {
   readonly flightWait?: Duration.DurationInput | undefined
 }
 
+/** Takes the lock when free; `1` when this owner holds it (taken now or before). One round trip. */
+const claimScript = `local holder = redis.call("GET", KEYS[1])
+if not holder then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 1 end
+if holder == ARGV[1] then return 1 end
+return 0`
+
 const releaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 
 /**
@@ -175,11 +181,9 @@ const withFlights = (
 
   /** `true` when this process holds (or now takes) the key's lock. */
   const claim = (key: string) =>
-    call("cache", "claim", timeout, async () => {
-      const taken = await client.set(lockKey(key), owner, "PX", lockMillis, "NX")
-      if (taken === "OK") return true
-      return (await client.get(lockKey(key))) === owner
-    })
+    call("cache", "claim", timeout, () => client.eval(claimScript, 1, lockKey(key), owner, lockMillis)).pipe(
+      Effect.map((held) => held === 1)
+    )
 
   /** Waits for another process's reply; `None`: lead now (the lock was taken over) or give up. */
   const await_ = (key: string): Effect.Effect<Option.Option<ResponseCache.CachedReply>> =>
@@ -286,10 +290,19 @@ export const layerResponseCache = (
 // ---------------------------------------------------------------------------------------------
 
 /**
+ * The Redis store's scripts take the time per token in whole milliseconds (Redis refuses a
+ * fractional `PX`, which would let every request through): rounded up, never faster than asked.
+ */
+const wholeMillis = (rate: Duration.Duration): Duration.Duration =>
+  Duration.millis(Math.max(1, Math.ceil(Duration.toMillis(rate))))
+
+/**
  * The `RateLimiter` that the gateway's rate limit (`Gateway.Options.rateLimit`,
  * `Stage.rateLimit`) reads from the context, counted on Redis
  * (`@effect/experimental`'s `RateLimiter/Redis`): the limit holds across all processes
- * sharing the key. A store that does not answer lets the request through (logged).
+ * sharing the key. A store that does not answer lets the request through (logged). The time
+ * per request (`window / limit`) is rounded up to whole milliseconds, so a limit above one
+ * request per millisecond counts as one per millisecond.
  *
  * @since 0.1.0
  * @category Layers
@@ -300,8 +313,14 @@ export const layerRateLimiter = (connection: ConnectionOptions): Layer.Layer<Rat
   const bounded = Layer.effect(
     RateLimiter.RateLimiterStore,
     Effect.map(RateLimiter.RateLimiterStore, (store) => ({
-      fixedWindow: (options) => store.fixedWindow(options).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: storeError })),
-      tokenBucket: (options) => store.tokenBucket(options).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: storeError }))
+      fixedWindow: (options) =>
+        store.fixedWindow({ ...options, refillRate: wholeMillis(options.refillRate) }).pipe(
+          Effect.timeoutFail({ duration: timeout, onTimeout: storeError })
+        ),
+      tokenBucket: (options) =>
+        store.tokenBucket({ ...options, refillRate: wholeMillis(options.refillRate) }).pipe(
+          Effect.timeoutFail({ duration: timeout, onTimeout: storeError })
+        )
     }))
   ).pipe(Layer.provide(RateLimiterRedis.layerStore({ ...ioredisOptions(connection), prefix: "rate-limit:" })))
   return RateLimiter.layer.pipe(Layer.provide(bounded))
