@@ -14,6 +14,7 @@ import * as GrowingConversation from "./growingConversation.mjs"
 import * as LiveDecode from "./liveDecode.mjs"
 import * as PeakRss from "./peakRss.mjs"
 import * as Redaction from "./redaction.mjs"
+import * as RedisStores from "./redisStores.mjs"
 import * as TokenCount from "./tokenCount.mjs"
 import { formatRatio } from "./stats.mjs"
 
@@ -36,6 +37,7 @@ const suites = [
   Redaction,
   TokenCount,
   CacheKey,
+  RedisStores,
   PeakRss,
   CliStartup
 ].filter((suite) => only === undefined || suite.name.includes(only))
