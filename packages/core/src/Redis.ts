@@ -498,7 +498,7 @@ export const config: Config.Config<Option.Option<ConnectionOptions>> = Config.al
   url: Config.option(
     Config.redacted("LLM_GATEWAY_REDIS_URL").pipe(
       Config.validate({
-        message: "Expected a URL of the form redis://host:port or rediss://host:port",
+        message: "LLM_GATEWAY_REDIS_URL: expected a URL of the form redis://[user:password@]host:port[/db] or rediss://…",
         validation: (url) => {
           try {
             const parsed = new URL(Redacted.value(url))

@@ -1,0 +1,172 @@
+/**
+ * The Redis stores one by one. Configuration and the ledger's text form need no server; the
+ * rest needs `LLM_GATEWAY_TEST_REDIS_URL` (set by `.ci/run`) and is skipped without it. Two
+ * Layers built side by side stand for two processes (each has its own connection and owner id).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { Redis as IORedis } from "ioredis"
+import { randomUUID } from "node:crypto"
+import * as CostMeter from "../src/CostMeter.js"
+import * as Redis from "../src/Redis.js"
+import * as ResponseCache from "../src/ResponseCache.js"
+
+const url = process.env.LLM_GATEWAY_TEST_REDIS_URL ?? ""
+if (url === "") {
+  // eslint-disable-next-line no-console
+  console.warn("Redis.test: the tests against a server are skipped, LLM_GATEWAY_TEST_REDIS_URL is not set (.ci/run sets it)")
+}
+
+const reply = (text: string): ResponseCache.CachedReply => ({
+  text,
+  finishReason: "stop",
+  usage: { promptTokens: 3, completionTokens: 2, totalTokens: 5 },
+  usageSource: "gateway",
+  alternatives: [],
+  storedAt: 0
+})
+
+const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+describe("Redis without a server", () => {
+  it.effect("without LLM_GATEWAY_REDIS_URL the stores stay in memory", () =>
+    Effect.gen(function*() {
+      const cache = yield* ResponseCache.ResponseCache
+      yield* cache.set("k", reply("kept in memory"))
+      expect(Option.map(yield* cache.get("k"), (r) => r.text)).toEqual(Option.some("kept in memory"))
+      const meter = yield* CostMeter.CostMeter
+      expect((yield* meter.summary).budgetUsd).toBe(2)
+    }).pipe(
+      Effect.provide(Redis.layerRedisConfig({ cache: { timeToLive: "1 hour" } })),
+      withEnv({ LLM_GATEWAY_BUDGET_USD: "2" })
+    ))
+
+  it.effect("a malformed LLM_GATEWAY_REDIS_URL fails with a ConfigError naming it", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Layer.build(Redis.layerRedisConfig({ cache: { timeToLive: "1 hour" } })))
+      expect(String(error)).toContain("LLM_GATEWAY_REDIS_URL")
+    }).pipe(Effect.scoped, withEnv({ LLM_GATEWAY_REDIS_URL: "http://not-redis:80" })))
+
+  it.effect("the ledger's text form reads back as the same ledger", () =>
+    Effect.gen(function*() {
+      let text: string | undefined
+      // A meter whose store keeps nothing but the text: every transition goes through the codec.
+      const meter = yield* CostMeter.makeWithStore({ budgetUsd: 1 }, (initial) =>
+        Effect.succeed<CostMeter.LedgerStore<never>>({
+          modify: (f) =>
+            Effect.sync(() => {
+              const current = text === undefined ? initial : Option.getOrThrow(CostMeter.decodeLedger(text))
+              const [result, next] = f(current)
+              text = CostMeter.encodeLedger(next)
+              return result
+            })
+        }))
+      const hold = yield* meter.reserve("gpt-4o-mini", 1_000, 1_000)
+      const cost = yield* meter.settle(hold, { promptTokens: 1_000, completionTokens: 10, totalTokens: 1_010 })
+      expect(cost.totalUsd).toBe(0.000156)
+      expect(yield* meter.summary).toMatchObject({ requests: 1, totalUsd: 0.000156, reservedUsd: 0, remainingUsd: 0.999844 })
+      expect(CostMeter.decodeLedger("{\"v\":2}")).toEqual(Option.none())
+      expect(CostMeter.decodeLedger("not json")).toEqual(Option.none())
+    }))
+})
+
+describe.skipIf(url === "")("Redis stores against a server", () => {
+  const connection = (prefix: string): Redis.ConnectionOptions => ({ url: Redacted.make(url), prefix, timeout: "1 second" })
+
+  it.live("the cache keeps entries under the prefix with a TTL, the redacted reply only", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    return Effect.gen(function*() {
+      const cache = yield* ResponseCache.ResponseCache
+      expect(yield* cache.get("key-1")).toEqual(Option.none())
+      yield* cache.set("key-1", reply("Call [PHONE] back."))
+      expect(Option.map(yield* cache.get("key-1"), (r) => r.text)).toEqual(Option.some("Call [PHONE] back."))
+      const raw = new IORedis(url)
+      try {
+        const keys = yield* Effect.promise(() => raw.keys(`${prefix}*`))
+        expect(keys.sort()).toEqual([`${prefix}response-cache:key-1`])
+        const ttl = yield* Effect.promise(() => raw.pttl(keys[0]!))
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(60_000)
+      } finally {
+        raw.disconnect()
+      }
+    }).pipe(Effect.provide(Redis.layerResponseCache(connection(prefix), { timeToLive: "1 minute" })))
+  })
+
+  it.live("a second process waits for the leader's reply instead of going upstream", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    const options = { timeToLive: "1 minute", flightLock: "5 seconds" } as const
+    return Effect.gen(function*() {
+      const leader = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
+      const follower = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
+      const lead = yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(leader))
+      expect(lead).toEqual(Option.none())
+      const waiting = yield* Effect.fork(Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(
+        Effect.provide(follower)
+      ))
+      yield* Effect.sleep("100 millis")
+      yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.set("k", reply("from the leader"))).pipe(
+        Effect.provide(leader)
+      )
+      const got = yield* waiting.await
+      expect(got._tag).toBe("Success")
+      if (got._tag === "Success") expect(Option.map(got.value, (r) => r.text)).toEqual(Option.some("from the leader"))
+    }).pipe(Effect.scoped)
+  })
+
+  it.live("a leader that never stores blocks the others only until its lock expires", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    const options = { timeToLive: "1 minute", flightLock: "300 millis" } as const
+    return Effect.gen(function*() {
+      const leader = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
+      const follower = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
+      expect(yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(leader))).toEqual(
+        Option.none()
+      )
+      const started = Date.now()
+      // The leader crashed: the follower takes over (a miss: it leads now) once the lock expired.
+      const got = yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(follower))
+      const waited = Date.now() - started
+      expect(got).toEqual(Option.none())
+      expect(waited).toBeGreaterThanOrEqual(200)
+      expect(waited).toBeLessThan(3_000)
+    }).pipe(Effect.scoped)
+  })
+
+  it.live("two meters on one ledger never hold more than the budget together", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    // Each hold: 1,000,000 prompt tokens at $1 per million = $1; the budget covers 10.
+    const options = { budgetUsd: 10, pricing: { m: { promptPerMillion: 1, completionPerMillion: 0 } } }
+    return Effect.gen(function*() {
+      const one = yield* Redis.makeCostMeter(connection(prefix), options)
+      const two = yield* Redis.makeCostMeter(connection(prefix), options)
+      const attempts = yield* Effect.all(
+        Array.from({ length: 40 }, (_, i) => Effect.either((i % 2 === 0 ? one : two).reserve("m", 1_000_000, 0))),
+        { concurrency: "unbounded" }
+      )
+      expect(attempts.filter(Either.isRight)).toHaveLength(10)
+      expect(attempts.filter(Either.isLeft).every((e) => e.left._tag === "BudgetExceeded")).toBe(true)
+      expect(yield* two.summary).toMatchObject({ reservedUsd: 10, remainingUsd: 0 })
+      for (const hold of attempts.filter(Either.isRight)) yield* one.settle(hold.right, undefined)
+      expect(yield* one.summary).toMatchObject({ reservedUsd: 0, remainingUsd: 10, totalUsd: 0 })
+    }).pipe(Effect.scoped)
+  })
+
+  it.live("an unreachable Redis fails a reservation closed, in time, with StoreUnavailable", () =>
+    Effect.gen(function*() {
+      // Nothing listens on port 1.
+      const meter = yield* Redis.makeCostMeter({ url: Redacted.make("redis://127.0.0.1:1"), timeout: "200 millis" }, {
+        budgetUsd: 10
+      })
+      const started = Date.now()
+      const error = yield* Effect.flip(meter.reserve("gpt-4o-mini", 10, 10))
+      expect(error._tag).toBe("StoreUnavailable")
+      expect(error.message).toContain("LLM_GATEWAY_REDIS_URL")
+      expect(Date.now() - started).toBeLessThan(2_000)
+    }).pipe(Effect.scoped))
+})
