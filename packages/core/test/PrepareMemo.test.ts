@@ -8,6 +8,7 @@ import type { ChatMessage } from "../src/Chat.js"
 import * as ContextWindow from "../src/ContextWindow.js"
 import { canonicalJson, canonicalJsonWritten } from "../src/internal/canonicalJson.js"
 import * as Memo from "../src/internal/memo.js"
+import { nonCapturing } from "../src/internal/tokenizer.js"
 import { workCounter } from "../src/internal/redaction.js"
 import * as SafetyFilter from "../src/SafetyFilter.js"
 
@@ -172,6 +173,15 @@ describe("ContextWindow count memo", () => {
       const error = yield* Effect.flip(ContextWindow.make({ memoEntries: 1.5 }))
       expect(String(error)).toContain("memoEntries")
     }))
+})
+
+describe("tokenizer pattern", () => {
+  it("nonCapturing turns only capturing groups into non-capturing ones", () => {
+    expect(nonCapturing(String.raw`a\(b[(x\]]c(d)(?:e)(?=f)(?!g)`)).toBe(String.raw`a\(b[(x\]]c(?:d)(?:e)(?=f)(?!g)`)
+    const source = String.raw`('s|'t)?|[^\r\n\p{L}]?\p{L}+|\s+(?!\S)`
+    const text = "It's a test, isn't it?\n  Yes.  "
+    expect(text.match(new RegExp(nonCapturing(source), "gu"))).toStrictEqual(text.match(new RegExp(source, "gu")))
+  })
 })
 
 describe("canonicalJson", () => {

@@ -128,6 +128,57 @@ const parseRanks = (bpeRanks: string): Map<string, number> => {
   return ranks
 }
 
+/**
+ * `source` with every capturing group made non-capturing (`(` → `(?:` outside character classes
+ * and escapes): the count never reads a group, and a match without captures costs less.
+ */
+export const nonCapturing = (source: string): string => {
+  let out = ""
+  let inClass = false
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!
+    if (c === "\\") {
+      out += c + (source[i + 1] ?? "")
+      i++
+      continue
+    }
+    if (inClass) inClass = c !== "]"
+    else if (c === "[") inClass = true
+    else if (c === "(" && source[i + 1] !== "?") {
+      out += "(?:"
+      continue
+    }
+    out += c
+  }
+  return out
+}
+
+/**
+ * The tokens whose bytes are valid UTF-8, keyed by their text: most pre-tokens are one token,
+ * and this answers them without converting the piece to bytes. ASCII tokens share their key
+ * string with `ranks`.
+ */
+const wholeTokens = (ranks: ReadonlyMap<string, number>): Set<string> => {
+  const whole = new Set<string>()
+  for (const key of ranks.keys()) {
+    let ascii = true
+    for (let i = 0; i < key.length; i++) {
+      if (key.charCodeAt(i) > 0x7f) {
+        ascii = false
+        break
+      }
+    }
+    if (ascii) {
+      whole.add(key)
+      continue
+    }
+    // Invalid UTF-8 decodes to U+FFFD and does not encode back to the same bytes.
+    const text = Buffer.from(key, "latin1").toString("utf8")
+    if (utf8Key(text) === key) whole.add(text)
+  }
+  return whole
+}
+
 /** The UTF-8 bytes of `text` as a Latin-1 string; lone surrogates become U+FFFD like `TextEncoder`. */
 export const utf8Key = (text: string): string => {
   let ascii = true
@@ -160,6 +211,9 @@ export const utf8Key = (text: string): string => {
   }
   return out
 }
+
+/** The most merged pieces one `count` call remembers. */
+const MERGED_PER_CALL = 4_096
 
 /** Pre-tokens up to this many bytes are merged with the simple array algorithm. */
 const SMALL_PIECE = 48
@@ -278,7 +332,23 @@ export const mergeCountLarge = (piece: string, ranks: ReadonlyMap<string, number
 
 const makeTokenizer = (encoding: Encoding, file: RankFile): Tokenizer => {
   const ranks = parseRanks(file.bpe_ranks)
-  const pattern = new RegExp(file.pat_str, "gu")
+  const whole = wholeTokens(ranks)
+  const pattern = new RegExp(nonCapturing(file.pat_str), "gu")
+  /**
+   * Counts of the pieces merged during one `count` call: a word that recurs in a text (and
+   * multilingual words rarely are one token) is merged once. It lives only as long as the call,
+   * so no text outlives the request that brought it.
+   */
+  let merged: Map<string, number> | undefined
+  const mergeCount = (key: string): number => {
+    merged ??= new Map()
+    let n = merged.get(key)
+    if (n === undefined) {
+      n = key.length <= SMALL_PIECE ? mergeCountSmall(key, ranks) : mergeCountLarge(key, ranks)
+      if (merged.size < MERGED_PER_CALL) merged.set(key, n)
+    }
+    return n
+  }
   const countSlice = (text: string): number => {
     if (text.length === 0) return 0
     // `count` is synchronous and never re-entered, so one RegExp with its lastIndex is safe.
@@ -291,18 +361,24 @@ const makeTokenizer = (encoding: Encoding, file: RankFile): Tokenizer => {
         pattern.lastIndex++
         continue
       }
+      if (whole.has(piece)) {
+        tokens += 1
+        continue
+      }
       const key = utf8Key(piece)
-      if (key.length === 1 || ranks.has(key)) tokens += 1
-      else if (key.length <= SMALL_PIECE) tokens += mergeCountSmall(key, ranks)
-      else tokens += mergeCountLarge(key, ranks)
+      tokens += key.length === 1 ? 1 : mergeCount(key)
     }
     return tokens
   }
   const count = (text: string): number => {
-    if (text.length <= sliceLength) return countSlice(text)
-    let tokens = 0
-    for (const slice of slices(text)) tokens += countSlice(slice)
-    return tokens
+    try {
+      if (text.length <= sliceLength) return countSlice(text)
+      let tokens = 0
+      for (const slice of slices(text)) tokens += countSlice(slice)
+      return tokens
+    } finally {
+      merged = undefined
+    }
   }
   return { encoding, count }
 }
