@@ -4,8 +4,8 @@
  *
  * Prompt tokens follow OpenAI's accounting for chat: every message costs 3 tokens plus the
  * tokens of its role, content and name (a name costs 1 more), and 3 tokens prime the reply. The
- * system instruction counts as a system message. Encodings load on first use and are shared by
- * every layer in the process.
+ * system instruction counts as a system message. Encodings are built while the layer is built
+ * (see `Options.preload`) and shared by every layer in the process.
  *
  * @since 0.1.0
  */

@@ -7,9 +7,9 @@
  * merge that rescans all pairs after every step would block the event loop for seconds on them.
  * The merge order is tiktoken's (lowest rank first, leftmost on ties), so counts are identical.
  *
- * Each encoding is built once per process, on first use, and shared by every layer: building
- * `o200k_base` takes a noticeable fraction of a second, so it never happens at import time and
- * never twice.
+ * Each encoding is built once per process, when a ContextWindow layer preloads it (or on first
+ * use), and shared by every layer: building `o200k_base` takes a noticeable fraction of a
+ * second, so it never happens at import time and never twice.
  *
  * @internal
  */
