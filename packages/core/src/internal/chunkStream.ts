@@ -377,7 +377,9 @@ export class ChunkDecoder {
     const then = end === undefined ? next : end === "done" ? Channel.void : Channel.fail(fail(end))
     const skips = this.takeSkips()
     const afterSkips = skips === undefined ? then : Channel.zipRight(Channel.fromEffect(skips), then)
-    return out.length === 0 ? afterSkips : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), afterSkips)
+    return out.length === 0
+      ? afterSkips
+      : Channel.zipRight(Channel.write(out.length === 1 ? Chunk.of(out[0]!) : Chunk.unsafeFromArray(out)), afterSkips)
   }
 
   /** The end of the input: a success once a finish reason was seen, else a truncation. */
