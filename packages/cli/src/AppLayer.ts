@@ -12,7 +12,7 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import { AuditLog, ContextWindow, CostMeter, Gateway, Models, ResponseCache, SafetyFilter } from "@llm-gateway/core"
 import type { Auth, Transport } from "@llm-gateway/core"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -140,6 +140,29 @@ const auditLayer = (
 }
 
 /**
+ * The response cache and the meter: on Redis when `LLM_GATEWAY_REDIS_URL` is set (shared with
+ * every other process using the same server and prefix), else the local ones. The Redis module
+ * is imported only then, so the CLI loads `ioredis` only for users who set the variable.
+ */
+const storesLayer = (
+  local: Layer.Layer<ResponseCache.ResponseCache | CostMeter.CostMeter, ConfigError.ConfigError | ResponseCache.CacheDirectoryError>,
+  meter: CostMeter.Options
+): Layer.Layer<ResponseCache.ResponseCache | CostMeter.CostMeter, ConfigError.ConfigError | ResponseCache.CacheDirectoryError> =>
+  Layer.unwrapEffect(
+    Effect.map(Config.option(Config.string("LLM_GATEWAY_REDIS_URL")), (url) =>
+      Option.isNone(url) || url.value === "" ? local : Layer.unwrapEffect(
+        Effect.tryPromise({
+          try: () => import("@llm-gateway/core/Redis"),
+          catch: () =>
+            ConfigError.InvalidData(
+              ["LLM_GATEWAY_REDIS_URL"],
+              "The Redis stores need the ioredis package: install it next to the CLI (npm install ioredis), or unset LLM_GATEWAY_REDIS_URL"
+            )
+        }).pipe(Effect.map((Redis) => Redis.layerRedisConfig({ cache: { timeToLive: "1 hour" }, meter })))
+      ))
+  )
+
+/**
  * The gateway over a transport, with every other concern at its CLI default.
  *
  * @since 0.1.0
@@ -158,15 +181,23 @@ export const layer = (
       options.assumed === undefined
         ? ContextWindow.layerConfig({ models: modelsConfig })
         : ContextWindow.layer({ models: options.assumed.models }),
-      options.cacheDir === undefined
-        ? ResponseCache.layerMemory({ capacity: 1_000, timeToLive: "1 hour" })
-        : ResponseCache.layerFileSystem({ directory: options.cacheDir, timeToLive: fileCacheTimeToLive }).pipe(
-          Layer.provide([NodeFileSystem.layer, NodePath.layer])
+      storesLayer(
+        Layer.merge(
+          options.cacheDir === undefined
+            ? ResponseCache.layerMemory({ capacity: 1_000, timeToLive: "1 hour" })
+            : ResponseCache.layerFileSystem({ directory: options.cacheDir, timeToLive: fileCacheTimeToLive }).pipe(
+              Layer.provide([NodeFileSystem.layer, NodePath.layer])
+            ),
+          CostMeter.layerConfig({
+            budgetUsd: options.budgetUsd,
+            ...(options.assumed === undefined ? {} : { pricing: options.assumed.pricing })
+          })
         ),
-      CostMeter.layerConfig({
-        budgetUsd: options.budgetUsd,
-        ...(options.assumed === undefined ? {} : { pricing: options.assumed.pricing })
-      }),
+        {
+          budgetUsd: options.budgetUsd,
+          ...(options.assumed === undefined ? {} : { pricing: options.assumed.pricing })
+        }
+      ),
       auditLayer(options.auditFile)
     )),
     // Merged so that services the transport brings along (the simulator's) stay reachable.
