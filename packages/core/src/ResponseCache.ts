@@ -28,7 +28,7 @@ import { randomUUID } from "node:crypto"
 import { FinishReason, type OutboundRequest, RedactionCount, Usage, UsageSource } from "./Chat.js"
 import { canonicalJson } from "./internal/canonicalJson.js"
 import { ensureDirectory as ensureDirectoryLevels } from "./internal/directory.js"
-import { sha256Hex } from "./internal/hash.js"
+import { sha256Hex, sha256HexJoined } from "./internal/hash.js"
 import { Alternative } from "./Part.js"
 
 /**
@@ -127,7 +127,7 @@ export const requestKeyVersion = "llm-gateway/request-key/v1"
 export const requestKey = (
   request: OutboundRequest & { readonly profile?: string | undefined; readonly policy?: string | undefined }
 ): string =>
-  sha256Hex(requestKeyVersion + "\n" + canonicalJson(request))
+  sha256HexJoined(requestKeyVersion + "\n", canonicalJson(request))
 
 // ---------------------------------------------------------------------------------------------
 // Memory
