@@ -49,6 +49,34 @@ export interface BodyOptions extends ChunkStreamOptions {
   readonly sanitize: Sanitize.Sanitize
 }
 
+/** The SSE parser handing each event straight to the chunk decoder (no event objects). */
+class DecodingParser extends SseParser {
+  /** Events dispatched since the last {@link take}. */
+  events = 0
+  /** What ended the stream; events after it are ignored. */
+  end: "done" | Failure | undefined = undefined
+  out: Array<ChatChunk> = []
+
+  constructor(maxSize: number, readonly decoder: ChunkDecoder) {
+    super(maxSize)
+  }
+
+  protected override emit(_out: Array<ParsedEvent>, event: string, data: string): void {
+    this.events++
+    if (this.end === undefined) this.end = this.decoder.event(event, data, this.out)
+  }
+
+  /** The chunks decoded since the last call. */
+  take(): Array<ChatChunk> {
+    const out = this.out
+    if (out.length > 0) this.out = []
+    this.events = 0
+    return out
+  }
+}
+
+const unused: Array<ParsedEvent> = []
+
 /**
  * The fused decoder as a Channel over chunks of reads.
  *
@@ -61,8 +89,8 @@ export const channel = <EIn, EOut>(
   Channel.suspend(() => {
     type Out = Channel.Channel<Chunk.Chunk<ChatChunk>, Chunk.Chunk<Uint8Array>, EOut, EIn, unknown, unknown>
     const maxSize = options.maxEventSize
-    const parser = new SseParser(maxSize)
     const decoder = new ChunkDecoder(options, options.sanitize)
+    const parser = new DecodingParser(maxSize, decoder)
     // The BOM is left in the text (ignoreBOM) so the parser strips it, once.
     const utf8 = new TextDecoder("utf-8", { ignoreBOM: true })
     const stream = { stream: true }
@@ -72,26 +100,24 @@ export const channel = <EIn, EOut>(
     // streaming decoding would.
     const decode = (bytes: Uint8Array): string =>
       bytes.length > 0 && bytes[bytes.length - 1]! < 0x80 ? utf8.decode(bytes) : utf8.decode(bytes, stream)
-    const events: Array<ParsedEvent> = []
     const { onChunks, onEnd, onEvents, onRead, onWait } = hooks
 
     const onInput = (input: Chunk.Chunk<Uint8Array>): Out => {
       onRead?.(input)
       let fits = true
       if (input.length === 1) {
-        fits = parser.feed(decode(Chunk.unsafeHead(input)), events)
+        fits = parser.feed(decode(Chunk.unsafeHead(input)), unused)
       } else {
         const reads = Chunk.toReadonlyArray(input)
-        for (let i = 0; i < reads.length && fits; i++) fits = parser.feed(decode(reads[i]!), events)
+        for (let i = 0; i < reads.length && fits && parser.end === undefined; i++) {
+          fits = parser.feed(decode(reads[i]!), unused)
+        }
       }
-      const count = events.length
+      const count = parser.events
       if (count === 0 && fits) return loop
-      const out: Array<ChatChunk> = []
-      let end: "done" | Failure | undefined
-      for (let i = 0; i < count && end === undefined; i++) end = decoder.event(events[i]!.event, events[i]!.data, out)
-      events.length = 0
+      const out = parser.take()
       // Events before an oversized line still count; the overflow ends the stream after them.
-      if (end === undefined && !fits) end = overflowError(maxSize)
+      const end = parser.end ?? (fits ? undefined : overflowError(maxSize))
       if (count > 0) onEvents?.()
       if (out.length > 0) onChunks?.(out)
       return decoder.continueWith(out, end, count > 0 ? waitThenLoop : loop, hooks.decodeError)

@@ -170,10 +170,11 @@ export class SseParser {
     this.data = undefined
     this.eventType = ""
     if (data === undefined) return
-    out.push({
-      event: eventType === "" ? "message" : eventType,
-      data,
-      id: this.lastEventId === "" ? undefined : this.lastEventId
-    })
+    this.emit(out, eventType === "" ? "message" : eventType, data, this.lastEventId === "" ? undefined : this.lastEventId)
+  }
+
+  /** Hands one dispatched event on; a subclass may consume it at once instead of collecting it. */
+  protected emit(out: Array<ParsedEvent>, event: string, data: string, id: string | undefined): void {
+    out.push({ event, data, id })
   }
 }
