@@ -307,7 +307,11 @@ const wholeMillis = (rate: Duration.Duration): Duration.Duration =>
  * @since 0.1.0
  * @category Layers
  */
-export const layerRateLimiter = (connection: ConnectionOptions): Layer.Layer<RateLimiter.RateLimiter> => {
+export const layerRateLimiter = (connection: ConnectionOptions): Layer.Layer<RateLimiter.RateLimiter> =>
+  // Suspended: a malformed URL is reported when the Layer is built, not when it is declared.
+  Layer.suspend(() => makeRateLimiterLayer(connection))
+
+const makeRateLimiterLayer = (connection: ConnectionOptions): Layer.Layer<RateLimiter.RateLimiter> => {
   const timeout = timeoutOf(connection)
   const storeError = () => new RateLimiter.RateLimitStoreError({ message: "Redis did not answer in time" })
   const bounded = Layer.effect(

@@ -73,6 +73,19 @@ describe("Redis without a server", () => {
       expect(CostMeter.decodeLedger("{\"v\":2}")).toEqual(Option.none())
       expect(CostMeter.decodeLedger("not json")).toEqual(Option.none())
     }))
+
+  it.live("an unreachable Redis fails a reservation closed, in time, with StoreUnavailable", () =>
+    Effect.gen(function*() {
+      // Nothing listens on port 1.
+      const meter = yield* Redis.makeCostMeter({ url: Redacted.make("redis://127.0.0.1:1"), timeout: "200 millis" }, {
+        budgetUsd: 10
+      })
+      const started = Date.now()
+      const error = yield* Effect.flip(meter.reserve("gpt-4o-mini", 10, 10))
+      expect(error._tag).toBe("StoreUnavailable")
+      expect(error.message).toContain("LLM_GATEWAY_REDIS_URL")
+      expect(Date.now() - started).toBeLessThan(2_000)
+    }).pipe(Effect.scoped))
 })
 
 describe.skipIf(url === "")("Redis stores against a server", () => {
@@ -157,16 +170,4 @@ describe.skipIf(url === "")("Redis stores against a server", () => {
     }).pipe(Effect.scoped)
   })
 
-  it.live("an unreachable Redis fails a reservation closed, in time, with StoreUnavailable", () =>
-    Effect.gen(function*() {
-      // Nothing listens on port 1.
-      const meter = yield* Redis.makeCostMeter({ url: Redacted.make("redis://127.0.0.1:1"), timeout: "200 millis" }, {
-        budgetUsd: 10
-      })
-      const started = Date.now()
-      const error = yield* Effect.flip(meter.reserve("gpt-4o-mini", 10, 10))
-      expect(error._tag).toBe("StoreUnavailable")
-      expect(error.message).toContain("LLM_GATEWAY_REDIS_URL")
-      expect(Date.now() - started).toBeLessThan(2_000)
-    }).pipe(Effect.scoped))
 })
