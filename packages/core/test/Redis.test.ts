@@ -11,7 +11,12 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { Redis as IORedis } from "ioredis"
+import { spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import * as CostMeter from "../src/CostMeter.js"
 import * as Redis from "../src/Redis.js"
 import * as ResponseCache from "../src/ResponseCache.js"
@@ -34,6 +39,37 @@ const reply = (text: string): ResponseCache.CachedReply => ({
 const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
 
 describe("Redis without a server", () => {
+  it("importing @llm-gateway/core never loads ioredis (only @llm-gateway/core/Redis does)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "llm-gateway-ioredis-"))
+    try {
+      // A resolve hook that refuses ioredis: the import fails if anything asks for it.
+      const hook = join(dir, "hook.mjs")
+      writeFileSync(
+        hook,
+        `export async function resolve(s, c, next) { if (s === "ioredis") throw new Error("ioredis was loaded"); return next(s, c) }`
+      )
+      const register = join(dir, "register.mjs")
+      writeFileSync(register, `import { register } from "node:module"\nregister(${JSON.stringify(pathToFileURL(hook).href)})`)
+      const run = (module: string) =>
+        spawnSync(process.execPath, [
+          "--conditions=@llm-gateway/source",
+          "--import",
+          "tsx",
+          "--import",
+          pathToFileURL(register).href,
+          "--input-type=module",
+          "-e",
+          `await import(${JSON.stringify(module)})`
+        ], { cwd: fileURLToPath(new URL("..", import.meta.url)), encoding: "utf8" })
+      expect(run("@llm-gateway/core").status).toBe(0)
+      const redis = run("@llm-gateway/core/Redis")
+      expect(redis.status).not.toBe(0)
+      expect(redis.stderr).toContain("ioredis was loaded")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+
   it.effect("without LLM_GATEWAY_REDIS_URL the stores stay in memory", () =>
     Effect.gen(function*() {
       const cache = yield* ResponseCache.ResponseCache
