@@ -27,6 +27,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -169,7 +170,8 @@ const withFlights = (
   inner: ResponseCache.Service,
   client: IORedis,
   options: CacheOptions,
-  timeout: Duration.Duration
+  timeout: Duration.Duration,
+  scope: Scope.Scope
 ): ResponseCache.Service => {
   const owner = randomUUID()
   const lockMillis = Math.max(1, Duration.toMillis(Duration.decode(options.flightLock ?? Duration.seconds(10))))
@@ -208,20 +210,26 @@ const withFlights = (
       )
     )
 
-  /** One wait per key in this process: the first waiter polls, the others share its answer. */
+  /**
+   * One wait per key in this process: the poll runs in the store's scope and every waiter
+   * awaits its answer, so a waiter that is interrupted leaves at once and the others go on.
+   */
   const shared = (key: string) =>
     Effect.suspend(() => {
       const current = waits.get(key)
       if (current !== undefined) return Deferred.await(current)
-      const deferred = Deferred.unsafeMake<Option.Option<ResponseCache.CachedReply>>(undefined as never)
+      const deferred = Deferred.unsafeMake<Option.Option<ResponseCache.CachedReply>>(FiberId.none)
       waits.set(key, deferred)
       return await_(key).pipe(
         Effect.exit,
-        Effect.flatMap((exit) => {
-          if (waits.get(key) === deferred) waits.delete(key)
-          return Effect.zipRight(Deferred.done(deferred, exit), exit)
-        }),
-        Effect.uninterruptible
+        Effect.flatMap((exit) =>
+          Effect.suspend(() => {
+            if (waits.get(key) === deferred) waits.delete(key)
+            return Deferred.done(deferred, exit)
+          })
+        ),
+        Effect.forkIn(scope),
+        Effect.zipRight(Deferred.await(deferred))
       )
     })
 
@@ -281,7 +289,7 @@ export const layerResponseCache = (
         set: (key, reply) => inner.set(key, reply).pipe(Effect.timeout(timeoutOf(connection)), Effect.ignore)
       }
       const client = yield* acquireClient(connection)
-      return withFlights(bounded, client, options, timeoutOf(connection))
+      return withFlights(bounded, client, options, timeoutOf(connection), yield* Effect.scope)
     })
   )
 

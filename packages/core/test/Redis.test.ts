@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -165,6 +166,23 @@ describe.skipIf(url === "")("Redis stores against a server", () => {
       const got = yield* waiting.await
       expect(got._tag).toBe("Success")
       if (got._tag === "Success") expect(Option.map(got.value, (r) => r.text)).toEqual(Option.some("from the leader"))
+    }).pipe(Effect.scoped)
+  })
+
+  it.live("a request waiting for another process's reply can be interrupted at once", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    const options = { timeToLive: "1 minute", flightLock: "30 seconds" } as const
+    return Effect.gen(function*() {
+      const leader = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
+      const follower = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
+      yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(leader))
+      const waiting = yield* Effect.fork(
+        Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(follower))
+      )
+      yield* Effect.sleep("50 millis")
+      const started = Date.now()
+      yield* Fiber.interrupt(waiting)
+      expect(Date.now() - started).toBeLessThan(500)
     }).pipe(Effect.scoped)
   })
 
