@@ -42,14 +42,32 @@ const wireChunk = Arbitrary.make(ChatChunk).map((c) => ({
   choices: c.choices.map((ch) => ({ logprobs: null, ...ch }))
 }))
 
-/** A chunk eligible for a template: one choice of plain text, no finish, no usage. */
-const plainChunk = FastCheck.tuple(wireChunk, content, FastCheck.boolean(), FastCheck.boolean()).map(
-  ([c, text, role, usageNull]) => ({
+/**
+ * A chunk eligible for a template: one choice of plain text, no finish, no usage; with or
+ * without OpenAI's random padding (`obfuscation`), before or after the choices.
+ */
+const plainChunk = FastCheck.tuple(
+  wireChunk,
+  content,
+  FastCheck.boolean(),
+  FastCheck.boolean(),
+  FastCheck.option(FastCheck.tuple(content, FastCheck.boolean()))
+).map(([c, text, role, usageNull, padding]) => {
+  const chunk = {
     ...c,
     choices: [{ index: 0, delta: role ? { role: "assistant", content: text } : { content: text }, finish_reason: null }],
     ...(usageNull ? { usage: null } : { usage: undefined })
-  })
-)
+  }
+  if (padding === null) return chunk
+  return padding[1] ? { ...chunk, obfuscation: padding[0] } : { obfuscation: padding[0], ...chunk }
+})
+
+/** `base` with another content and (when it has one) another padding. */
+const withContent = (base: ReturnType<typeof plainChunk.generate>["value"], text: string, padding: string) => ({
+  ...base,
+  choices: [{ ...base.choices[0]!, delta: { ...base.choices[0]!.delta, content: text } }],
+  ...("obfuscation" in base ? { obfuscation: padding } : {})
+})
 
 describe("the chunk template", () => {
   it.prop(
@@ -61,7 +79,8 @@ describe("the chunk template", () => {
           content,
           FastCheck.array(FastCheck.boolean(), { maxLength: 4 }),
           FastCheck.option(FastCheck.tuple(FastCheck.nat(), FastCheck.constantFrom("\"", "\\", "}", ",\"x\":1", " ", "\"a\"", "\u0000"))),
-          FastCheck.option(wireChunk, { freq: 5 })
+          FastCheck.option(wireChunk, { freq: 5 }),
+          content
         ),
         { maxLength: 12 }
       )
@@ -69,12 +88,16 @@ describe("the chunk template", () => {
     ([base, variants]) => {
       const decoder = new ChunkDecoder({ onMalformedJson: "skip" }, Sanitize.basic)
       const baseText = JSON.stringify(base)
-      const [head, tail] = baseText.split(JSON.stringify(base.choices[0]!.delta.content))
       const canonical = [baseText]
       const datas = [baseText]
-      for (const [text, escapes, garbage, other] of variants) {
-        let data = other !== null ? JSON.stringify(other) : `${head}${renderString(text, escapes)}${tail}`
-        if (other === null && garbage === null && escapes.every((e) => !e)) canonical.push(data)
+      for (const [text, escapes, garbage, other, padding] of variants) {
+        let data: string
+        if (other !== null) {
+          data = JSON.stringify(other)
+        } else {
+          data = JSON.stringify(withContent(base, "\u0000", padding)).replace("\"\\u0000\"", () => renderString(text, escapes))
+          if (data === JSON.stringify(withContent(base, text, padding)) && garbage === null) canonical.push(data)
+        }
         if (garbage !== null) {
           const at = garbage[0] % (data.length + 1)
           data = data.slice(0, at) + garbage[1] + data.slice(at)
@@ -94,9 +117,12 @@ describe("the chunk template", () => {
         expect(out).toEqual(expected)
       }
       // After the base, the template answers for every variant written as JSON.stringify
-      // writes it (when the base shows its content in exactly one place).
+      // writes it (when the base shows its content, and padding, each in exactly one place,
+      // the padding after the content).
+      const marked = JSON.stringify(withContent(base, "\u0000", "\u0001"))
+      const once = (mark: string) => marked.split(mark).length === 2
       if (
-        baseText.split(JSON.stringify(base.choices[0]!.delta.content)).length === 2 &&
+        once("\"\\u0000\"") && (!("obfuscation" in base) || (once("\"\\u0001\"") && marked.indexOf("\"\\u0001\"") > marked.indexOf("\"\\u0000\""))) &&
         Either.isRight(schemaDecode(JSON.parse(baseText)))
       ) {
         const fresh = new ChunkDecoder({ onMalformedJson: "fail" }, Sanitize.basic)

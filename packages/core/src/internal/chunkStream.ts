@@ -196,19 +196,58 @@ export type Failure = StreamProtocolError | UpstreamError | StreamTruncated
 
 /** The content of a chunk as JSON renders it; no other JSON string can render as this text. */
 const MARK = "\"\\u0000\""
+/** The same for the padding field, which must be told apart from the content. */
+const PAD_MARK = "\"\\u0001\""
+/**
+ * OpenAI pads every streamed chunk with a random string of this name (against length side
+ * channels); decoding ignores it, so a template leaves a second place for it.
+ */
+const PADDING = "obfuscation"
 /** What a JSON string's text cannot hold unescaped: quotes, backslashes, control characters. */
 const special = /["\\\u0000-\u001f]/
 
+/** The value of the JSON string whose text is `text` (without its quotes), if it is one. */
+const jsonString = (text: string): string | undefined => {
+  if (!special.test(text)) return text
+  // Escapes (or a quote that would end the string early) are JSON's to read: it accepts the
+  // text only if it is one whole string.
+  try {
+    const value: unknown = JSON.parse(`"${text}"`)
+    return typeof value === "string" ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The position of the first quote at or after `from` that no backslash escapes, or -1. */
+const closingQuote = (data: string, from: number): number => {
+  let q = data.indexOf("\"", from)
+  while (q !== -1) {
+    let backslashes = 0
+    while (q - backslashes - 1 >= from && data.charCodeAt(q - backslashes - 1) === 92) backslashes++
+    if (backslashes % 2 === 0) return q
+    q = data.indexOf("\"", q + 1)
+  }
+  return -1
+}
+
 /**
- * The text of one streamed chunk with the place of `choices[0].delta.content` cut out. A model's
- * chunks differ only in that text, so an event that starts with `prefix`, ends with `suffix`
- * and holds one JSON string between them is the same JSON with another content: it decodes to
- * `base` with that content, without `JSON.parse` of the whole and without the schema. A template
- * is only made from an event whose text is exactly `JSON.stringify` of its parsed value (so the
- * cut is at the content and nowhere else) and whose decoded chunk has one plain text choice.
+ * The text of one streamed chunk with the place of `choices[0].delta.content` cut out (and,
+ * after it, the place of OpenAI's random padding string, when the chunk has one). A model's
+ * chunks differ only in those strings, so an event that starts with `prefix`, ends with
+ * `suffix` and holds one JSON string between them (or two, separated by `middle`) is the same
+ * JSON with another content: it decodes to `base` with that content, without `JSON.parse` of
+ * the whole and without the schema. A template is only made from an event whose text is
+ * exactly `JSON.stringify` of its parsed value (so the cuts are at those strings and nowhere
+ * else) and whose decoded chunk has one plain text choice.
  */
 class ChunkTemplate {
-  private constructor(readonly prefix: string, readonly suffix: string, readonly base: ChatChunk) {}
+  private constructor(
+    readonly prefix: string,
+    readonly middle: string | undefined,
+    readonly suffix: string,
+    readonly base: ChatChunk
+  ) {}
 
   static from(data: string, json: unknown, chunk: ChatChunk): ChunkTemplate | undefined {
     if (chunk.choices.length !== 1 || (chunk.usage !== undefined && chunk.usage !== null)) return undefined
@@ -218,14 +257,28 @@ class ChunkTemplate {
       (choice.finish_reason !== undefined && choice.finish_reason !== null) || typeof delta.content !== "string" ||
       delta.refusal !== undefined || delta.tool_calls !== undefined || JSON.stringify(json) !== data
     ) return undefined
-    const wireDelta = (json as { choices: Array<{ delta: { content: string } }> }).choices[0]!.delta
+    const record = json as Record<string, unknown> & { choices: Array<{ delta: { content: string } }> }
+    const wireDelta = record.choices[0]!.delta
     const content = wireDelta.content
+    const padding = record[PADDING]
+    const padded = typeof padding === "string"
     wireDelta.content = "\u0000"
+    if (padded) record[PADDING] = "\u0001"
     const text = JSON.stringify(json)
     wireDelta.content = content
+    if (padded) record[PADDING] = padding
     const at = text.indexOf(MARK)
     if (at === -1 || text.indexOf(MARK, at + 1) !== -1) return undefined
-    return new ChunkTemplate(text.slice(0, at + 1), text.slice(at + MARK.length - 1), chunk)
+    const contentEnd = at + MARK.length - 1
+    if (!padded) return new ChunkTemplate(text.slice(0, at + 1), undefined, text.slice(contentEnd), chunk)
+    const padAt = text.indexOf(PAD_MARK)
+    if (padAt < contentEnd || text.indexOf(PAD_MARK, padAt + 1) !== -1) return undefined
+    return new ChunkTemplate(
+      text.slice(0, at + 1),
+      text.slice(contentEnd, padAt + 1),
+      text.slice(padAt + PAD_MARK.length - 1),
+      chunk
+    )
   }
 
   /** The chunk `data` decodes to, when it is this template with some content; else `undefined`. */
@@ -234,18 +287,17 @@ class ChunkTemplate {
     const end = data.length - this.suffix.length
     // Compared as slices: V8's startsWith is several times slower on these strings.
     if (end < start || data.slice(0, start) !== this.prefix || data.slice(end) !== this.suffix) return undefined
-    let content: unknown = data.slice(start, end)
-    if (special.test(content as string)) {
-      // Escapes (or a quote that would end the string early) are JSON's to read: it accepts
-      // the text only if it is one whole string.
-      try {
-        content = JSON.parse(`"${content as string}"`)
-      } catch {
-        return undefined
-      }
-      if (typeof content !== "string") return undefined
+    const middle = this.middle
+    if (middle === undefined) {
+      const content = jsonString(data.slice(start, end))
+      return content === undefined ? undefined : this.make(content)
     }
-    return this.make(content as string)
+    const quote = closingQuote(data, start)
+    const padStart = quote + middle.length
+    if (quote === -1 || padStart > end || data.slice(quote, padStart) !== middle) return undefined
+    if (jsonString(data.slice(padStart, end)) === undefined) return undefined
+    const content = jsonString(data.slice(start, quote))
+    return content === undefined ? undefined : this.make(content)
   }
 
   /** `base` with another content, built as {@link decodeCommonChunk} builds it. */
