@@ -206,6 +206,13 @@ const PADDING = "obfuscation"
 /** What a JSON string's text cannot hold unescaped: quotes, backslashes, control characters. */
 const special = /["\\\u0000-\u001f]/
 
+/**
+ * A copy of a slice of a network read. V8 represents a slice of 13 or more characters as a view
+ * that keeps the whole read (up to 64 KiB) alive for as long as the caller keeps the text; a
+ * concatenation sliced back is flattened into a string of its own.
+ */
+const own = (slice: string): string => slice.length < 13 ? slice : (slice + " ").slice(0, -1)
+
 /** The value of the JSON string whose text is `text` (without its quotes), if it is one. */
 const jsonString = (text: string): string | undefined => {
   if (!special.test(text)) return text
@@ -290,14 +297,14 @@ class ChunkTemplate {
     const middle = this.middle
     if (middle === undefined) {
       const content = jsonString(data.slice(start, end))
-      return content === undefined ? undefined : this.make(content)
+      return content === undefined ? undefined : this.make(own(content))
     }
     const quote = closingQuote(data, start)
     const padStart = quote + middle.length
     if (quote === -1 || padStart > end || data.slice(quote, padStart) !== middle) return undefined
     if (jsonString(data.slice(padStart, end)) === undefined) return undefined
     const content = jsonString(data.slice(start, quote))
-    return content === undefined ? undefined : this.make(content)
+    return content === undefined ? undefined : this.make(own(content))
   }
 
   /** `base` with another content, built as {@link decodeCommonChunk} builds it. */
