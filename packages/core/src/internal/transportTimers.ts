@@ -8,8 +8,6 @@
  *
  * @internal
  */
-import * as Channel from "effect/Channel"
-import type * as Chunk from "effect/Chunk"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -38,36 +36,6 @@ export const makeProgress = (): Progress => ({
   waitingSince: undefined,
   timedOut: undefined
 })
-
-/**
- * A pass-through stage (placed after SSE parsing, so keep-alive comments are not progress)
- * that records when the pipeline waits for the next event and when one arrives. Time the
- * consumer spends with an event does not count as idle.
- */
-export const trackEvents = <A, E>(
-  progress: Progress,
-  now: () => number
-): Channel.Channel<Chunk.Chunk<A>, Chunk.Chunk<A>, E, E, unknown, unknown> => {
-  const loop: Channel.Channel<Chunk.Chunk<A>, Chunk.Chunk<A>, E, E, unknown, unknown> = Channel.suspend(() => {
-    progress.waitingSince = now()
-    return Channel.readWithCause({
-      onInput: (events: Chunk.Chunk<A>) => {
-        progress.waitingSince = undefined
-        if (events.length > 0) progress.sawEvent = true
-        return Channel.zipRight(Channel.write(events), loop)
-      },
-      onFailure: (cause) => {
-        progress.waitingSince = undefined
-        return Channel.failCause(cause)
-      },
-      onDone: () => {
-        progress.waitingSince = undefined
-        return Channel.void
-      }
-    })
-  })
-  return loop
-}
 
 /**
  * One turn of the event loop's I/O phase: replies that arrived while the loop was busy are
