@@ -133,6 +133,12 @@ export class SafetyFilter extends Context.Tag("@llm-gateway/core/SafetyFilter")<
  */
 export interface Recognizer extends Redaction.RecognizerSpec {
   readonly name?: string
+  /**
+   * What the verdicts depend on beyond `pattern` and the source of `validate` (a list, a
+   * setting captured in a closure): it goes into the policy fingerprint, so change it whenever
+   * that changes.
+   */
+  readonly fingerprint?: string
 }
 
 /**
@@ -152,7 +158,8 @@ export interface BlockRule {
 
 /**
  * Email addresses → `[EMAIL]` (kind `email`): a local part of up to 64 characters (letters of
- * any script, digits, `_.%+'-`), `@`, up to six labels and an alphabetic top-level label.
+ * any script, digits, `_.%+'-`), `@`, up to six labels and a top-level label from the IANA
+ * root zone (list of 2025-10-24, extended with `Policy.topLevelDomains`): `icon@2x.png` stays.
  *
  * @since 0.1.0
  * @category Recognizers
@@ -170,13 +177,24 @@ export const card: Recognizer = Recognizers.card
 
 /**
  * US social security numbers → `[SSN]` (kind `ssn`): `123-45-6789`, `123 45 6789`, or nine
- * digits right after "SSN"/"social security number". Area 000, 666 and 900–999, group 00 and
- * serial 0000 (never issued) are not matched.
+ * digits after "SSN"/"social security number" (optionally "is"). Area 000, 666 and 900–999,
+ * group 00 and serial 0000 (never issued) and the advertised 078-05-1120 and 219-09-9999 are
+ * not matched.
  *
  * @since 0.1.0
  * @category Recognizers
  */
 export const ssn: Recognizer = Recognizers.ssn
+
+/**
+ * US individual taxpayer identification numbers → `[ITIN]` (kind `itin`): written like an SSN
+ * or as nine digits after "ITIN", area 9xx and a group in the IRS ranges (50–65, 70–88,
+ * 90–92, 94–99).
+ *
+ * @since 0.1.0
+ * @category Recognizers
+ */
+export const itin: Recognizer = Recognizers.itin
 
 /**
  * IBANs → `[IBAN]` (kind `iban`): upper case, with or without spaces, a known country code
@@ -222,12 +240,12 @@ export const phone = (regions: ReadonlyArray<string> = Recognizers.defaultPhoneR
 
 /**
  * The built-in recognizers, in priority order (when two match at the same place, the earlier
- * one wins): email, card, ssn, iban, ipv4, ipv6, phone (US national numbers).
+ * one wins): email, card, ssn, itin, iban, ipv4, ipv6, phone (US national numbers).
  *
  * @since 0.1.0
  * @category Recognizers
  */
-export const defaultRecognizers: ReadonlyArray<Recognizer> = [email, card, ssn, iban, ipv4, ipv6, phone()]
+export const defaultRecognizers: ReadonlyArray<Recognizer> = [email, card, ssn, itin, iban, ipv4, ipv6, phone()]
 
 /**
  * The built-in block rules. Each looks for a request rather than a topic, so people describing
@@ -254,6 +272,8 @@ export const defaultBlockRules: ReadonlyArray<BlockRule> = Rules.defaultBlockRul
  *   name is an error, so a typo cannot silently keep a rule on.
  * - `phoneRegions`: ISO 3166 regions whose national phone numbers are recognized (default
  *   `["US"]`). Numbers written with `+` are recognized whatever the region.
+ * - `topLevelDomains`: top-level domains accepted in email addresses besides the IANA list
+ *   shipped with this version (`["corp", "internal"]` for private names).
  * - `recognizers` / `blockRules`: your own, added to the defaults. Your recognizers come first,
  *   so they win over a built-in one that matches at the same place.
  * - `memoChars` (default 4 000 000, `0` turns it off): the input guard remembers what it found
@@ -270,6 +290,7 @@ export interface Policy {
   readonly defaults?: boolean
   readonly disable?: ReadonlyArray<string>
   readonly phoneRegions?: ReadonlyArray<string>
+  readonly topLevelDomains?: ReadonlyArray<string>
   readonly recognizers?: ReadonlyArray<Recognizer>
   readonly blockRules?: ReadonlyArray<BlockRule>
   readonly memoChars?: number
@@ -302,6 +323,15 @@ const resolve = (policy: Policy): Either.Either<Resolved, ConfigError.ConfigErro
     }
     const regional = phone(policy.phoneRegions)
     recognizers = recognizers.map((r) => (nameOf(r) === "phone" ? regional : r))
+  }
+
+  if (policy.topLevelDomains !== undefined && policy.topLevelDomains.length > 0) {
+    const bad = policy.topLevelDomains.filter((t) => typeof t !== "string" || !/^\.?[\p{L}\p{N}\-]{1,63}$/u.test(t))
+    if (bad.length > 0) {
+      return invalid(["topLevelDomains"], `not top-level domains: ${bad.map(String).join(", ")} (expected labels such as corp)`)
+    }
+    const withExtra: Recognizer = Recognizers.makeEmail(policy.topLevelDomains)
+    recognizers = recognizers.map((r) => (nameOf(r) === "email" ? withExtra : r))
   }
 
   if (policy.disable !== undefined && policy.disable.length > 0) {
@@ -352,8 +382,9 @@ const resolve = (policy: Policy): Either.Either<Resolved, ConfigError.ConfigErro
 // Block rules are left out: they judge the prompt before any cache lookup, never the reply.
 // A `validate` function takes part through its source text, the best a process can see of it.
 const fingerprintOf = (recognizers: ReadonlyArray<Recognizer>): string =>
-  sha256Hex(JSON.stringify(recognizers.map((r) => [
+  sha256Hex(JSON.stringify([Recognizers.revision, ...recognizers.map((r) => [
     nameOf(r),
+    r.fingerprint ?? null,
     r.kind,
     r.marker,
     String(r.pattern),
@@ -361,7 +392,7 @@ const fingerprintOf = (recognizers: ReadonlyArray<Recognizer>): string =>
     r.alphabet === undefined ? null : String(r.alphabet),
     r.start === undefined ? null : String(r.start),
     r.validate === undefined ? null : String(r.validate)
-  ])))
+  ])]))
 
 /** What the input guard learned about one text: kept per text so resent turns cost a lookup. */
 interface GuardedText {

@@ -23,6 +23,7 @@ import {
   parsePhoneNumberFromString
 } from "libphonenumber-js/max"
 import type { RecognizerSpec } from "./redaction.js"
+import { ianaTlds, tldListDate } from "./tlds.js"
 
 // ---------------------------------------------------------------------------------------------
 // email
@@ -31,24 +32,36 @@ import type { RecognizerSpec } from "./redaction.js"
 const localChar = String.raw`[\p{L}\p{N}\p{M}_.%+'\-]`
 const label = String.raw`[\p{L}\p{N}](?:[\p{L}\p{N}\p{M}\-]{0,61}[\p{L}\p{N}\p{M}])?`
 
+const emailPattern = new RegExp(
+  String.raw`(?<!${localChar}|\])[\p{L}\p{N}_]${localChar}{0,63}@(?:${label}\.){1,6}(?:\p{L}[\p{L}\p{M}]{1,62}|xn--[a-z0-9\-]{1,59})(?![\p{L}\p{N}\p{M}_\-]|\.[\p{L}\p{N}\[])`,
+  "u"
+)
+
 /**
  * Practical addresses: a local part of up to 64 letters, digits, marks and `_.%+'-` (starting
- * with a letter, digit or `_`), `@`, one to six dot-terminated labels and an alphabetic or
- * punycode top-level label. Internationalized letters are accepted. Quoted local parts and
- * IP-literal domains are not.
+ * with a letter, digit or `_`), `@`, one to six dot-terminated labels and a top-level label
+ * that is an IANA top-level domain (`ianaTlds`, or one of `extraTlds`): `icon@2x.png` is a file
+ * name. Internationalized letters are accepted. Quoted local parts and IP-literal domains are not.
  */
-export const email: RecognizerSpec = {
-  kind: "email",
-  marker: "[EMAIL]",
-  pattern: new RegExp(
-    String.raw`(?<!${localChar}|\])[\p{L}\p{N}_]${localChar}{0,63}@(?:${label}\.){1,6}(?:\p{L}[\p{L}\p{M}]{1,62}|xn--[a-z0-9\-]{1,59})(?![\p{L}\p{N}\p{M}_\-]|\.[\p{L}\p{N}\[])`,
-    "u"
-  ),
-  // local 64 + "@" + 6 labels of 64 + top label 63 + lookahead 2
-  maxLength: 64 + 1 + 6 * 64 + 63 + 2,
-  alphabet: /[\p{L}\p{N}\p{M}_.%+'\-@]/u,
-  start: /[\p{L}\p{N}_]/u
+export const makeEmail = (extraTlds: ReadonlyArray<string> = []): RecognizerSpec & { readonly fingerprint: string } => {
+  const extra = new Set(extraTlds.map((t) => t.toLowerCase().replace(/^\./, "")))
+  const known = (tld: string) => ianaTlds.has(tld) || extra.has(tld)
+  return {
+    kind: "email",
+    marker: "[EMAIL]",
+    pattern: emailPattern,
+    // local 64 + "@" + 6 labels of 64 + top label 63 + lookahead 2
+    maxLength: 64 + 1 + 6 * 64 + 63 + 2,
+    alphabet: /[\p{L}\p{N}\p{M}_.%+'\-@]/u,
+    start: /[\p{L}\p{N}_]/u,
+    validate: (match) => known(match.slice(match.lastIndexOf(".") + 1).toLowerCase()),
+    // the verdicts depend on the list, which the validate source does not show
+    fingerprint: `tlds ${tldListDate} ${ianaTlds.size} ${Array.from(extra).sort().join(",")}`
+  }
 }
+
+/** Email addresses with the IANA top-level domains. */
+export const email = makeEmail()
 
 // ---------------------------------------------------------------------------------------------
 // payment cards
@@ -103,16 +116,29 @@ export const card: RecognizerSpec = {
 // US social security numbers
 // ---------------------------------------------------------------------------------------------
 
+/** Numbers printed on sample cards and in advertising, used by many people as their own. */
+const advertisedSsns = new Set(["078051120", "219099999"])
+
+/** Nine digits after a label: "SSN 123456789", "SSN: 123456789", "my SSN is 123456789". */
+const afterLabel = (labels: string) =>
+  String.raw`(?<=\b(?:${labels})(?:\s?[:#=]\s?|\s(?:is|was|number|no\.?|#)?\s?[:#]?\s?|\s(?:number|no\.?)\s(?:is|was)\s))\d{9}(?![\p{L}\p{N}_])`
+
+const nineDigitPattern = (labels: string) =>
+  new RegExp(
+    String.raw`(?<![\p{L}\p{N}_.\-\]])\d{3}([\- ])\d{2}\1\d{4}(?![\p{L}\p{N}_]|[.\-][\d\[])|${afterLabel(labels)}`,
+    "iu"
+  )
+
 /**
- * US SSNs written `123-45-6789` or `123 45 6789`, or nine bare digits right after "SSN" or
- * "social security (number|no|#)". Numbers the SSA never issues are not matched: area 000, 666
- * or 900–999, group 00, serial 0000.
+ * US SSNs written `123-45-6789` or `123 45 6789`, or nine bare digits after "SSN" or
+ * "social security (number|no|#)" (optionally "is"). Numbers the SSA never issues are not
+ * matched: area 000, 666 or 900–999 (900–999 are ITINs), group 00, serial 0000; nor the two
+ * numbers printed in advertising (078-05-1120, 219-09-9999).
  */
 export const ssn: RecognizerSpec = {
   kind: "ssn",
   marker: "[SSN]",
-  pattern:
-    /(?<![\p{L}\p{N}_.\-\]])\d{3}([\- ])\d{2}\1\d{4}(?![\p{L}\p{N}_]|[.\-][\d\[])|(?<=\b(?:ssn|social security(?: number| no\.?| #)?)(?:[:#]\s?|\s[:#]?\s?))\d{9}(?![\p{L}\p{N}_])/iu,
+  pattern: nineDigitPattern("ssn|social security(?: number| no\\.?| #)?"),
   maxLength: 13,
   alphabet: /[0-9 .\-]/,
   start: /[0-9]/,
@@ -120,7 +146,27 @@ export const ssn: RecognizerSpec = {
     const digits = match.replace(/[ \-]/g, "")
     const area = digits.slice(0, 3)
     return area !== "000" && area !== "666" && digits[0] !== "9" && digits.slice(3, 5) !== "00" &&
-      digits.slice(5) !== "0000"
+      digits.slice(5) !== "0000" && !advertisedSsns.has(digits)
+  }
+}
+
+/**
+ * US individual taxpayer identification numbers (ITIN), written like SSNs or as nine digits
+ * after "ITIN": area 900–999 and group 50–65, 70–88, 90–92 or 94–99 (the IRS ranges).
+ */
+export const itin: RecognizerSpec = {
+  kind: "itin",
+  marker: "[ITIN]",
+  pattern: nineDigitPattern("itin|taxpayer identification(?: number| no\\.?| #)?"),
+  maxLength: 13,
+  alphabet: /[0-9 .\-]/,
+  start: /[0-9]/,
+  validate: (match) => {
+    const digits = match.replace(/[ \-]/g, "")
+    const group = Number(digits.slice(3, 5))
+    return digits[0] === "9" &&
+      ((group >= 50 && group <= 65) || (group >= 70 && group <= 88) || (group >= 90 && group <= 92) ||
+        group >= 94) && digits.slice(5) !== "0000"
   }
 }
 
@@ -186,14 +232,21 @@ export const iban: RecognizerSpec = {
 
 const octet = String.raw`(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)`
 
+/** Words after which a dotted quad is a version number: "version 1.2.3.4", "build 10.0.19041.1". */
+const versionWord = String.raw`(?<!\b(?:version|ver|v|release|rel|build|firmware|fw|revision|rev)\.?:?\s{0,2})`
+
 /**
  * Dotted-quad IPv4 addresses (`192.168.0.1`, no leading zeros). Not matched inside a longer
- * dotted number (`1.2.3.4.5`) or right after a letter (`v1.2.3.4`).
+ * dotted number (`1.2.3.4.5`), right after a letter (`v1.2.3.4`) or after a version word
+ * (`version 1.2.3.4`, `build 1.2.3.4`).
  */
 export const ipv4: RecognizerSpec = {
   kind: "ip",
   marker: "[IP]",
-  pattern: new RegExp(String.raw`(?<![\p{L}\p{N}_.\]])(?:${octet}\.){3}${octet}(?![\p{L}\p{N}_]|\.[\d\[])`, "u"),
+  pattern: new RegExp(
+    String.raw`(?<![\p{L}\p{N}_.\]])${versionWord}(?:${octet}\.){3}${octet}(?![\p{L}\p{N}_]|\.[\d\[])`,
+    "iu"
+  ),
   maxLength: 17,
   alphabet: /[0-9.]/,
   start: /[0-9]/
@@ -250,6 +303,14 @@ export const ipv6: RecognizerSpec = {
 // ---------------------------------------------------------------------------------------------
 
 const looksLikeDate = /^(?:\d{4}[\-.]\d{1,2}[\-.]\d{1,2}|\d{1,2}[\-.]\d{1,2}[\-.]\d{2,4})$/
+const yearAndSerial = /^(?:19|20)\d\d[\-\/]\d{4,8}$/
+
+/** `+…`: possible for its country, and valid when the country is North American (code 1). */
+const isInternational = (candidate: string): boolean => {
+  const parsed = parsePhoneNumberFromString(candidate, { extract: false })
+  return parsed !== undefined && (parsed.countryCallingCode === "1" ? parsed.isValid() : parsed.isPossible())
+}
+
 const northAmerican = /^(?:\+?1[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-]?)\d{3}[ .\-]\d{4}$/
 
 /** What a region's numbering plan allows, read once from libphonenumber-js metadata. */
@@ -290,19 +351,24 @@ const isPhone = (candidate: string, plans: ReadonlyArray<Plan>): boolean => {
   // dots with spaces or dashes ("10.0.0.1 06 12") is a list of numbers, not one phone number
   const national = candidate.replace(/^\+\d{1,3} /, "")
   if (national.includes(".") && /[ \-]/.test(national)) return false
-  if (candidate.charCodeAt(0) === 43 /* + */) {
-    const parsed = parsePhoneNumberFromString(candidate, { extract: false })
-    return parsed !== undefined && parsed.isPossible()
+  if (candidate.charCodeAt(0) === 43 /* + */) return isInternational(candidate)
+  const digits = candidate.replace(/\D/g, "")
+  // "0044 20 7946 0958": the international prefix most of the world dials
+  if (digits.startsWith("00") && !digits.startsWith("000") && isInternational("+" + candidate.replace(/^\D*00/, ""))) {
+    return true
   }
+  // "2024-000123": a year and a serial number, a case or ticket number
+  if (yearAndSerial.test(candidate)) return false
   const northAmericanShape = northAmerican.test(candidate)
   const shaped = northAmericanShape || candidate.includes("(")
-  const digits = candidate.replace(/\D/g, "")
   for (const plan of plans) {
-    // a 3-3-4 number is always "possible" in a North American region
-    if (northAmericanShape && plan.nanp) return true
     if (!plan.lengths.has(digits.length) && !plan.idd.test(digits)) continue
     const parsed = parsePhoneNumberFromString(candidate, { defaultCountry: plan.region, extract: false })
-    if (parsed !== undefined && (parsed.isValid() || (shaped && parsed.isPossible()))) return true
+    if (parsed === undefined) continue
+    if (parsed.isValid()) return true
+    // North American numbers have assigned area codes and exchanges: shape is not enough
+    // ("123-456-7890"); elsewhere a number written like a phone number may be merely possible
+    if (shaped && !plan.nanp && parsed.countryCallingCode !== "1" && parsed.isPossible()) return true
   }
   return false
 }
@@ -319,6 +385,12 @@ const makeMemo = () => {
     return v
   }
 }
+
+/**
+ * Changes whenever what the built-in recognizers accept changes in code their patterns and
+ * `validate` sources do not show (helpers, data): it feeds the policy fingerprint.
+ */
+export const revision = "2 (tlds, NANP validity, SSN exclusions, ITIN, version quads, 00 prefix)"
 
 /** The regions used when none are configured. */
 export const defaultPhoneRegions: ReadonlyArray<CountryCode> = ["US"]
@@ -344,13 +416,17 @@ const stronglyShaped = String.raw`\+\d|\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}(?!\d)`
  * American 3-3-4 number may start (`SSN 123-45-6789 212-555-0123`): this keeps the number of
  * candidates linear in a long run of digit groups.
  */
-export const phone = (regions: ReadonlyArray<string> = defaultPhoneRegions): RecognizerSpec => {
+export const phone = (
+  regions: ReadonlyArray<string> = defaultPhoneRegions
+): RecognizerSpec & { readonly fingerprint: string } => {
   const plans = regions.filter((r): r is CountryCode => isSupportedCountry(r)).map(planOf)
   const memo = makeMemo()
   const check = (candidate: string) => memo(candidate, () => isPhone(candidate, plans))
   return {
     kind: "phone",
     marker: "[PHONE]",
+    // the verdicts depend on the regions and the metadata, which the validate source does not show
+    fingerprint: `phone ${plans.map((p) => p.region).join(",")}`,
     pattern: new RegExp(
       String.raw`(?<![\p{L}\p{N}\p{M}_+#@$€£¥%&=/\\.,\-\]]|[\p{N}\]][.\-]|[\p{N}\]]\))(?:(?<![\p{N}\]] )|(?=${stronglyShaped}))\+?${phoneGroup}(?:(?:(?<=\))[ .\-]?|(?<!\))[ .\-])${phoneGroup}){0,6}(?![\p{L}\p{N}\p{M}_@]|[.\-][\p{N}\[]|\([\p{N}\[])`,
       "u"
