@@ -62,6 +62,7 @@ import { Cost, FinishReason, RedactionCount, Usage, UsageSource } from "./Chat.j
 import { canonicalJson } from "./internal/canonicalJson.js"
 import { ensureDirectory } from "./internal/directory.js"
 import { hmacSha256Hex, isSha256Hex, sha256Hex } from "./internal/hash.js"
+import * as Json from "./internal/json.js"
 import { randomUUID } from "node:crypto"
 
 /**
@@ -293,6 +294,22 @@ const messages: Record<VerifyFailure, string> = {
   "truncated": "is missing: the log ends before the anchored line"
 }
 
+/** The chain fields of a line, or `undefined` when it is not a JSON object with a valid `seq`, `hash` and `prevHash`. */
+const parseChainLine = (
+  text: string | undefined
+): { readonly hash: string; readonly prevHash: string; readonly seq: number; readonly body: Record<string, unknown> } | undefined => {
+  const parsed = text === undefined ? Option.none() : Json.parseOption(text)
+  if (Option.isNone(parsed)) return undefined
+  const value = parsed.value
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined
+  const { hash, prevHash, ...body } = value as Record<string, unknown>
+  const seq = body.seq
+  if (!isSha256Hex(hash) || !isSha256Hex(prevHash) || typeof seq !== "number" || !Number.isSafeInteger(seq)) {
+    return undefined
+  }
+  return { hash, prevHash, seq, body }
+}
+
 /** An incremental verifier, fed one line at a time. */
 class Verifier {
   private lineNumber = 0
@@ -322,18 +339,9 @@ class Verifier {
   push(text: string | undefined): void {
     if (this.failure !== undefined) return
     this.lineNumber++
-    let parsed: unknown
-    try {
-      parsed = text === undefined ? undefined : JSON.parse(text)
-    } catch {
-      parsed = undefined
-    }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return this.fail("malformed")
-    const { hash, prevHash, ...body } = parsed as Record<string, unknown>
-    const seq = body.seq
-    if (!isSha256Hex(hash) || !isSha256Hex(prevHash) || typeof seq !== "number" || !Number.isSafeInteger(seq)) {
-      return this.fail("malformed")
-    }
+    const line = parseChainLine(text)
+    if (line === undefined) return this.fail("malformed")
+    const { body, hash, prevHash, seq } = line
     if (body.alg !== undefined && body.alg !== keyedAlg) return this.fail("malformed")
     const keyed = body.alg === keyedAlg
     if (keyed && this.options.key === undefined) return this.fail("key-required")
@@ -626,18 +634,9 @@ const parseHead = (
   text: string,
   key: Redacted.Redacted<string> | undefined
 ): ChainHead | "key-required" | "not-keyed" | "key-mismatch" | undefined => {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    return undefined
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined
-  const { hash, prevHash, ...body } = parsed as Record<string, unknown>
-  const seq = body.seq
-  if (!isSha256Hex(hash) || !isSha256Hex(prevHash) || typeof seq !== "number" || !Number.isSafeInteger(seq)) {
-    return undefined
-  }
+  const line = parseChainLine(text)
+  if (line === undefined) return undefined
+  const { body, hash, prevHash, seq } = line
   const keyed = body.alg === keyedAlg
   if (body.alg !== undefined && !keyed) return undefined
   if (keyed && key === undefined) return lineHash(prevHash, body) === hash ? undefined : "key-required"
@@ -645,6 +644,176 @@ const parseHead = (
   if (lineHash(prevHash, body, key) === hash) return { seq: seq + 1, prevHash: hash }
   return keyed ? "key-mismatch" : undefined
 }
+
+/** The end of the file as read at start-up: its size, where the bytes start, the bytes. */
+interface Tail {
+  readonly size: bigint
+  readonly start: bigint
+  readonly bytes: Uint8Array
+}
+
+/** Reads the last `tailBytes` of the file (nothing when it does not exist). */
+const readTail = (fs: FileSystem.FileSystem, path: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    if (!(yield* fs.exists(path))) return { size: 0n, start: 0n, bytes: new Uint8Array(0) } satisfies Tail
+    const file = yield* fs.open(path, { flag: "r" })
+    const size = (yield* file.stat).size as bigint
+    const start = size > BigInt(tailBytes) ? size - BigInt(tailBytes) : 0n
+    yield* file.seek(start, "start")
+    const bytes = new Uint8Array(Number(size - start))
+    let filled = 0
+    while (filled < bytes.length) {
+      const read = Number(yield* file.read(bytes.subarray(filled)))
+      if (read === 0) break
+      filled += read
+    }
+    return { size, start, bytes: bytes.subarray(0, filled) } satisfies Tail
+  }))
+
+/**
+ * Where a chain continues, from the last bytes of its file (pure; what `layerFile` does at
+ * start-up): the head left by the newest intact line, whether the last line is cut off
+ * (`torn`), and how many complete lines after it are not intact (`skipped`); or why a writer
+ * with this `key` must not continue the file (`Refused`: written in the other mode, or no line
+ * verifies with the key). `start` is the file offset of `bytes` (a first partial line is
+ * ignored when it is not 0).
+ *
+ * @since 0.1.0
+ * @category Hash chain
+ */
+export const recoverHead = (
+  tail: { readonly start: bigint; readonly bytes: Uint8Array },
+  key: Redacted.Redacted<string> | undefined
+):
+  | { readonly _tag: "Recovered"; readonly head: ChainHead; readonly torn: boolean; readonly skipped: number }
+  | { readonly _tag: "Refused"; readonly reason: string } =>
+{
+  const text = new TextDecoder("utf-8").decode(tail.bytes)
+  const segments = text.split("\n")
+  const torn = tail.bytes.length > 0 && tail.bytes[tail.bytes.length - 1] !== 10
+  const complete = segments.slice(tail.start > 0n ? 1 : 0, -1)
+  let skipped = 0
+  let keyMismatch = false
+  for (let i = complete.length - 1; i >= 0; i--) {
+    const found = parseHead(complete[i]!, key)
+    if (found === "key-required") {
+      return {
+        _tag: "Refused",
+        reason: "it was written with an HMAC key; set the same key (LLM_GATEWAY_AUDIT_KEY) or write to a new file"
+      }
+    }
+    if (found === "not-keyed") {
+      return {
+        _tag: "Refused",
+        reason:
+          "it was written without an HMAC key, and a keyed chain cannot continue it; write to a new file to turn the key on"
+      }
+    }
+    if (found === "key-mismatch") keyMismatch = true
+    if (found !== undefined && typeof found === "object") return { _tag: "Recovered", head: found, torn, skipped }
+    skipped++
+  }
+  if (keyMismatch && skipped === complete.length) {
+    return {
+      _tag: "Refused",
+      reason: "none of its last lines verifies with the given HMAC key; is it the key the file was written with?"
+    }
+  }
+  return { _tag: "Recovered", head: { seq: 0, prevHash: genesisHash }, torn, skipped }
+}
+
+/**
+ * The durable writer behind `layerFile`: each line is written whole with one `write` on the
+ * append-mode handle and fsynced (unless `sync` is off). A failed write is logged once, the
+ * line stays queued in chain order, partial bytes are cut off the file, and the queue is
+ * retried before the next line and every `retryEvery` (under `lock`); past `maxPending`, and
+ * when the scope closes, lines that cannot be written are logged in full.
+ */
+const makeDurableWriter = (
+  file: FileSystem.File,
+  written: bigint,
+  options: { readonly sync: boolean; readonly maxPending: number; readonly retryEvery: Duration.DurationInput },
+  lock: Effect.Semaphore
+): Effect.Effect<(line: string) => Effect.Effect<void>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const encoder = new TextEncoder()
+    const pending: Array<string> = []
+    let size = written
+    let damaged = false
+    let failing = false
+
+    /** Cuts the file back to its last whole line after a failed write left part of one. */
+    const repair = Effect.gen(function*() {
+      if (!damaged) return
+      const actual = (yield* file.stat).size as bigint
+      if (actual > size) yield* file.truncate(size)
+      damaged = false
+    })
+
+    const writeOne = (line: string) =>
+      Effect.gen(function*() {
+        yield* repair
+        const bytes = encoder.encode(line + "\n")
+        yield* file.writeAll(bytes).pipe(
+          Effect.tapError(() =>
+            Effect.suspend(() => {
+              damaged = true
+              return Effect.ignore(repair)
+            })
+          )
+        )
+        size += BigInt(bytes.length)
+        if (options.sync) {
+          yield* file.sync.pipe(
+            Effect.catchAll((error) =>
+              Effect.logError("AuditLog: fsync of the audit log failed; the entry may not be durable", error)
+            )
+          )
+        }
+      })
+
+    const logLine = (line: string) =>
+      Effect.logError("AuditLog: an entry could not be written to the audit log and is recorded here instead").pipe(
+        Effect.annotateLogs({ "auditLog.line": line })
+      )
+
+    /** Writes queued lines in order; stops at the first failure, keeping the rest queued. */
+    const flush = Effect.gen(function*() {
+      while (pending.length > 0) {
+        const result = yield* Effect.either(writeOne(pending[0]!))
+        if (Either.isLeft(result)) {
+          if (!failing) {
+            failing = true
+            yield* Effect.logError(
+              `AuditLog: writing the audit log failed; ${pending.length} entry(ies) are kept in memory and retried`,
+              result.left
+            )
+          }
+          while (pending.length > options.maxPending) yield* logLine(pending.shift()!)
+          return
+        }
+        pending.shift()
+        if (failing) {
+          failing = false
+          yield* Effect.logInfo("AuditLog: writing the audit log works again; queued entries were written")
+        }
+      }
+    })
+    const guardedFlush = lock.withPermits(1)(Effect.suspend(() => (pending.length === 0 ? Effect.void : flush)))
+
+    yield* Effect.sleep(options.retryEvery).pipe(Effect.zipRight(guardedFlush), Effect.forever, Effect.forkScoped)
+    yield* Effect.addFinalizer(() =>
+      guardedFlush.pipe(
+        Effect.zipRight(Effect.suspend(() => Effect.forEach(pending.splice(0), logLine, { discard: true }))),
+        Effect.catchAllCause((cause) => Effect.logError("AuditLog: closing the audit log failed", Cause.pretty(cause)))
+      )
+    )
+    return (line: string) =>
+      Effect.suspend(() => {
+        pending.push(line)
+        return flush
+      })
+  })
 
 /** Whether a process with this pid exists (EPERM: it exists but belongs to another user). */
 const isAlive = (pid: number): boolean => {
@@ -748,10 +917,7 @@ export const layerFile = (
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const pathService = yield* Path.Path
-      const scope = yield* Effect.scope
       const fault = (error: unknown) => new AuditFileError({ path, reason: describeFault(error) })
-      const sync = options.sync ?? true
-      const maxPending = Math.max(1, Math.floor(options.maxPending ?? 10_000))
 
       const key = options.key
       if (key !== undefined && Redacted.value(key).length === 0) {
@@ -765,160 +931,33 @@ export const layerFile = (
       yield* acquireLock(fs, path, `${pathService.resolve(path)}.lock`)
 
       // Find the head of the chain in the last megabyte of the file.
-      const tail = yield* Effect.scoped(Effect.gen(function*() {
-        if (!(yield* fs.exists(path))) return { size: 0n, start: 0n, bytes: new Uint8Array(0) }
-        const file = yield* fs.open(path, { flag: "r" })
-        const size = (yield* file.stat).size as bigint
-        const start = size > BigInt(tailBytes) ? size - BigInt(tailBytes) : 0n
-        yield* file.seek(start, "start")
-        const bytes = new Uint8Array(Number(size - start))
-        let filled = 0
-        while (filled < bytes.length) {
-          const read = Number(yield* file.read(bytes.subarray(filled)))
-          if (read === 0) break
-          filled += read
-        }
-        return { size, start, bytes: bytes.subarray(0, filled) }
-      })).pipe(Effect.mapError(fault))
-
-      const text = new TextDecoder("utf-8").decode(tail.bytes)
-      const segments = text.split("\n")
-      const torn = tail.bytes.length > 0 && tail.bytes[tail.bytes.length - 1] !== 10
-      const complete = segments.slice(tail.start > 0n ? 1 : 0, -1)
-      let head: ChainHead = { seq: 0, prevHash: genesisHash }
-      let skipped = 0
-      let keyMismatch = false
-      for (let i = complete.length - 1; i >= 0; i--) {
-        const found = parseHead(complete[i]!, key)
-        if (found === "key-required" || found === "not-keyed") {
-          return yield* Effect.fail(
-            new AuditFileError({
-              path,
-              reason: found === "key-required"
-                ? "it was written with an HMAC key; set the same key (LLM_GATEWAY_AUDIT_KEY) or write to a new file"
-                : "it was written without an HMAC key, and a keyed chain cannot continue it; write to a new file to turn the key on"
-            })
-          )
-        }
-        if (found === "key-mismatch") keyMismatch = true
-        if (found !== undefined && typeof found === "object") {
-          head = found
-          break
-        }
-        skipped++
-      }
-      if (keyMismatch && skipped === complete.length) {
-        return yield* Effect.fail(
-          new AuditFileError({ path, reason: "none of its last lines verifies with the given HMAC key; is it the key the file was written with?" })
-        )
-      }
-      if (torn) {
+      const tail = yield* readTail(fs, path).pipe(Effect.mapError(fault))
+      const recovered = recoverHead(tail, key)
+      if (recovered._tag === "Refused") return yield* Effect.fail(new AuditFileError({ path, reason: recovered.reason }))
+      if (recovered.torn) {
         yield* Effect.logError(
           "AuditLog: the last line of the audit log is cut off (a crash during a write?); it is kept and verifyFile will report it"
         )
       }
-      if (skipped > 0) {
+      if (recovered.skipped > 0) {
         yield* Effect.logError(
-          `AuditLog: the last ${skipped} complete line(s) of the audit log are not intact chained entries; the chain continues from the newest intact line and verifyFile will report the damage`
+          `AuditLog: the last ${recovered.skipped} complete line(s) of the audit log are not intact chained entries; the chain continues from the newest intact line and verifyFile will report the damage`
         )
       }
 
       const file = yield* fs.open(path, { flag: "a", mode: 0o600 }).pipe(Effect.mapError(fault))
       let size = tail.size
-      const encoder = new TextEncoder()
-      if (torn) {
-        yield* file.writeAll(encoder.encode("\n")).pipe(Effect.mapError(fault))
+      if (recovered.torn) {
+        yield* file.writeAll(new TextEncoder().encode("\n")).pipe(Effect.mapError(fault))
         size += 1n
       }
-
-      const pending: Array<string> = []
-      let damaged = false
-      let failing = false
-
-      /** Cuts the file back to its last whole line after a failed write left part of one. */
-      const repair = Effect.gen(function*() {
-        if (!damaged) return
-        const actual = (yield* file.stat).size as bigint
-        if (actual > size) yield* file.truncate(size)
-        damaged = false
-      })
-
-      const writeOne = (line: string) =>
-        Effect.gen(function*() {
-          yield* repair
-          const bytes = encoder.encode(line + "\n")
-          yield* file.writeAll(bytes).pipe(
-            Effect.tapError(() =>
-              Effect.suspend(() => {
-                damaged = true
-                return Effect.ignore(repair)
-              })
-            )
-          )
-          size += BigInt(bytes.length)
-          if (sync) {
-            yield* file.sync.pipe(
-              Effect.catchAll((error) =>
-                Effect.logError("AuditLog: fsync of the audit log failed; the entry may not be durable", error)
-              )
-            )
-          }
-        })
-
-      /** Writes queued lines in order; stops at the first failure, keeping the rest queued. */
-      const flush = Effect.gen(function*() {
-        while (pending.length > 0) {
-          const result = yield* Effect.either(writeOne(pending[0]!))
-          if (Either.isLeft(result)) {
-            if (!failing) {
-              failing = true
-              yield* Effect.logError(
-                `AuditLog: writing the audit log failed; ${pending.length} entry(ies) are kept in memory and retried`,
-                result.left
-              )
-            }
-            while (pending.length > maxPending) {
-              const dropped = pending.shift()!
-              yield* Effect.logError("AuditLog: an entry could not be written to the audit log and is recorded here instead").pipe(
-                Effect.annotateLogs({ "auditLog.line": dropped })
-              )
-            }
-            return
-          }
-          pending.shift()
-          if (failing) {
-            failing = false
-            yield* Effect.logInfo("AuditLog: writing the audit log works again; queued entries were written")
-          }
-        }
-      })
-
       const lock = yield* Effect.makeSemaphore(1)
-      const service = makeAppender(head, (line) =>
-        Effect.suspend(() => {
-          pending.push(line)
-          return flush
-        }), lock, key)
-      const guardedFlush = lock.withPermits(1)(Effect.suspend(() => (pending.length === 0 ? Effect.void : flush)))
-
-      yield* Effect.sleep(options.retryEvery ?? "5 seconds").pipe(
-        Effect.zipRight(guardedFlush),
-        Effect.forever,
-        Effect.forkIn(scope)
-      )
-      yield* Scope.addFinalizer(
-        scope,
-        guardedFlush.pipe(
-          Effect.zipRight(Effect.suspend(() =>
-            Effect.forEach(pending.splice(0), (line) =>
-              Effect.logError("AuditLog: an entry could not be written to the audit log and is recorded here instead").pipe(
-                Effect.annotateLogs({ "auditLog.line": line })
-              ), { discard: true })
-          )),
-          Effect.catchAllCause((cause) => Effect.logError("AuditLog: closing the audit log failed", Cause.pretty(cause)))
-        )
-      )
-      return service
+      const write = yield* makeDurableWriter(file, size, {
+        sync: options.sync ?? true,
+        maxPending: Math.max(1, Math.floor(options.maxPending ?? 10_000)),
+        retryEvery: options.retryEvery ?? "5 seconds"
+      }, lock)
+      return makeAppender(recovered.head, write, lock, key)
     })
   )
 
