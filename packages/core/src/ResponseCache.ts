@@ -297,6 +297,125 @@ const staleTemporaryMillis = 10 * 60 * 1000
 const logFault = (message: string) => (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
   Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.logWarning(message, cause)
 
+type Loaded =
+  | { readonly _tag: "Missing" }
+  | { readonly _tag: "Unusable"; readonly why: string }
+  | { readonly _tag: "Text"; readonly text: string }
+
+/**
+ * Reads an entry file without ever holding more than `maxEntryBytes + 1` bytes: checks its
+ * type and size first (a FIFO would block `open`), then reads at most that much.
+ */
+const loadBounded = (fs: FileSystem.FileSystem, file: string, maxEntryBytes: number): Effect.Effect<Loaded, unknown> =>
+  Effect.gen(function*() {
+    const info = yield* Effect.either(fs.stat(file))
+    if (info._tag === "Left") {
+      const error = info.left
+      if (error._tag === "SystemError" && error.reason === "NotFound") return { _tag: "Missing" } as const
+      return yield* Effect.fail(error)
+    }
+    if (info.right.type !== "File") return { _tag: "Unusable", why: "is not a regular file" } as const
+    if (Number(info.right.size) > maxEntryBytes) {
+      return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
+    }
+    return yield* Effect.scoped(Effect.gen(function*() {
+      const handle = yield* fs.open(file, { flag: "r" })
+      const buffer = new Uint8Array(Math.min(Number(info.right.size), maxEntryBytes) + 1)
+      let filled = 0
+      while (filled < buffer.length) {
+        const read = Number(yield* handle.read(buffer.subarray(filled)))
+        if (read === 0) break
+        filled += read
+      }
+      // It grew after the stat (replaced meanwhile): still never past the bound.
+      if (filled > maxEntryBytes) {
+        return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
+      }
+      return { _tag: "Text", text: new TextDecoder("utf-8").decode(buffer.subarray(0, filled)) } as const
+    }))
+  })
+
+/** Removes one directory entry if it is an abandoned temporary file or an expired, unusable or corrupt entry. */
+const sweepOne = (
+  fs: FileSystem.FileSystem,
+  file: string,
+  name: string,
+  at: { readonly now: number; readonly timeToLive: number; readonly maxEntryBytes: number }
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const remove = Effect.ignore(fs.remove(file))
+    if (name.startsWith(".") && name.endsWith(".tmp")) {
+      const modified = Option.flatMap(yield* Effect.option(fs.stat(file)), (_) => _.mtime)
+      if (Option.isSome(modified) && at.now - modified.value.getTime() > staleTemporaryMillis) yield* remove
+      return
+    }
+    if (!name.endsWith(".json")) return
+    const loaded = yield* Effect.option(loadBounded(fs, file, at.maxEntryBytes))
+    if (Option.isNone(loaded) || loaded.value._tag === "Missing") return
+    if (loaded.value._tag === "Unusable") return yield* remove
+    const decoded = decodeFileEntry(loaded.value.text)
+    if (Either.isLeft(decoded) || at.now >= decoded.right.writtenAt + at.timeToLive) yield* remove
+  })
+
+/** The size bounds of a store: the options given, whole and non-negative, else the defaults. */
+const boundsOf = (options: FileSystemOptions) => {
+  const bound = (value: number | undefined, fallback: number) =>
+    value === undefined || Number.isNaN(value) ? fallback : Math.max(0, Math.floor(value))
+  return {
+    maxEntries: bound(options.maxEntries, fileSystemDefaults.maxEntries),
+    maxBytes: bound(options.maxBytes, fileSystemDefaults.maxBytes),
+    maxEntryBytes: bound(options.maxEntryBytes, fileSystemDefaults.maxEntryBytes)
+  }
+}
+
+/** The bytes of an entry file, or why it is not stored (the warning to log). */
+const entryBytes = (
+  key: string,
+  reply: CachedReply,
+  writtenAt: number,
+  bounds: { readonly maxEntryBytes: number; readonly maxBytes: number }
+): Either.Either<Uint8Array, string> => {
+  const encoded = encodeFileEntry({ format: entryFormat, key, writtenAt, reply })
+  if (Either.isLeft(encoded)) return Either.left("ResponseCache: the reply does not match the CachedReply schema; not stored")
+  const bytes = new TextEncoder().encode(encoded.right)
+  return bytes.length > bounds.maxEntryBytes || bytes.length > bounds.maxBytes
+    ? Either.left(
+      `ResponseCache: the entry (${bytes.length} bytes) is larger than maxEntryBytes (${bounds.maxEntryBytes}) or maxBytes; not stored`
+    )
+    : Either.right(bytes)
+}
+
+interface EntryFile {
+  readonly file: string
+  readonly size: number
+  readonly mtime: number
+}
+
+/**
+ * Which entries to remove (pure): the oldest first (by modification time, then name) until
+ * both bounds hold, with 10 % to spare once a bound was passed; and what is left.
+ */
+const chooseEvictions = (
+  files: ReadonlyArray<EntryFile>,
+  maxEntries: number,
+  maxBytes: number
+): { readonly remove: ReadonlyArray<EntryFile>; readonly entries: number; readonly bytes: number } => {
+  const sorted = [...files].sort((a, b) => a.mtime - b.mtime || (a.file < b.file ? -1 : 1))
+  let entries = sorted.length
+  let bytes = sorted.reduce((sum, f) => sum + f.size, 0)
+  const over = entries > maxEntries || bytes > maxBytes
+  const targetEntries = over ? Math.floor(maxEntries * 0.9) : maxEntries
+  const targetBytes = over ? Math.floor(maxBytes * 0.9) : maxBytes
+  const remove: Array<EntryFile> = []
+  for (const f of sorted) {
+    if (entries <= targetEntries && bytes <= targetBytes) break
+    remove.push(f)
+    entries--
+    bytes -= f.size
+  }
+  return { remove, entries, bytes }
+}
+
 /**
  * A store of one JSON file per key under `options.directory`. Writes go to a temporary file in
  * the same directory and are renamed over the entry, so a reader sees the old entry or the new
@@ -321,54 +440,14 @@ export const makeFileSystem = (
     const path = yield* Path.Path
     const directory = options.directory
     const timeToLive = Duration.toMillis(Duration.decode(options.timeToLive))
-    const bound = (value: number | undefined, fallback: number) =>
-      value === undefined || Number.isNaN(value) ? fallback : Math.max(0, Math.floor(value))
-    const maxEntries = bound(options.maxEntries, fileSystemDefaults.maxEntries)
-    const maxBytes = bound(options.maxBytes, fileSystemDefaults.maxBytes)
-    const maxEntryBytes = bound(options.maxEntryBytes, fileSystemDefaults.maxEntryBytes)
+    const { maxBytes, maxEntries, maxEntryBytes } = boundsOf(options)
 
     const ensureDirectory = ensureDirectoryLevels(fs, path, directory)
     yield* ensureDirectory.pipe(Effect.mapError((reason) => new CacheDirectoryError({ directory, reason })))
 
     const removeQuietly = (file: string) => Effect.ignore(fs.remove(file))
 
-    type Loaded =
-      | { readonly _tag: "Missing" }
-      | { readonly _tag: "Unusable"; readonly why: string }
-      | { readonly _tag: "Text"; readonly text: string }
-
-    /**
-     * Reads an entry file without ever holding more than `maxEntryBytes + 1` bytes: checks
-     * its type and size first (a FIFO would block `open`), then reads at most that much.
-     */
-    const load = (file: string): Effect.Effect<Loaded, unknown> =>
-      Effect.gen(function*() {
-        const info = yield* Effect.either(fs.stat(file))
-        if (info._tag === "Left") {
-          const error = info.left
-          if (error._tag === "SystemError" && error.reason === "NotFound") return { _tag: "Missing" } as const
-          return yield* Effect.fail(error)
-        }
-        if (info.right.type !== "File") return { _tag: "Unusable", why: "is not a regular file" } as const
-        if (Number(info.right.size) > maxEntryBytes) {
-          return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
-        }
-        return yield* Effect.scoped(Effect.gen(function*() {
-          const handle = yield* fs.open(file, { flag: "r" })
-          const buffer = new Uint8Array(Math.min(Number(info.right.size), maxEntryBytes) + 1)
-          let filled = 0
-          while (filled < buffer.length) {
-            const read = Number(yield* handle.read(buffer.subarray(filled)))
-            if (read === 0) break
-            filled += read
-          }
-          // It grew after the stat (replaced meanwhile): still never past the bound.
-          if (filled > maxEntryBytes) {
-            return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
-          }
-          return { _tag: "Text", text: new TextDecoder("utf-8").decode(buffer.subarray(0, filled)) } as const
-        }))
-      })
+    const load = (file: string) => loadBounded(fs, file, maxEntryBytes)
 
     const read = (key: string, file: string): Effect.Effect<Option.Option<CachedReply>, unknown> =>
       Effect.gen(function*() {
@@ -418,7 +497,7 @@ export const makeFileSystem = (
     const evict = Effect.gen(function*() {
       const before = { ...written }
       const names = yield* fs.readDirectory(directory)
-      const files: Array<{ readonly file: string; readonly size: number; readonly mtime: number }> = []
+      const files: Array<EntryFile> = []
       for (const name of names) {
         if (!name.endsWith(".json") || name.startsWith(".")) continue
         const file = path.join(directory, name)
@@ -431,24 +510,12 @@ export const makeFileSystem = (
         }
         files.push({ file, size, mtime: Option.match(info.value.mtime, { onNone: () => 0, onSome: (d) => d.getTime() }) })
       }
-      files.sort((a, b) => a.mtime - b.mtime || (a.file < b.file ? -1 : 1))
-      let entries = files.length
-      let bytes = files.reduce((sum, f) => sum + f.size, 0)
-      const over = entries > maxEntries || bytes > maxBytes
-      const targetEntries = over ? Math.floor(maxEntries * 0.9) : maxEntries
-      const targetBytes = over ? Math.floor(maxBytes * 0.9) : maxBytes
-      let removed = 0
-      for (const f of files) {
-        if (entries <= targetEntries && bytes <= targetBytes) break
-        yield* removeQuietly(f.file)
-        entries--
-        bytes -= f.size
-        removed++
-      }
+      const { bytes, entries, remove } = chooseEvictions(files, maxEntries, maxBytes)
+      for (const f of remove) yield* removeQuietly(f.file)
       usage.entries = entries + written.entries - before.entries
       usage.bytes = bytes + written.bytes - before.bytes
-      if (removed > 0) {
-        yield* Effect.logDebug(`ResponseCache: evicted the ${removed} oldest entries to stay within the size bounds`)
+      if (remove.length > 0) {
+        yield* Effect.logDebug(`ResponseCache: evicted the ${remove.length} oldest entries to stay within the size bounds`)
       }
     })
 
@@ -472,16 +539,9 @@ export const makeFileSystem = (
       const file = path.join(directory, name)
       const write = Effect.gen(function*() {
         const writtenAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-        const encoded = encodeFileEntry({ format: entryFormat, key, writtenAt, reply })
-        if (Either.isLeft(encoded)) {
-          return yield* Effect.logWarning("ResponseCache: the reply does not match the CachedReply schema; not stored")
-        }
-        const bytes = new TextEncoder().encode(encoded.right)
-        if (bytes.length > maxEntryBytes || bytes.length > maxBytes) {
-          return yield* Effect.logWarning(
-            `ResponseCache: the entry (${bytes.length} bytes) is larger than maxEntryBytes (${maxEntryBytes}) or maxBytes; not stored`
-          )
-        }
+        const encoded = entryBytes(key, reply, writtenAt, { maxEntryBytes, maxBytes })
+        if (Either.isLeft(encoded)) return yield* Effect.logWarning(encoded.left)
+        const bytes = encoded.right
         yield* ensureDirectory
         const temporary = path.join(directory, `.${name}.${randomUUID()}.tmp`)
         yield* fs.writeFile(temporary, bytes, { mode: 0o600 }).pipe(
@@ -503,27 +563,8 @@ export const makeFileSystem = (
 
     const sweep = Effect.gen(function*() {
       const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      const names = yield* fs.readDirectory(directory)
-      for (const name of names) {
-        const file = path.join(directory, name)
-        if (name.startsWith(".") && name.endsWith(".tmp")) {
-          const info = yield* Effect.option(fs.stat(file))
-          const modified = Option.flatMap(info, (_) => _.mtime)
-          if (Option.isSome(modified) && now - modified.value.getTime() > staleTemporaryMillis) {
-            yield* removeQuietly(file)
-          }
-        } else if (name.endsWith(".json")) {
-          const loaded = yield* Effect.option(load(file))
-          if (Option.isNone(loaded) || loaded.value._tag === "Missing") continue
-          if (loaded.value._tag === "Unusable") {
-            yield* removeQuietly(file)
-            continue
-          }
-          const decoded = decodeFileEntry(loaded.value.text)
-          if (Either.isLeft(decoded) || now >= decoded.right.writtenAt + timeToLive) {
-            yield* removeQuietly(file)
-          }
-        }
+      for (const name of yield* fs.readDirectory(directory)) {
+        yield* sweepOne(fs, path.join(directory, name), name, { now, timeToLive, maxEntryBytes })
       }
       // Counts what is left and restores the bounds (another process may have written too).
       yield* evict
