@@ -176,6 +176,95 @@ const validate = (options: Options): Either.Either<Models.Registry, ConfigError.
 }
 
 /**
+ * A fresh pace for one count: says to yield to the event loop each time about a slice's
+ * worth of characters was tokenized, so many short messages do not block it either.
+ * Remembered counts cost no tokenizing and do not count.
+ */
+const pacer = () => {
+  let counted = 0
+  return (chars: number): boolean => {
+    counted += chars
+    if (counted < Tokenizer.sliceLength) return false
+    counted = 0
+    return true
+  }
+}
+
+/** Roles are a handful of short words: their counts are kept by encoding and role (at most 64). */
+const roleCount = (roleTokens: Map<string, number>, tk: Tokenizer.Tokenizer, role: string): number => {
+  const key = tk.encoding + ":" + role
+  let n = roleTokens.get(key)
+  if (n === undefined) {
+    n = tk.count(role)
+    if (roleTokens.size < 64) roleTokens.set(key, n)
+  }
+  return n
+}
+
+/**
+ * A few thousand pre-tokens compile the pre-tokenizing RegExp and let the JIT optimize the
+ * count (a few milliseconds), off the request path.
+ */
+const warmUp = (tk: Tokenizer.Tokenizer): void => {
+  for (let i = 0; i < 40; i++) tk.count(WARM_UP_TEXT)
+}
+
+/**
+ * Drops messages until the prompt fits `limit` (pure; `fixed` is the system instruction and the
+ * reply priming): the oldest first, never a system message or the newest user message; then
+ * assistant and tool messages left leading, and tool results whose assistant call was dropped.
+ * `Exceeded` with the tokens required when the pinned messages alone do not fit.
+ */
+const trim = (
+  messages: ReadonlyArray<ChatMessage>,
+  costs: ReadonlyArray<number>,
+  fixed: number,
+  limit: number
+): { readonly _tag: "Fitted"; readonly fitted: Fitted } | { readonly _tag: "Exceeded"; readonly required: number } => {
+  const n = messages.length
+  let newestUser = -1
+  for (let i = 0; i < n; i++) {
+    if (messages[i]!.role === "user") newestUser = i
+  }
+  const pinned = (i: number) => i === newestUser || messages[i]!.role === "system"
+  let total = fixed
+  let required = total
+  for (let i = 0; i < n; i++) {
+    total += costs[i]!
+    if (pinned(i)) required += costs[i]!
+  }
+  if (total <= limit) return { _tag: "Fitted", fitted: { messages, promptTokens: total, droppedMessages: 0, limit } }
+  if (required > limit) return { _tag: "Exceeded", required }
+  const dropped = new Uint8Array(n)
+  const drop = (i: number) => {
+    dropped[i] = 1
+    total -= costs[i]!
+  }
+  // Oldest first; stops before running out because the pinned messages alone fit.
+  for (let i = 0; i < n && total > limit; i++) {
+    if (!pinned(i)) drop(i)
+  }
+  // A trimmed conversation starts with a user turn: drop assistant and tool messages left
+  // leading once older turns are gone.
+  for (let i = 0; i < n; i++) {
+    const role = messages[i]!.role
+    if (dropped[i] === 1 || role === "system") continue
+    if (role === "user") break
+    drop(i)
+  }
+  // Tool results whose assistant call was dropped go with it.
+  let previous = -1
+  for (let i = 0; i < n; i++) {
+    const role = messages[i]!.role
+    if (role === "system") continue
+    if (role === "tool" && dropped[i] === 0 && previous !== -1 && dropped[previous] === 1) drop(i)
+    previous = i
+  }
+  const kept = messages.filter((_, i) => dropped[i] === 0)
+  return { _tag: "Fitted", fitted: { messages: kept, promptTokens: total, droppedMessages: n - kept.length, limit } }
+}
+
+/**
  * Builds the service. Registered models, the fallback and the default reserve are validated
  * first; an invalid one is a `ConfigError` naming it (e.g. `models.acme-chat`).
  *
@@ -225,21 +314,6 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
       )
     }
 
-    /**
-     * A fresh pace for one count: says to yield to the event loop each time about a slice's
-     * worth of characters was tokenized, so many short messages do not block it either.
-     * Remembered counts cost no tokenizing and do not count.
-     */
-    const pacer = () => {
-      let counted = 0
-      return (chars: number): boolean => {
-        counted += chars
-        if (counted < Tokenizer.sliceLength) return false
-        counted = 0
-        return true
-      }
-    }
-
     /** Tokens of a message's text; a text seen before is looked up by its hash. */
     const textTokens = (tk: Tokenizer.Tokenizer, text: string): Effect.Effect<number> => {
       const hash = memo === undefined || text.length < MEMO_MIN_LENGTH ? undefined : Memo.contentKey(text)
@@ -252,17 +326,6 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
           memo!.set(key, n, 0)
           return n
         })
-    }
-
-    /** Roles are a handful of short words: their counts are kept by encoding and role. */
-    const roleCount = (tk: Tokenizer.Tokenizer, role: string): number => {
-      const key = tk.encoding + ":" + role
-      let n = roleTokens.get(key)
-      if (n === undefined) {
-        n = tk.count(role)
-        if (roleTokens.size < 64) roleTokens.set(key, n)
-      }
-      return n
     }
 
     /**
@@ -286,7 +349,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
             if (key !== undefined) memo!.set(key, content, 0)
             if (pace(m.content.length)) yield* yieldToEventLoop
           }
-          costs[i] = TOKENS_PER_MESSAGE + roleCount(tk, m.role) + content +
+          costs[i] = TOKENS_PER_MESSAGE + roleCount(roleTokens, tk, m.role) + content +
             (m.name === undefined ? 0 : tk.count(m.name) + TOKENS_PER_NAME)
         }
         return costs
@@ -295,7 +358,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
     const fixedTokens = (tk: Tokenizer.Tokenizer, system: string | undefined): Effect.Effect<number> =>
       system === undefined
         ? Effect.succeed(REPLY_PRIMING)
-        : Effect.map(textTokens(tk, system), (n) => REPLY_PRIMING + TOKENS_PER_MESSAGE + roleCount(tk, "system") + n)
+        : Effect.map(textTokens(tk, system), (n) => REPLY_PRIMING + TOKENS_PER_MESSAGE + roleCount(roleTokens, tk, "system") + n)
 
     const reserveFor = (info: Models.ModelInfo, requested: number | undefined): number =>
       requested !== undefined && Number.isFinite(requested) && requested >= 0
@@ -308,59 +371,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
         const tk = yield* tokenizer(info.encoding)
         const reserved = reserveFor(info, reserveForReply)
         const limit = Math.max(0, info.contextWindow - reserved)
-        const n = messages.length
         // Each message is tokenized at most once; trimming only subtracts.
         const costs = yield* messageCosts(tk, messages)
-        let newestUser = -1
-        for (let i = 0; i < n; i++) {
-          if (messages[i]!.role === "user") newestUser = i
-        }
-        const pinned = (i: number) => i === newestUser || messages[i]!.role === "system"
-        let total = yield* fixedTokens(tk, system)
-        let required = total
-        for (let i = 0; i < n; i++) {
-          total += costs[i]!
-          if (pinned(i)) required += costs[i]!
-        }
-        if (total <= limit) {
-          return { messages, promptTokens: total, droppedMessages: 0, limit } satisfies Fitted
-        }
-        if (required > limit) {
-          return yield* new ContextWindowExceeded({
-            model: Models.printableId(model),
-            limit,
-            required,
-            contextWindow: info.contextWindow,
-            reservedForReply: reserved
-          })
-        }
-        const dropped = new Uint8Array(n)
-        const drop = (i: number) => {
-          dropped[i] = 1
-          total -= costs[i]!
-        }
-        // Oldest first; stops before running out because the pinned messages alone fit.
-        for (let i = 0; i < n && total > limit; i++) {
-          if (!pinned(i)) drop(i)
-        }
-        // A trimmed conversation starts with a user turn: drop assistant and tool messages left
-        // leading once older turns are gone.
-        for (let i = 0; i < n; i++) {
-          const role = messages[i]!.role
-          if (dropped[i] === 1 || role === "system") continue
-          if (role === "user") break
-          drop(i)
-        }
-        // Tool results whose assistant call was dropped go with it.
-        let previous = -1
-        for (let i = 0; i < n; i++) {
-          const role = messages[i]!.role
-          if (role === "system") continue
-          if (role === "tool" && dropped[i] === 0 && previous !== -1 && dropped[previous] === 1) drop(i)
-          previous = i
-        }
-        const kept = messages.filter((_, i) => dropped[i] === 0)
-        return { messages: kept, promptTokens: total, droppedMessages: n - kept.length, limit } satisfies Fitted
+        const trimmed = trim(messages, costs, yield* fixedTokens(tk, system), limit)
+        if (trimmed._tag === "Fitted") return trimmed.fitted
+        return yield* new ContextWindowExceeded({
+          model: Models.printableId(model),
+          limit,
+          required: trimmed.required,
+          contextWindow: info.contextWindow,
+          reservedForReply: reserved
+        })
       }).pipe(Effect.withSpan("ContextWindow.fit", { attributes: { model: Models.printableId(model) } }))
 
     const countPrompt: Service["countPrompt"] = (model, system, messages) =>
@@ -386,16 +407,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
     // starts, not inside the first request.
     const preload = options.preload ??
       [registry.fallback.encoding, ...Object.values(options.models ?? {}).map((m) => m.encoding)]
-    yield* Effect.forEach(
-      new Set(preload),
-      (encoding) =>
-        Effect.map(tokenizer(encoding), (tk) => {
-          // A few thousand pre-tokens compile the pre-tokenizing RegExp and let the JIT optimize
-          // the count (a few milliseconds), off the request path.
-          for (let i = 0; i < 40; i++) tk.count(WARM_UP_TEXT)
-        }),
-      { discard: true }
-    )
+    yield* Effect.forEach(new Set(preload), (encoding) => Effect.map(tokenizer(encoding), warmUp), { discard: true })
 
     const modelInfo = (model: string) => Effect.map(resolve(model), (resolved) => resolved.info)
     return ContextWindow.of({ fit, countPrompt, countText, textCounter, modelInfo })
