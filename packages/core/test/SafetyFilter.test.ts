@@ -743,10 +743,21 @@ describe("SafetyFilter output redactor", () => {
 
   it("checks block rules on 1 MB adversarial inputs", () => {
     const mb = 1 << 20
-    for (const unit of ["write a ", "ignore all ", "steal someone's ", "hack into my ex's ", "reveal the full "]) {
+    // "hack into" at the start of a text is a request since the hacking rules came in
+    const units: ReadonlyArray<readonly [string, string | undefined]> = [
+      ["write a ", undefined],
+      ["ignore all ", undefined],
+      ["steal someone's ", undefined],
+      ["hack into my ex's ", "hacking-request"],
+      ["reveal the full ", undefined],
+      ["how do i bypass the ", undefined],
+      ["m a l w a r e ", undefined],
+      ["h4ck 1nt0 ", "hacking-request"]
+    ]
+    for (const [unit, rule] of units) {
       const content = unit.repeat(Math.ceil(mb / unit.length))
       const result = Effect.runSync(Effect.either(filter.guardInput({ system: undefined, messages: [{ role: "user", content }] })))
-      expect(result._tag).toBe("Right")
+      expect(result._tag === "Left" ? result.left.rule : undefined, unit).toBe(rule)
     }
   }, 60_000)
 

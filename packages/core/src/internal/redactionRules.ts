@@ -148,6 +148,39 @@ const persona = rx(
 // "DAN" only in capitals: "act as Dan from sales" is a role, not a jailbreak
 const dan = /\b(?:[Yy]ou\s+are\s+now|[Aa]ct\s+as|[Pp]retend\s+(?:to\s+be|you\s+are))\s+DAN\b/u
 
+// ---------------------------------------------------------------------------------------------
+// hacking, exploits, bypassing security: requests only
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Words that make what follows a request: "how do I …", "show me ways to …", "can you …", or
+ * the start of a sentence (an imperative). "How do hackers exploit …" (a topic) is not one.
+ */
+const request = String.raw`(?:(?:^|[.!?;:\n]\s*)(?:(?:please|pls|now|so|ok|okay)\s+)?|\b(?:how\s+(?:do|can|could|would|should|might|will)\s+(?:i|we|you|one|someone|u)|how\s+(?:to|i\s+can|can\s+i)|help\s+me(?:\s+to)?|teach\s+me(?:\s+how)?(?:\s+to)?|show\s+me(?:\s+(?:how|ways?|the\s+best\s+way))?(?:\s+to)?|explain\s+(?:to\s+me\s+)?how\s+to|tell\s+me\s+how\s+to|(?:best\s+|easiest\s+|simple\s+)?(?:ways?|steps?|methods?|tips)\s+(?:to|for)|(?:a\s+)?(?:guide|tutorial|instructions)\s+(?:on|for|to)(?:\s+how\s+to)?|i\s+(?:want|need|wanna|would\s+like)\s+to|can\s+(?:you|u)|could\s+you|would\s+you|please|let'?s|is\s+it\s+possible\s+to|what'?s\s+the\s+(?:best|easiest)\s+way\s+to)\s+(?:[\w'’-]+\s+){0,3}?)`
+
+const owner = String.raw`(?:my|his|her|their|your|our|a|an|the|this|that|these|those|some|any|someone'?s?|somebody'?s|other|another|people'?s|other\s+people'?s|[\w-]+'s|[\w-]+s')`
+const target = String.raw`(?:wi-?fi|wireless|network|router|phone|iphone|android|computer|pc|laptop|mac|account|email|e-mail|inbox|server|website|web\s*site|site|database|db|camera|webcam|cctv|system|instagram|facebook|snapchat|whatsapp|gmail|icloud|twitter|tiktok|bank|atm|car|wallet|device|school|company|government|grades?)s?`
+
+const hacking = String.raw`(?:hack(?:ing)?\s+(?:into|in\s+to)\b|hack(?:ing)?\s+(?:${owner}\s+){1,2}(?:[\w'-]+\s+)?${target}\b|break(?:ing)?\s+into\s+(?:${owner}\s+){1,2}(?:[\w'-]+\s+)?${target}\b|crack(?:ing)?\s+(?:${owner}\s+){0,2}(?:[\w'-]+\s+)?(?:passwords?|passcodes?|wi-?fi|wpa2?|wep|hash(?:es)?|pins?|accounts?|encryption|${target})\b)`
+
+const weakness = String.raw`(?:vulnerabilit(?:y|ies)|vulns?|sql\s*injections?|sqli|xss|cross-site\s+scripting|buffer\s+overflows?|zero-?days?|0-?days?|cve-\d{4}-\d{1,7}|rce|remote\s+code\s+execution|bugs?|flaws?|weakness(?:es)?|loopholes?|misconfigurations?|log4shell|heartbleed|eternalblue)`
+const exploiting = String.raw`(?:exploit(?:ing)?\s+(?:${owner}\s+){0,2}(?:[\w'-]+\s+){0,2}?${weakness}|(?:do|perform|use|run|carry\s+out|pull\s+off|launch|execute|inject)\s+(?:an?\s+|the\s+)?(?:sql\s*injection|sqli|xss|ddos|dos\s+attack|brute[\s-]?force(?:\s+attack)?|man-in-the-middle(?:\s+attack)?|mitm(?:\s+attack)?|privilege\s+escalation|credential\s+stuffing)\b(?:\s+(?:attack|on|against))?)`
+
+const protection = String.raw`(?:security|lock\s*screens?|screen\s*locks?|passcodes?|passwords?|authentication|auth|2fa|two[\s-]factor(?:\s+authentication)?|mfa|logins?|antivirus|anti-virus|firewalls?|edr|captchas?|drm|activation\s+lock|icloud\s+lock|frp|detection|encryption|bitlocker|filevault|license\s+checks?|paywalls?|content\s+filters?|parental\s+controls?)`
+const bypassing = String.raw`(?:bypass(?:ing)?|circumvent(?:ing)?|get(?:ting)?\s+(?:around|past)|defeat(?:ing)?|evad(?:e|ing)|break(?:ing)?|disabl(?:e|ing)\s+(?:${owner}\s+)?(?:[\w'-]+\s+)?(?:antivirus|anti-virus|edr|security\s+cameras?))\s+(?:${owner}\s+){0,2}(?:[\w'-]+\s+){0,2}?${protection}\b`
+
+const malwareVerbs = String.raw`(?:create|write|make|build|code|develop|program|spread|deploy|distribute|plant|install|inject|hide|send)`
+const malwareThings = String.raw`(?:viruse?s?|worms?|malware|ransomware|keyloggers?|key\s+loggers?|trojans?|rootkits?|botnets?|spyware|stalkerware|backdoors?|rats?|remote\s+access\s+trojans?|cryptominers?|infostealers?|payloads?|shellcode|exploits?)`
+const malwareSpreading = String.raw`(?:${malwareVerbs}(?:ing)?\s+(?:${owner}\s+|me\s+|us\s+|working\s+|new\s+|custom\s+|undetectable\s+|fud\s+|simple\s+|python\s+|powershell\s+){0,3}(?:[\w'-]+\s+)?${malwareThings}\b(?!\s*(?:removal|removers?|scanners?|protection|detection|definitions))|infect(?:ing)?\s+(?:${owner}\s+){0,2}(?:[\w'-]+\s+)?${target}\s+with\b)`
+
+const asRequest = (body: string) => rx(String.raw`${request}${body}`)
+
+const exploitRequest = asRequest(exploiting)
+// "write an exploit for CVE-2021-44228" is a request wherever it stands
+const exploitAuthoring = rx(
+  String.raw`\b(?:write|create|build|develop|code|make|craft|generate|give\s+me)\s+(?:me\s+|us\s+)?(?:an?\s+|the\s+|some\s+)?(?:working\s+|functional\s+|reliable\s+|new\s+|weaponi[sz]ed\s+|remote\s+)?(?:exploits?|shellcode|zero-?days?|0-?days?)\b(?!\s+(?:detection|mitigation|report))`
+)
+
 /** The rules used when the policy does not say otherwise. */
 export const defaultBlockRules: ReadonlyArray<BlockRuleSpec> = [
   {
@@ -171,6 +204,33 @@ export const defaultBlockRules: ReadonlyArray<BlockRuleSpec> = [
     category: "credential-theft",
     rule: "account-takeover",
     test: rx(String.raw`\bhack(?:ing)?\s+into\s+${fillers(accountOwners, 2)}(?:${words(accounts)})\b`)
+  },
+  {
+    category: "hacking",
+    rule: "hacking-request",
+    test: asRequest(hacking)
+  },
+  {
+    category: "hacking",
+    rule: "unauthorized-access",
+    test: rx(String.raw`\b(?:gain|get|obtain)(?:ing)?\s+unauthori[sz]ed\s+access\b`)
+  },
+  {
+    category: "exploits",
+    rule: "exploit-request",
+    test: (text) =>
+      exploitRequest.test(text) ||
+      exploitAuthoring.test(text)
+  },
+  {
+    category: "security-bypass",
+    rule: "bypass-security",
+    test: asRequest(bypassing)
+  },
+  {
+    category: "malware",
+    rule: "malware-request",
+    test: asRequest(malwareSpreading)
   },
   {
     category: "prompt-injection",
