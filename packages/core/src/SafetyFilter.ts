@@ -57,6 +57,19 @@ export interface GuardedInput {
 }
 
 /**
+ * One redacted match: its kind and where it was in the input (`text.slice(start, end)`),
+ * never the value itself.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Finding {
+  readonly kind: string
+  readonly start: number
+  readonly end: number
+}
+
+/**
  * Streaming redaction state for one reply. `push` returns the text that is safe to emit now,
  * holding back only what could still become part of a match; `end` flushes the rest. For any
  * split of a text into pushes, the concatenated output equals `redact(text)`.
@@ -86,8 +99,15 @@ export interface Service {
     readonly system: string | undefined
     readonly messages: ReadonlyArray<ChatMessage>
   }) => Effect.Effect<GuardedInput, SafetyViolation>
-  /** Redacts a whole text at once. */
-  readonly redact: (text: string) => { readonly text: string; readonly redactions: ReadonlyArray<RedactionCount> }
+  /**
+   * Redacts a whole text at once. `findings` says where each match was in `text` (offsets in
+   * UTF-16 code units, in order), so a caller can highlight what was removed; never the value.
+   */
+  readonly redact: (text: string) => {
+    readonly text: string
+    readonly redactions: ReadonlyArray<RedactionCount>
+    readonly findings: ReadonlyArray<Finding>
+  }
   /** Fresh streaming redaction state for one reply. */
   readonly outputRedactor: Effect.Effect<OutputRedactor>
   /**

@@ -55,6 +55,32 @@ describe("SafetyFilter precision", () => {
     expect(redact("server 10.0.0.1 is down")).toBe("server [IP] is down")
   })
 
+  it("redact returns findings with offsets into the input, never the value", () => {
+    const safety = Effect.runSync(SafetyFilter.make())
+    const markers: Record<string, string> = { email: "[EMAIL]", phone: "[PHONE]", ssn: "[SSN]", ip: "[IP]", itin: "[ITIN]" }
+    for (
+      const text of [
+        "mail 😀 jane@example.com, call (212) 555-0123; SSN 123-45-6789 from 10.0.0.1 and ITIN 912-78-1234",
+        "nothing here",
+        ""
+      ]
+    ) {
+      const result = safety.redact(text)
+      let rebuilt = ""
+      let at = 0
+      for (const f of result.findings) {
+        expect(Object.keys(f).sort()).toEqual(["end", "kind", "start"])
+        expect(f.start).toBeGreaterThanOrEqual(at)
+        rebuilt += text.slice(at, f.start) + markers[f.kind]
+        at = f.end
+      }
+      expect(rebuilt + text.slice(at)).toBe(result.text)
+      expect(result.findings.length).toBe(result.redactions.reduce((n, r) => n + r.count, 0))
+    }
+    const found = safety.redact("a jane@example.com b").findings
+    expect(found).toEqual([{ kind: "email", start: 2, end: 18 }])
+  })
+
   it("the fingerprint follows the phone regions and the extra top-level domains", () => {
     const fp = (policy: SafetyFilter.Policy) => Effect.runSync(SafetyFilter.make(policy)).fingerprint
     expect(fp({})).toBe(fp({}))

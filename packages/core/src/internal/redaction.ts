@@ -44,8 +44,16 @@ export interface RecognizerSpec {
   readonly validate?: (match: string) => boolean | number
 }
 
+/** Where a match was found in the input: offsets in UTF-16 code units, never the value. */
+export interface Finding {
+  readonly kind: string
+  readonly start: number
+  readonly end: number
+}
+
 /** A recognizer prepared for scanning. */
 interface Compiled {
+  readonly kind: string
   readonly marker: string
   readonly regex: RegExp
   /** The same pattern anchored at `lastIndex`: tries one position, never searches ahead. */
@@ -95,6 +103,7 @@ const charPredicate = (cls: RegExp | undefined): (code: number) => boolean => {
 const compile = (spec: RecognizerSpec): Compiled => {
   const validate = spec.validate
   return {
+    kind: spec.kind,
     marker: spec.marker,
     regex: new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "g"),
     sticky: new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "y"),
@@ -207,7 +216,8 @@ const scan = (
   from: number,
   limit: number,
   out: Array<string>,
-  counts: Array<number>
+  counts: Array<number>,
+  findings?: Array<Finding>
 ): number => {
   const k = recs.length
   const anchored = limit < text.length
@@ -231,6 +241,7 @@ const scan = (
     out.push(recs[best]!.marker)
     counts[best]!++
     p = ends[best]!
+    if (findings !== undefined) findings.push({ kind: recs[best]!.kind, start: bestStart, end: p })
   }
   const cut = Math.max(p, limit)
   if (cut > p) out.push(text.slice(p, cut))
@@ -296,7 +307,11 @@ export interface Stream {
 
 /** A prepared set of recognizers. */
 export interface Engine {
-  readonly redact: (text: string) => { readonly text: string; readonly redactions: ReadonlyArray<RedactionCount> }
+  readonly redact: (text: string) => {
+    readonly text: string
+    readonly redactions: ReadonlyArray<RedactionCount>
+    readonly findings: ReadonlyArray<Finding>
+  }
   /** Redacts and adds the per-recognizer counts to `counts` (for aggregating many texts). */
   readonly redactInto: (text: string, counts: Array<number>) => string
   readonly summarize: (counts: ReadonlyArray<number>) => ReadonlyArray<RedactionCount>
@@ -375,8 +390,11 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
   return {
     redact: (text) => {
       const counts = new Array<number>(recs.length).fill(0)
-      const redacted = redactInto(text, counts)
-      return { text: redacted, redactions: summarize(counts) }
+      const findings: Array<Finding> = []
+      if (recs.length === 0 || text.length === 0) return { text, redactions: [], findings }
+      const out: Array<string> = []
+      scan(recs, text, 0, text.length, out, counts, findings)
+      return { text: out.length === 1 ? out[0]! : out.join(""), redactions: summarize(counts), findings }
     },
     redactInto,
     summarize,
