@@ -2,7 +2,7 @@
 // repository, and used there with plain node, tsc, esbuild and the installed binary.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -120,6 +120,19 @@ describe("installed from the packed tarballs into a fresh project", () => {
   afterAll(async () => {
     if (project !== "") await rm(join(project, ".."), { recursive: true, force: true })
   }, 60_000)
+
+  it("every module of core and the simulator is a public subpath in its package's exports", () => {
+    for (const pkg of ["core", "simulator"]) {
+      const manifest = JSON.parse(readFileSync(join(root, "packages", pkg, "package.json"), "utf8")) as {
+        exports: Record<string, unknown>
+      }
+      const modules = readdirSync(join(root, "packages", pkg, "src"))
+        .filter((file) => file.endsWith(".ts") && file !== "index.ts")
+        .map((file) => `./${file.slice(0, -3)}`)
+      const missing = modules.filter((subpath) => !(subpath in manifest.exports))
+      expect(missing, `packages/${pkg}/package.json "exports" lacks these modules`).toEqual([])
+    }
+  })
 
   it("the README's install line installs the packed packages", () => {
     expect(installLine, "README: no ```sh block with `npm install …` under '## Install in your project'").toBeDefined()
