@@ -37,6 +37,7 @@ import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
 import { type GatewayError, InvalidRequest } from "./GatewayError.js"
 import { type Alternative, ContextTrimmed, type Part, RedactionNotice } from "./Part.js"
+import { formatPath } from "./internal/issues.js"
 import * as PartsFold from "./internal/partsFold.js"
 import * as ReplyAssembler from "./internal/replyAssembler.js"
 import * as RequestIntake from "./internal/requestIntake.js"
@@ -227,9 +228,7 @@ const formatIssues = (error: ParseResult.ParseError): ReadonlyArray<string> => {
   try {
     const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
     const lines = issues.slice(0, maxIssues).map((issue) => {
-      const path = issue.path.length === 0
-        ? "request"
-        : issue.path.map((key) => typeof key === "symbol" ? "[symbol]" : String(key)).join(".")
+      const path = formatPath(issue.path, "request")
       // Drop the ", actual …" tail: the actual value may be prompt text.
       const message = issue.message.replace(/,\s*actual[\s\S]*$/, "")
       const line = `${path}: ${message}`
