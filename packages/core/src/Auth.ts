@@ -254,6 +254,86 @@ const makeWithTokenUrl = (options: ExchangeOptions): Effect.Effect<Service, neve
   Effect.flatMap(makeExchange(options), TokenCache.make)
 
 /**
+ * The token endpoint's answer (status and body text) as an issued token or a typed `AuthError`:
+ * pure, so every answer a server can give is tested without a network. `sanitize` cleans any
+ * server text before it enters the error.
+ */
+const interpret = (
+  sanitize: Sanitize.Sanitize,
+  status: number,
+  text: string,
+  startedAt: number
+): Either.Either<TokenCache.Issued, AuthError> => {
+  const json = Json.parseOption(text)
+  if (status < 200 || status >= 300) {
+    const body = Option.flatMap(json, decodeErrorBody)
+    if (Option.isNone(body)) {
+      return Either.left(
+        new AuthError({
+          error: "invalid_response",
+          description: `the token endpoint answered HTTP ${status} without an OAuth error`,
+          status
+        })
+      )
+    }
+    const value = body.value
+    const error = sanitize("error" in value ? value.error : value.code, Sanitize.limits.identifier)
+    const description = Sanitize.optional(
+      sanitize,
+      "error" in value ? value.error_description : value.message,
+      Sanitize.limits.text
+    )
+    return Either.left(
+      new AuthError({
+        error: error === "" ? "invalid_response" : error,
+        ...(description === undefined || description === "" ? {} : { description }),
+        status
+      })
+    )
+  }
+  if (Option.isNone(json)) {
+    return Either.left(
+      new AuthError({ error: "invalid_response", description: "the token response is not JSON", status })
+    )
+  }
+  const decoded = decodeTokenResponse(json.value)
+  if (Either.isLeft(decoded)) {
+    // Only the field names: the values may include the token itself.
+    const fields = Issues.paths(decoded.left)
+    return Either.left(
+      new AuthError({
+        error: "invalid_response",
+        description: `the token response lacks a valid ${fields.join(", ")}`,
+        status
+      })
+    )
+  }
+  if (decoded.right.token_type.toLowerCase() !== "bearer") {
+    return Either.left(
+      new AuthError({ error: "invalid_response", description: "the token type is not bearer", status })
+    )
+  }
+  if (!isUsableToken(decoded.right.access_token)) {
+    // Not retried: the same endpoint would hand out the same kind of token.
+    return Either.left(
+      new AuthError({
+        error: "invalid_response",
+        description:
+          "the token endpoint returned an unusable token (characters that cannot be sent in an HTTP header)",
+        status
+      })
+    )
+  }
+  const lifetime = Math.min(decoded.right.expires_in * 1000, Duration.toMillis(maxTokenLifetime))
+  const expiresAt = startedAt + lifetime
+  return Either.right({
+    token: Redacted.make(decoded.right.access_token),
+    expiresAt,
+    refreshAt: expiresAt - Duration.toMillis(refreshMargin(Duration.millis(lifetime)))
+  })
+}
+
+/**
  * The token exchange: one client-credentials request (bounded body, timeout, retried while
  * transient), interpreted into a token or a typed `AuthError`. `sanitize` removes the secret
  * and the Basic credentials from any text that came from outside (server messages, socket
@@ -284,82 +364,12 @@ const makeExchange = (options: ExchangeOptions): Effect.Effect<Effect.Effect<Tok
     const readBody = (response: HttpClientResponse.HttpClientResponse) =>
       readBounded(response, (cause) => connectionFailed(cause, response.status))
 
-    const interpret = (status: number, text: string, startedAt: number): Either.Either<TokenCache.Issued, AuthError> => {
-      const json = Json.parseOption(text)
-      if (status < 200 || status >= 300) {
-        const body = Option.flatMap(json, decodeErrorBody)
-        if (Option.isNone(body)) {
-          return Either.left(
-            new AuthError({
-              error: "invalid_response",
-              description: `the token endpoint answered HTTP ${status} without an OAuth error`,
-              status
-            })
-          )
-        }
-        const value = body.value
-        const error = sanitize("error" in value ? value.error : value.code, Sanitize.limits.identifier)
-        const description = Sanitize.optional(
-          sanitize,
-          "error" in value ? value.error_description : value.message,
-          Sanitize.limits.text
-        )
-        return Either.left(
-          new AuthError({
-            error: error === "" ? "invalid_response" : error,
-            ...(description === undefined || description === "" ? {} : { description }),
-            status
-          })
-        )
-      }
-      if (Option.isNone(json)) {
-        return Either.left(
-          new AuthError({ error: "invalid_response", description: "the token response is not JSON", status })
-        )
-      }
-      const decoded = decodeTokenResponse(json.value)
-      if (Either.isLeft(decoded)) {
-        // Only the field names: the values may include the token itself.
-        const fields = Issues.paths(decoded.left)
-        return Either.left(
-          new AuthError({
-            error: "invalid_response",
-            description: `the token response lacks a valid ${fields.join(", ")}`,
-            status
-          })
-        )
-      }
-      if (decoded.right.token_type.toLowerCase() !== "bearer") {
-        return Either.left(
-          new AuthError({ error: "invalid_response", description: "the token type is not bearer", status })
-        )
-      }
-      if (!isUsableToken(decoded.right.access_token)) {
-        // Not retried: the same endpoint would hand out the same kind of token.
-        return Either.left(
-          new AuthError({
-            error: "invalid_response",
-            description:
-              "the token endpoint returned an unusable token (characters that cannot be sent in an HTTP header)",
-            status
-          })
-        )
-      }
-      const lifetime = Math.min(decoded.right.expires_in * 1000, Duration.toMillis(maxTokenLifetime))
-      const expiresAt = startedAt + lifetime
-      return Either.right({
-        token: Redacted.make(decoded.right.access_token),
-        expiresAt,
-        refreshAt: expiresAt - Duration.toMillis(refreshMargin(Duration.millis(lifetime)))
-      })
-    }
-
     const attempt: Effect.Effect<TokenCache.Issued, AuthError> = Effect.gen(function*() {
       // The lifetime counts from before the request left, so the token never outlives our view of it.
       const startedAt = yield* Clock.currentTimeMillis
       const response = yield* client.execute(request).pipe(Effect.mapError((cause) => connectionFailed(cause)))
       const text = yield* readBody(response)
-      return yield* interpret(response.status, text, startedAt)
+      return yield* interpret(sanitize, response.status, text, startedAt)
     }).pipe(
       Effect.scoped,
       Effect.timeoutFail({
