@@ -38,13 +38,22 @@ const leetChar = /[013457@$€£]|[!|+](?=\p{L})/gu
 const letter = /\p{L}/u
 
 // Three or more single letters, each followed by one separator: "m a l w a r e", "h.a.c.k".
-const spacedLetters = /(?<![\p{L}\p{N}])\p{L}(?:[ .\-_*·•/]\p{L}(?![\p{L}\p{N}])){2,}/gu
+// The same separator throughout, so "b.u.i.l.d r.a.n.s.o.m" keeps its two words.
+const spacedLetters = /(?<![\p{L}\p{N}])\p{L}([ .\-_*·•/])\p{L}(?![\p{L}\p{N}])(?:\1\p{L}(?![\p{L}\p{N}])){1,}/gu
+
+/** Joins a run of spaced letters; a leading "i" or "a" before a spaced word stays a word. */
+const joinRun = (run: string): string => {
+  const joined = run.replace(/[ .\-_*·•/]/g, "")
+  return (joined[0] === "i" || joined[0] === "a") && run[1] === " " && joined.length >= 4
+    ? joined[0] + " " + joined.slice(1)
+    : joined
+}
 
 /** The normalised view of `text` (see the module comment). */
 export const normalize = (text: string): string => {
   let view = text.normalize("NFKC").replace(invisible, "").toLowerCase()
   view = view.replace(lookAlikePattern, (c) => lookAlikes[c] ?? c)
   view = view.replace(leetToken, (token) => letter.test(token) ? token.replace(leetChar, (c) => leet[c] ?? c) : token)
-  view = view.replace(spacedLetters, (run) => run.replace(/[ .\-_*·•/]/g, ""))
+  view = view.replace(spacedLetters, joinRun)
   return view
 }

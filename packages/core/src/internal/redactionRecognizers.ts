@@ -33,7 +33,7 @@ const localChar = String.raw`[\p{L}\p{N}\p{M}_.%+'\-]`
 const label = String.raw`[\p{L}\p{N}](?:[\p{L}\p{N}\p{M}\-]{0,61}[\p{L}\p{N}\p{M}])?`
 
 const emailPattern = new RegExp(
-  String.raw`(?<!${localChar}|\])[\p{L}\p{N}_]${localChar}{0,63}@(?:${label}\.){1,6}(?:\p{L}[\p{L}\p{M}]{1,62}|xn--[a-z0-9\-]{1,59})(?![\p{L}\p{N}\p{M}_\-]|\.[\p{L}\p{N}\[])`,
+  String.raw`(?<!${localChar}|\])[\p{L}\p{N}_]${localChar}{0,63}@(?:${label}\.){1,6}(?:\p{L}[\p{L}\p{M}]{1,62}|xn--[a-z0-9\-]{1,59})(?![\p{L}\p{N}\p{M}_\-]|[.:][\p{L}\p{N}\[]|:[\/~])`,
   "u"
 )
 
@@ -41,7 +41,8 @@ const emailPattern = new RegExp(
  * Practical addresses: a local part of up to 64 letters, digits, marks and `_.%+'-` (starting
  * with a letter, digit or `_`), `@`, one to six dot-terminated labels and a top-level label
  * that is an IANA top-level domain (`ianaTlds`, or one of `extraTlds`): `icon@2x.png` is a file
- * name. Internationalized letters are accepted. Quoted local parts and IP-literal domains are not.
+ * name. Internationalized letters are accepted. Quoted local parts and IP-literal domains are
+ * not, nor `user@host:path` (an scp or git remote).
  */
 export const makeEmail = (extraTlds: ReadonlyArray<string> = []): RecognizerSpec & { readonly fingerprint: string } => {
   const extra = new Set(extraTlds.map((t) => t.toLowerCase().replace(/^\./, "")))
@@ -52,7 +53,8 @@ export const makeEmail = (extraTlds: ReadonlyArray<string> = []): RecognizerSpec
     pattern: emailPattern,
     // local 64 + "@" + 6 labels of 64 + top label 63 + lookahead 2
     maxLength: 64 + 1 + 6 * 64 + 63 + 2,
-    alphabet: /[\p{L}\p{N}\p{M}_.%+'\-@]/u,
+    // ":" is read by the lookahead ("git@host:org/repo" is an scp path, not an address)
+    alphabet: /[\p{L}\p{N}\p{M}_.%+'\-@:]/u,
     start: /[\p{L}\p{N}_]/u,
     validate: (match) => known(match.slice(match.lastIndexOf(".") + 1).toLowerCase()),
     // the verdicts depend on the list, which the validate source does not show
@@ -233,12 +235,13 @@ export const iban: RecognizerSpec = {
 const octet = String.raw`(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)`
 
 /** Words after which a dotted quad is a version number: "version 1.2.3.4", "build 10.0.19041.1". */
-const versionWord = String.raw`(?<!\b(?:version|ver|v|release|rel|build|firmware|fw|revision|rev)\.?:?\s{0,2})`
+const versionWord = String.raw`(?<!\b(?:version|ver|v|release|rel|build|firmware|fw|revision|rev|section|sec|chapter|ch|clause|paragraph|para|§)\.?:?\s{0,2})`
 
 /**
  * Dotted-quad IPv4 addresses (`192.168.0.1`, no leading zeros). Not matched inside a longer
- * dotted number (`1.2.3.4.5`), right after a letter (`v1.2.3.4`) or after a version word
- * (`version 1.2.3.4`, `build 1.2.3.4`).
+ * dotted number (`1.2.3.4.5`), right after a letter (`v1.2.3.4`) or after a version or
+ * section word (`version 1.2.3.4`, `build 1.2.3.4`, `section 4.5.3.1`); loopback `127.x` and
+ * `0.0.0.0` are left, like `::1`.
  */
 export const ipv4: RecognizerSpec = {
   kind: "ip",
@@ -249,7 +252,9 @@ export const ipv4: RecognizerSpec = {
   ),
   maxLength: 17,
   alphabet: /[0-9.]/,
-  start: /[0-9]/
+  start: /[0-9]/,
+  // loopback (127/8) and "any" (0.0.0.0) are never a person's address, like "::1"
+  validate: (match) => !match.startsWith("127.") && match !== "0.0.0.0"
 }
 
 /** Whether a candidate is a syntactically valid IPv6 address worth redacting. */
