@@ -455,6 +455,13 @@ export const verifyFile = (
 ): Effect.Effect<VerifyReport, AuditFileError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
+    // A device or FIFO (`/dev/zero`) never ends: only a regular file is read.
+    const info = yield* fs.stat(path).pipe(
+      Effect.mapError((error) => new AuditFileError({ path, reason: describeFault(error) }))
+    )
+    if (info.type !== "File") {
+      return yield* new AuditFileError({ path, reason: `it is not a regular file (${info.type.toLowerCase()})` })
+    }
     const verifier = new Verifier(options)
     const decoder = new TextDecoder("utf-8", { fatal: true })
     let parts: Array<Uint8Array> = []

@@ -12,6 +12,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { createHash } from "node:crypto"
+import { tmpdir } from "node:os"
 import * as AuditLog from "../src/AuditLog.js"
 
 const entry = (n: number, overrides: Partial<AuditLog.AuditEntry> = {}): AuditLog.AuditEntry => ({
@@ -291,6 +292,15 @@ describe("AuditLog.layerFile", () => {
       // The new line links to line 2, the newest intact one: without the cut-off line the chain holds.
       expect(AuditLog.verify([lines[0]!, lines[1]!, lines[3]!])).toMatchObject({ _tag: "Valid", entries: 3 })
       expect(JSON.parse(lines[3]!).requestId).toBe("req-3")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("refuses a device or a directory at once instead of reading it forever", () =>
+    Effect.gen(function*() {
+      const device = yield* Effect.flip(AuditLog.verifyFile("/dev/zero"))
+      expect(device).toBeInstanceOf(AuditLog.AuditFileError)
+      expect(device.message).toContain("not a regular file")
+      const directory = yield* Effect.flip(AuditLog.verifyFile(tmpdir()))
+      expect(directory.message).toContain("not a regular file (directory)")
     }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scoped("fails with AuditFileError when the file cannot be read", () =>
