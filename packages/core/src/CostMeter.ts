@@ -22,6 +22,7 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type { Cost, Usage } from "./Chat.js"
 import { BudgetExceeded, type StoreUnavailable } from "./GatewayError.js"
+import { isModelId, printableId } from "./Models.js"
 
 /**
  * A hold on budget for one request in flight.
@@ -327,7 +328,8 @@ const makeRates = (pricing: Pricing | undefined): (model: string) => Rate => {
       completion: picodollarsPerMillion(p.completionPerMillion),
       known: Option.isSome(key)
     }
-    if (cache.size < 10_000) cache.set(model, rate)
+    // Only valid ids (at most 256 characters) are kept, so the cache stays small whatever callers pass.
+    if (cache.size < 10_000 && isModelId(model)) cache.set(model, rate)
     return rate
   }
 }
@@ -710,15 +712,19 @@ export const makeWithStore = <E, R>(
       })
 
     const warned = new Set<string>()
-    const warnUnknown = (model: string, rate: Rate): Effect.Effect<void> =>
-      rate.known || warned.has(model) || warned.size >= 1_000
+    // Keyed and logged by the printable id: a caller's id may be huge or hold line breaks.
+    const warnUnknown = (model: string, rate: Rate): Effect.Effect<void> => {
+      if (rate.known) return Effect.void
+      const shown = printableId(model)
+      return warned.has(shown) || warned.size >= 1_000
         ? Effect.void
         : Effect.suspend(() => {
-          warned.add(model)
+          warned.add(shown)
           return Effect.logWarning(
-            `CostMeter: no price is known for model "${model}"; it is priced at the default for unknown models. Add it to the pricing table.`
+            `CostMeter: no price is known for model ${shown}; it is priced at the default for unknown models. Add it to the pricing table.`
           )
         })
+    }
 
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 

@@ -103,6 +103,23 @@ describe("CostMeter pricing", () => {
       expect(logs).toHaveLength(1)
       expect(logs[0]).toContain("mystery-model")
     }))
+
+  it.effect("a huge or line-breaking model id is warned about quoted and cut, and not kept", () =>
+    Effect.gen(function*() {
+      const logs: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === LogLevel.Warning) logs.push(String(Array.isArray(message) ? message[0] : message))
+      })
+      const forged = `m\r\nlevel=ERROR forged line ${"x".repeat(100_000)}`
+      yield* Effect.gen(function*() {
+        const m = yield* meter()
+        yield* m.reserve(forged, 10, 10)
+        yield* m.reserve(forged, 10, 10)
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      expect(logs).toHaveLength(1)
+      expect(logs[0]).not.toMatch(/[\r\n]/)
+      expect(logs[0]!.length).toBeLessThan(300)
+    }))
 })
 
 describe("CostMeter reservations", () => {
