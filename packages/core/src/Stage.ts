@@ -298,13 +298,24 @@ export const upstream = (
   never,
   Transport.GatewayTransport | SafetyFilter.SafetyFilter | ContextWindow.ContextWindow | CostMeter.CostMeter
 > =>
+  upstreamWith(options, CostMeter.CostMeter)
+
+/** The upstream stage over the services in the context, with `meter` or without one. */
+const upstreamWith = <R>(
+  options: UpstreamOptions,
+  meter: Effect.Effect<CostMeter.Service | undefined, never, R>
+): Effect.Effect<
+  Handler,
+  never,
+  Transport.GatewayTransport | SafetyFilter.SafetyFilter | ContextWindow.ContextWindow | R
+> =>
   Effect.gen(function*() {
     const maxReplyChars = yield* checkMaxReplyChars(options)
     return makeUpstream({
       transport: yield* Transport.GatewayTransport,
       safety: yield* SafetyFilter.SafetyFilter,
       contextWindow: yield* ContextWindow.ContextWindow,
-      meter: yield* CostMeter.CostMeter
+      meter: yield* meter
     }, maxReplyChars)
   })
 
@@ -318,15 +329,7 @@ export const upstream = (
 export const upstreamUnmetered = (
   options: UpstreamOptions = {}
 ): Effect.Effect<Handler, never, Transport.GatewayTransport | SafetyFilter.SafetyFilter | ContextWindow.ContextWindow> =>
-  Effect.gen(function*() {
-    const maxReplyChars = yield* checkMaxReplyChars(options)
-    return makeUpstream({
-      transport: yield* Transport.GatewayTransport,
-      safety: yield* SafetyFilter.SafetyFilter,
-      contextWindow: yield* ContextWindow.ContextWindow,
-      meter: undefined
-    }, maxReplyChars)
-  })
+  upstreamWith(options, Effect.succeed(undefined))
 
 /**
  * The client-side rate limit as a stage (the identity without `limit`). Placed around the
