@@ -55,7 +55,13 @@ export const command = Command.make(name).pipe(
   ])
 )
 
-const specs: Readonly<Record<string, Argv.Spec>> = {
+/**
+ * Every command's flags and arguments, as the command line check reads them.
+ *
+ * @since 0.1.0
+ * @category Commands
+ */
+export const specs: Readonly<Record<string, Argv.Spec>> = {
   chat: ChatCommand.spec,
   demo: DemoCommand.spec,
   models: ModelsCommand.spec,

@@ -1,20 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import * as AuditCommand from "../src/AuditCommand.js"
-import * as ChatCommand from "../src/ChatCommand.js"
-import * as CostCommand from "../src/CostCommand.js"
-import * as DemoCommand from "../src/DemoCommand.js"
 import * as Argv from "../src/internal/argv.js"
-import * as ModelsCommand from "../src/ModelsCommand.js"
-import * as SimCommand from "../src/SimCommand.js"
+import { specs } from "../src/main.js"
 
-const specs = {
-  chat: ChatCommand.spec,
-  demo: DemoCommand.spec,
-  models: ModelsCommand.spec,
-  audit: AuditCommand.spec,
-  cost: CostCommand.spec,
-  sim: SimCommand.spec
-}
 const check = (...args: ReadonlyArray<string>) => Argv.check("llm-gateway", args, specs)
 
 describe("command line check", () => {
