@@ -5,6 +5,7 @@
  */
 import * as Schema from "effect/Schema"
 import { ModelId } from "./Models.js"
+import * as Tool from "./Tool.js"
 
 /**
  * The author of a message.
@@ -23,8 +24,33 @@ export const Role = Schema.Literal("system", "user", "assistant", "tool")
 export type Role = typeof Role.Type
 
 /**
+ * A tool call as it sits in the history: the `id` the model gave it (a `tool` message answers
+ * it with the same `toolCallId`), the tool's `name` and its `arguments` as JSON text (what
+ * `Part.ToolCall.rawArguments` holds).
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const MessageToolCall = Schema.Struct({
+  id: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)),
+  name: Tool.ToolName,
+  arguments: Schema.String
+})
+
+/**
+ * A tool call of an assistant message (see the `MessageToolCall` Schema).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type MessageToolCall = typeof MessageToolCall.Type
+
+/**
  * One message of a conversation. `name` distinguishes participants of the same role
- * (it also costs one extra prompt token).
+ * (it also costs one extra prompt token). An assistant message may carry `toolCalls` (its
+ * `content` may then be `""`); a `tool` message carries a tool's result as `content` and the
+ * `toolCallId` of the call it answers. `toolCalls` on another role, or `toolCallId` on a
+ * message that is not a `tool` message, is an invalid request.
  *
  * @since 0.1.0
  * @category Schemas
@@ -32,8 +58,19 @@ export type Role = typeof Role.Type
 export const ChatMessage = Schema.Struct({
   role: Role,
   content: Schema.String,
-  name: Schema.optional(Schema.String)
-})
+  name: Schema.optional(Schema.String),
+  toolCalls: Schema.optional(Schema.Array(MessageToolCall)),
+  toolCallId: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)))
+}).pipe(Schema.filter((m) => {
+  const issues: Array<Schema.FilterIssue> = []
+  if (m.toolCalls !== undefined && m.role !== "assistant") {
+    issues.push({ path: ["toolCalls"], message: "only an assistant message may carry tool calls" })
+  }
+  if (m.toolCallId !== undefined && m.role !== "tool") {
+    issues.push({ path: ["toolCallId"], message: "only a tool message answers a tool call" })
+  }
+  return issues
+}))
 
 /**
  * One decoded message of a conversation.
@@ -137,6 +174,9 @@ export const defaultInputLimits: InputLimits = {
  * - `systemInstruction`: replaces the gateway's default system instruction for this request.
  * - `maxTokens`: the most completion tokens to ask for; also what the budget reserves.
  * - `cache`: set to `false` to bypass the response cache for this request.
+ * - `tools`: tools the model may call (`Tool.make` or plain `Tool.ToolDefinition`s, names
+ *   unique); the `openai` profile only (the gateway profile's body has no tools).
+ * - `toolChoice`: which of them it may call (`Tool.ToolChoice`).
  *
  * @since 0.1.0
  * @category Schemas
@@ -148,8 +188,10 @@ export const ChatRequest = Schema.Struct({
   systemInstruction: Schema.optional(Schema.String),
   temperature: Schema.optional(Schema.Number.pipe(Schema.between(0, 2))),
   maxTokens: Schema.optional(Schema.Int.pipe(Schema.positive())),
-  cache: Schema.optional(Schema.Boolean)
-})
+  cache: Schema.optional(Schema.Boolean),
+  tools: Schema.optional(Schema.Array(Tool.AnyTool)),
+  toolChoice: Schema.optional(Tool.ToolChoice)
+}).pipe(Schema.filter((request) => Tool.requestIssues(request.tools, request.toolChoice)))
 
 /**
  * The decoded request (defaults applied).
@@ -252,6 +294,9 @@ export interface OutboundRequest {
   readonly messages: ReadonlyArray<ChatMessage>
   readonly temperature: number | undefined
   readonly maxTokens: number | undefined
+  /** The tools the model may call, as declared (a `Tool.make` tool keeps its Schema). */
+  readonly tools?: ReadonlyArray<Tool.AnyTool> | undefined
+  readonly toolChoice?: Tool.ToolChoice | undefined
 }
 
 /**

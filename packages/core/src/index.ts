@@ -139,6 +139,14 @@ export * as Sse from "./Sse.js"
 export * as Stage from "./Stage.js"
 
 /**
+ * Tools a model may call: declared from an Effect `Schema` (arguments decoded with it) or as
+ * plain JSON Schema definitions, and which of them the model may call.
+ *
+ * @since 0.1.0
+ */
+export * as Tool from "./Tool.js"
+
+/**
  * Sends an outbound request over the `gateway` or `openai` wire profile and streams back decoded
  * chunks, with retries and timeouts.
  *
