@@ -19,6 +19,22 @@ import * as Logger from "effect/Logger"
 export const stdout = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(text))
 
 /**
+ * A complete tool call (or one that could not be used) as one terminal line: its id, the
+ * tool's name and the redacted arguments (or what was wrong with them).
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const toolCallLine = (
+  part:
+    | { readonly _tag: "ToolCall"; readonly id: string; readonly name: string; readonly rawArguments: string }
+    | { readonly _tag: "ToolCallError"; readonly id: string; readonly name: string; readonly message: string }
+): string =>
+  part._tag === "ToolCall"
+    ? oneLine(`[tool call ${part.id}: ${part.name} ${part.rawArguments}]`)
+    : oneLine(`[tool call ${part.id}: ${part.name} unusable: ${part.message}]`)
+
+/**
  * Writes a line to stderr.
  *
  * @since 0.1.0

@@ -168,6 +168,12 @@ export const run = (args: ChatArgs) => {
               wroteText = true
               return Output.stdout(part.text)
             }
+            if (part._tag === "ToolCall" || part._tag === "ToolCallError") {
+              const line = Output.toolCallLine(part)
+              const before = wroteText ? "\n" : ""
+              wroteText = false
+              return Output.stdout(`${before}${line}\n`)
+            }
             if (part._tag === "Finish") {
               return Output.stdout(wroteText ? "\n" : "").pipe(Effect.zipRight(note(finishLine(part))))
             }

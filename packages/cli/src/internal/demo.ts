@@ -33,7 +33,11 @@ const send = (model: string, label: string) =>
               }`
             )
           case "ContextTrimmed":
+          case "ToolCallDelta":
             return Effect.void
+          case "ToolCall":
+          case "ToolCallError":
+            return line(Output.toolCallLine(part))
           case "Finish":
             return line().pipe(Effect.zipRight(line(
               `finish: ${part.reason}; usage ${part.usage.promptTokens} prompt + ${part.usage.completionTokens} completion = ${part.usage.totalTokens} tokens (from the ${part.usageSource}); cost ${
