@@ -42,6 +42,8 @@ export interface RecognizerSpec {
   readonly alphabet?: RegExp
   readonly start?: RegExp
   readonly validate?: (match: string) => boolean | number
+  /** What a match is replaced by when not `marker` (an operator: mask, pseudonym); pure. */
+  readonly replace?: (match: string) => string
 }
 
 /** Where a match was found in the input: offsets in UTF-16 code units, never the value. */
@@ -62,6 +64,7 @@ interface Compiled {
   readonly inAlphabet: (code: number) => boolean
   readonly isStart: (code: number) => boolean
   readonly accept: (match: string) => number
+  readonly replace: ((match: string) => string) | undefined
 }
 
 const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff
@@ -110,6 +113,7 @@ const compile = (spec: RecognizerSpec): Compiled => {
     maxLength: spec.maxLength,
     inAlphabet: charPredicate(spec.alphabet),
     isStart: charPredicate(spec.start ?? spec.alphabet),
+    replace: spec.replace,
     accept: validate === undefined
       ? (match) => match.length
       : (match) => {
@@ -238,7 +242,8 @@ const scan = (
     }
     if (best < 0) break
     if (bestStart > p) out.push(text.slice(p, bestStart))
-    out.push(recs[best]!.marker)
+    const r = recs[best]!
+    out.push(r.replace === undefined ? r.marker : r.replace(text.slice(bestStart, ends[best]!)))
     counts[best]!++
     p = ends[best]!
     if (findings !== undefined) findings.push({ kind: recs[best]!.kind, start: bestStart, end: p })
@@ -312,8 +317,8 @@ export interface Engine {
     readonly redactions: ReadonlyArray<RedactionCount>
     readonly findings: ReadonlyArray<Finding>
   }
-  /** Redacts and adds the per-recognizer counts to `counts` (for aggregating many texts). */
-  readonly redactInto: (text: string, counts: Array<number>) => string
+  /** Redacts and adds the per-recognizer counts to `counts` (for aggregating many texts), and the matches to `findings`. */
+  readonly redactInto: (text: string, counts: Array<number>, findings?: Array<Finding>) => string
   readonly summarize: (counts: ReadonlyArray<number>) => ReadonlyArray<RedactionCount>
   readonly stream: () => Stream
 }
@@ -332,10 +337,10 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
     return Array.from(byKind, ([kind, count]) => ({ kind, count }))
   }
 
-  const redactInto = (text: string, counts: Array<number>): string => {
+  const redactInto = (text: string, counts: Array<number>, findings?: Array<Finding>): string => {
     if (recs.length === 0 || text.length === 0) return text
     const out: Array<string> = []
-    scan(recs, text, 0, text.length, out, counts)
+    scan(recs, text, 0, text.length, out, counts, findings)
     return out.length === 1 ? out[0]! : out.join("")
   }
 
@@ -423,6 +428,9 @@ export const checkSpec = (spec: RecognizerSpec): { readonly field: string; reado
   }
   if (spec.validate !== undefined && typeof spec.validate !== "function") {
     return { field: "validate", message: "must be a function" }
+  }
+  if (spec.replace !== undefined && typeof spec.replace !== "function") {
+    return { field: "replace", message: "must be a function" }
   }
   return undefined
 }
