@@ -649,6 +649,41 @@ export const decodeLedger = (text: string): Option.Option<LedgerState> => {
   }
 }
 
+/**
+ * The ledger's current period: its index (periods since the Unix epoch) and what was spent in
+ * it (1e-18 USD units). A shared store may keep it apart from the rest of the ledger, in a key
+ * per period that expires once the period is over.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface LedgerPeriod {
+  readonly index: number
+  readonly spent: bigint
+}
+
+/**
+ * The current period of a ledger (see `LedgerPeriod`).
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const ledgerPeriod = (ledger: LedgerState): LedgerPeriod => {
+  const s = ledger as unknown as State
+  return { index: s.periodIndex, spent: s.periodSpent }
+}
+
+/**
+ * The ledger with its current period replaced by `period`.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const withLedgerPeriod = (ledger: LedgerState, period: LedgerPeriod): LedgerState => {
+  const s = ledger as unknown as State
+  return { ...s, periodIndex: period.index, periodSpent: period.spent } as unknown as LedgerState
+}
+
 /** Drops the holds taken before `before` (their processes are gone), releasing what they held. */
 const expireHolds = (s: State, before: number): State => {
   let holds = s.holds

@@ -353,13 +353,16 @@ export const platformRateLimit = { limit: 300, window: "1 minute" } as const
 
 /**
  * Options of the shared meter: those of `CostMeter.make` and `holdTimeout`, plus `name`, the
- * ledger's key (default `"default"`): meters with the same name share one budget.
+ * ledger's key (default `"default"`): meters with the same name share one budget; and
+ * `periodGrace` (default 1 hour): how long a period's key outlives the period (what was spent
+ * in it stays readable, and a process whose clock lags behind still finds it).
  *
  * @since 0.1.0
  * @category Config
  */
 export interface MeterOptions extends CostMeter.StoreOptions {
   readonly name?: string | undefined
+  readonly periodGrace?: Duration.DurationInput | undefined
 }
 
 /** Writes `ARGV[2]` when the key still holds `ARGV[1]` (`""` meaning absent). */
@@ -368,11 +371,29 @@ if current == ARGV[1] then redis.call("SET", KEYS[1], ARGV[2]) return 1 end
 return 0`
 
 /**
+ * With a period budget: writes the ledger (`KEYS[1]`, `ARGV[3]`) and the spending of its period
+ * (`KEYS[3]`, `ARGV[4]`, expiring at `ARGV[5]` epoch ms) when the ledger and the period key read
+ * (`KEYS[2]`) still hold `ARGV[1]` and `ARGV[2]` (`""` meaning absent).
+ */
+const compareAndSetPeriodScript = `if (redis.call("GET", KEYS[1]) or "") ~= ARGV[1] or (redis.call("GET", KEYS[2]) or "") ~= ARGV[2] then return 0 end
+redis.call("SET", KEYS[1], ARGV[3])
+redis.call("SET", KEYS[3], ARGV[4])
+redis.call("PEXPIREAT", KEYS[3], ARGV[5])
+return 1`
+
+/** The spending of a period as stored: a decimal count of 1e-18 USD units. */
+const periodSpent = (text: string | null): Option.Option<bigint> =>
+  text === null ? Option.some(0n) : /^\d{1,40}$/.test(text) ? Option.some(BigInt(text)) : Option.none()
+
+/**
  * A `CostMeter` whose ledger lives in one Redis key: each reservation and settlement reads the
  * ledger, applies the same pure transition as the memory meter, and writes it back with a
  * compare-and-set script, retried when another process wrote in between (calls of one process
  * are serialized first). So reservations made by any number of processes never together exceed
- * a budget. Holds of a process that died are dropped after `holdTimeout` (default 15 minutes).
+ * a budget. With a `periodBudget`, what was spent in each period is kept in a key of its own,
+ * written in the same script, which expires `periodGrace` after its period ends: Redis keeps
+ * one ledger per meter and at most a few periods. Holds of a process that died are dropped
+ * after `holdTimeout` (default 15 minutes).
  * A reservation fails closed with `StoreUnavailable` when Redis does not answer.
  *
  * @since 0.1.0
@@ -386,6 +407,14 @@ export const makeCostMeter = (
     const client = yield* acquireClient(connection)
     const timeout = timeoutOf(connection)
     const key = `meter:${options.name ?? "default"}`
+    const periodMillis = options.periodBudget === undefined
+      ? undefined
+      : Duration.toMillis(Duration.decode(options.periodBudget.period))
+    const graceMillis = Duration.toMillis(Duration.decode(options.periodGrace ?? Duration.hours(1)))
+    const periodKey = (index: number) => `${key}:period:${index}`
+    // The period last read: its key is read with the ledger in one round trip (a second one
+    // only when the ledger has moved on to another period).
+    let periodSeen: number | undefined
     const lock = yield* Effect.makeSemaphore(1)
     // Calls of this process wait for each other: once Redis failed to answer, the next second's
     // calls fail at once instead of each waiting out its own timeout in that queue.
@@ -399,6 +428,65 @@ export const makeCostMeter = (
         downUntil = clock.unsafeCurrentTimeMillis() + 1_000
       })
     )
+    const unreadable = Effect.zipRight(
+      Effect.logError("CostMeter: the shared ledger in Redis is not readable; requests are refused"),
+      Effect.fail(unavailable("read"))
+    )
+    /**
+     * The ledger and, with a period budget, the spending of its period, which lives in a key of
+     * its own (`meter:{name}:period:{index}`) that expires `periodGrace` after the period ends.
+     */
+    const readLedger = (initial: CostMeter.LedgerState) =>
+      Effect.gen(function*() {
+        if (periodMillis === undefined) {
+          const text = yield* call("budget", "read", timeout, () => client.get(key))
+          const state = text === null ? Option.some(initial) : CostMeter.decodeLedger(text)
+          if (Option.isNone(state)) return yield* unreadable
+          return { text, spentText: null, state: state.value }
+        }
+        const guess = periodSeen ?? CostMeter.ledgerPeriod(initial).index
+        const [text, guessed] = yield* call("budget", "read", timeout, () => client.mget(key, periodKey(guess)))
+        const ledger = text === null ? Option.some(initial) : CostMeter.decodeLedger(text)
+        if (Option.isNone(ledger)) return yield* unreadable
+        const index = CostMeter.ledgerPeriod(ledger.value).index
+        periodSeen = index
+        const spentText = index === guess
+          ? guessed ?? null
+          : yield* call("budget", "read", timeout, () => client.get(periodKey(index)))
+        const spent = periodSpent(spentText)
+        if (Option.isNone(spent)) return yield* unreadable
+        return { text, spentText, state: CostMeter.withLedgerPeriod(ledger.value, { index, spent: spent.value }) }
+      })
+    type Read = Effect.Effect.Success<ReturnType<typeof readLedger>>
+    /** Writes `next` if nobody wrote since `read`: `1` when written. */
+    const writeLedger = (read: Read, next: CostMeter.LedgerState) =>
+      Effect.gen(function*() {
+        if (periodMillis === undefined) {
+          return yield* call(
+            "budget",
+            "write",
+            timeout,
+            () => client.eval(compareAndSetScript, 1, key, read.text ?? "", CostMeter.encodeLedger(next))
+          )
+        }
+        const period = CostMeter.ledgerPeriod(next)
+        const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        // Never in the past (a clock far behind would delete the period's spending at once).
+        const expiresAt = Math.max((period.index + 1) * periodMillis, now) + graceMillis
+        return yield* call("budget", "write", timeout, () =>
+          client.eval(
+            compareAndSetPeriodScript,
+            3,
+            key,
+            periodKey(CostMeter.ledgerPeriod(read.state).index),
+            periodKey(period.index),
+            read.text ?? "",
+            read.spentText ?? "",
+            CostMeter.encodeLedger(CostMeter.withLedgerPeriod(next, { index: period.index, spent: 0n })),
+            period.spent.toString(),
+            Math.round(expiresAt)
+          ))
+      })
     return yield* CostMeter.makeWithStore(
       { ...options, holdTimeout: options.holdTimeout ?? Duration.minutes(15) },
       (initial) =>
@@ -407,20 +495,10 @@ export const makeCostMeter = (
             Effect.zipRight(failFast, lock.withPermits(1)(Effect.gen(function*() {
               yield* failFast
               for (let attempt = 0; attempt < 100; attempt++) {
-                const text = yield* call("budget", "read", timeout, () => client.get(key))
-                const state = text === null ? Option.some(initial) : CostMeter.decodeLedger(text)
-                if (Option.isNone(state)) {
-                  yield* Effect.logError("CostMeter: the shared ledger in Redis is not readable; requests are refused")
-                  return yield* Effect.fail(new StoreUnavailable({ store: "budget", operation: "read" }))
-                }
-                const [result, next] = f(state.value)
-                if (next === state.value) return result
-                const written = yield* call(
-                  "budget",
-                  "write",
-                  timeout,
-                  () => client.eval(compareAndSetScript, 1, key, text ?? "", CostMeter.encodeLedger(next))
-                )
+                const read = yield* readLedger(initial)
+                const [result, next] = f(read.state)
+                if (next === read.state) return result
+                const written = yield* writeLedger(read, next)
                 if (written === 1) return result
                 // Another process wrote first: back off a little, read again.
                 yield* Effect.sleep(Duration.millis(Math.random() * Math.min(2 + attempt, 20)))

@@ -11,6 +11,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
 import { Redis as IORedis } from "ioredis"
 import { spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
@@ -221,6 +222,77 @@ describe.skipIf(url === "")("Redis stores against a server", () => {
       expect(yield* two.summary).toMatchObject({ reservedUsd: 10, remainingUsd: 0 })
       for (const hold of attempts.filter(Either.isRight)) yield* one.settle(hold.right, undefined)
       expect(yield* one.summary).toMatchObject({ reservedUsd: 0, remainingUsd: 10, totalUsd: 0 })
+    }).pipe(Effect.scoped)
+  })
+
+  it.effect("a period budget: each period's spending in a key that expires after the period and the grace, rolled over by every process", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    const hour = 3_600_000
+    // $1 per hold; $2 per hour, nothing for the meter's lifetime. The ledger keeps the holds.
+    const options = {
+      periodBudget: { limitUsd: 2, period: "1 hour" },
+      periodGrace: "30 minutes",
+      pricing: { m: { promptPerMillion: 1, completionPerMillion: 0 } }
+    } as const
+    const usage = { promptTokens: 1_000_000, completionTokens: 0, totalTokens: 1_000_000 }
+    return Effect.gen(function*() {
+      // The test clock at the real time, so the expiry times written mean something to Redis.
+      yield* TestClock.setTime(Date.now())
+      const start = Date.now()
+      const index = Math.floor(start / hour)
+      const one = yield* Redis.makeCostMeter(connection(prefix), options)
+      const two = yield* Redis.makeCostMeter(connection(prefix), options)
+      yield* one.settle(yield* one.reserve("m", 1_000_000, 0), usage)
+      yield* two.settle(yield* two.reserve("m", 1_000_000, 0), usage)
+      const refused = yield* Effect.flip(one.reserve("m", 1_000_000, 0))
+      expect(refused).toMatchObject({ _tag: "BudgetExceeded", budget: "hourly" })
+      expect((yield* two.summary).period).toMatchObject({ spentUsd: 2, remainingUsd: 0, resetsAt: (index + 1) * hour })
+
+      const raw = new IORedis(url)
+      try {
+        const ttl = (key: string) => Effect.promise(() => raw.pttl(`${prefix}${key}`))
+        // The ledger (holds, lifetime totals) never expires; the period's key does.
+        expect(yield* ttl("meter:default")).toBe(-1)
+        const first = yield* ttl(`meter:default:period:${index}`)
+        expect(first).toBeGreaterThan(30 * 60_000)
+        expect(first).toBeLessThanOrEqual((index + 1) * hour - start + 30 * 60_000)
+        expect(yield* Effect.promise(() => raw.get(`${prefix}meter:default:period:${index}`))).toBe(String(2n * 10n ** 18n))
+
+        // The next hour: the second process rolls over and spends; the first sees it.
+        yield* TestClock.adjust("1 hour")
+        yield* two.settle(yield* two.reserve("m", 1_000_000, 0), usage)
+        expect((yield* one.summary).period).toMatchObject({ spentUsd: 1, remainingUsd: 1, resetsAt: (index + 2) * hour })
+        expect(yield* one.summary).toMatchObject({ totalUsd: 3, requests: 3 })
+        yield* one.settle(yield* one.reserve("m", 1_000_000, 0), usage)
+        expect(yield* Effect.flip(two.reserve("m", 1_000_000, 0))).toMatchObject({ _tag: "BudgetExceeded" })
+        const second = yield* ttl(`meter:default:period:${index + 1}`)
+        expect(second).toBeGreaterThan(hour)
+        expect(second).toBeLessThanOrEqual((index + 2) * hour - start + 30 * 60_000)
+        // The past hour's key is still there until its own expiry; nothing else was written.
+        expect(yield* ttl(`meter:default:period:${index}`)).toBeGreaterThan(0)
+        expect((yield* Effect.promise(() => raw.keys(`${prefix}*`))).sort()).toEqual([
+          `${prefix}meter:default`,
+          `${prefix}meter:default:period:${index}`,
+          `${prefix}meter:default:period:${index + 1}`
+        ])
+      } finally {
+        raw.disconnect()
+      }
+    }).pipe(Effect.scoped)
+  })
+
+  it.live("a period's key that is not a number refuses requests with StoreUnavailable", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    const options = { periodBudget: { limitUsd: 2, period: "1 hour" } } as const
+    return Effect.gen(function*() {
+      const raw = new IORedis(url)
+      try {
+        yield* Effect.promise(() => raw.set(`${prefix}meter:default:period:${Math.floor(Date.now() / 3_600_000)}`, "lots"))
+      } finally {
+        raw.disconnect()
+      }
+      const meter = yield* Redis.makeCostMeter(connection(prefix), options)
+      expect(yield* Effect.flip(meter.reserve("gpt-4o-mini", 10, 10))).toMatchObject({ _tag: "StoreUnavailable" })
     }).pipe(Effect.scoped)
   })
 
