@@ -45,6 +45,14 @@ export * as ChatChunk from "./ChatChunk.js"
 export * as ContextWindow from "./ContextWindow.js"
 
 /**
+ * A conversation: a history with an id, answered through the gateway, that records only clean
+ * turns (as sent, redacted), counts incrementally and reports what its window leaves out.
+ *
+ * @since 0.1.0
+ */
+export * as Conversation from "./Conversation.js"
+
+/**
  * Prices token usage per model, reserves the worst case against budgets before a request leaves
  * and settles the real cost afterwards.
  *
