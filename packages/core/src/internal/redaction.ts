@@ -63,6 +63,10 @@ interface Compiled {
   readonly maxLength: number
   readonly inAlphabet: (code: number) => boolean
   readonly isStart: (code: number) => boolean
+  /** Finds the next possible start (see `startGate`), or `undefined`: ask `isStart` per character. */
+  readonly gate: RegExp | undefined
+  /** Whether the pattern is Unicode-aware (never starts inside a surrogate pair). */
+  readonly unicode: boolean
   readonly accept: (match: string) => number
   readonly replace: ((match: string) => string) | undefined
 }
@@ -103,16 +107,39 @@ const charPredicate = (cls: RegExp | undefined): (code: number) => boolean => {
   }
 }
 
+/** A one-character class as written: `[...]`, or one escape such as `\d` or `\p{L}`. */
+const oneClass = /^(?:\[(?:[^\\\]]|\\.)*\]|\\[dDwWsS]|\\[pP]\{[^}]*\})$/s
+
+/**
+ * A searching RegExp for the characters `isStart` accepts: V8 looks for a class many times
+ * faster than a loop over `charCodeAt`. Like `isStart` it also accepts every surrogate (and, when
+ * Unicode-aware, every astral character). `undefined` for a class it cannot be sure to read
+ * as one character.
+ */
+const startGate = (cls: RegExp | undefined): RegExp | undefined => {
+  if (cls === undefined || !oneClass.test(cls.source)) return undefined
+  const flags = cls.flags.replace(/[gy]/g, "")
+  const astral = /[uv]/.test(flags) ? String.raw`|[\u{10000}-\u{10FFFF}]` : ""
+  try {
+    return new RegExp(String.raw`${cls.source}|[\uD800-\uDFFF]` + astral, flags + "g")
+  } catch {
+    return undefined
+  }
+}
+
 const compile = (spec: RecognizerSpec): Compiled => {
   const validate = spec.validate
+  const sticky = new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "y")
   return {
     kind: spec.kind,
     marker: spec.marker,
     regex: new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "g"),
-    sticky: new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "y"),
+    sticky,
     maxLength: spec.maxLength,
     inAlphabet: charPredicate(spec.alphabet),
     isStart: charPredicate(spec.start ?? spec.alphabet),
+    gate: startGate(spec.start ?? spec.alphabet),
+    unicode: sticky.unicode || sticky.flags.includes("v"),
     replace: spec.replace,
     accept: validate === undefined
       ? (match) => match.length
@@ -146,51 +173,95 @@ const acceptedLength = (r: Compiled, m: RegExpExecArray): number =>
   // pattern such as `[A-Z]+(?![A-Z])` consistent between whole and streamed text.)
   m[0].length === 0 || m[0].length >= r.maxLength ? 0 : r.accept(m[0])
 
+/** Anchored tries in one search after which one searching RegExp takes over. */
+const anchoredTries = 8
+
+/** Below this many characters a loop over them costs less than a call of the gate. */
+const gateMinChars = 48
+
+/**
+ * The first position in `[at, limit)` that may start a match of `r` (`limit` if none). A
+ * searching RegExp reads on to the end of the text, so it is used only when the text below
+ * `limit` is at least as long as the rest: a stream then never searches its held-back text
+ * more than a bounded number of times, however the text is split.
+ */
+const nextStart = (r: Compiled, text: string, at: number, limit: number): number => {
+  const n = text.length
+  const gate = r.gate
+  if (gate !== undefined && limit - at >= gateMinChars && n - limit <= limit - at) {
+    gate.lastIndex = at
+    const m = gate.exec(text)
+    // A Unicode-aware gate reports a pair that `at` is inside of at the pair's start: `at`
+    // itself is then a surrogate, which `isStart` accepts too.
+    const found = m === null ? n : m.index < at ? at : m.index
+    workCounter.steps += Math.min(found, n) - at + 1
+    return found < limit ? found : limit
+  }
+  while (at < limit && !r.isStart(text.charCodeAt(at))) {
+    workCounter.steps++
+    at++
+  }
+  return at
+}
+
 /**
  * The first accepted match of `r` starting in `[from, limit)`, written to `starts[i]`/`ends[i]`
- * (`NONE` if there is none). With `anchored`, the pattern is tried at each possible start in
- * `[from, limit)` only: a stream calls this with `limit` well before the end of its buffer, and
- * a searching RegExp would otherwise look through the held-back text again at every push. The
- * answer is the same either way (the leftmost accepted match).
+ * (`NONE` if there is none). The pattern is tried where a match may start (`nextStart`), and
+ * after `anchoredTries` failed tries (start characters are common: an email's letters) one
+ * searching RegExp finds the rest, under the same condition as `nextStart`'s search. The answer
+ * is the same either way (the leftmost accepted match).
  */
 const findNext = (
   r: Compiled,
   text: string,
   from: number,
   limit: number,
-  anchored: boolean,
+  i: number,
+  starts: Array<number>,
+  ends: Array<number>
+): void => {
+  const n = text.length
+  let at = from
+  let tries = 0
+  while (at < limit) {
+    if (tries >= anchoredTries && n - limit <= limit - at) {
+      searchNext(r, text, at, limit, i, starts, ends)
+      return
+    }
+    at = nextStart(r, text, at, limit)
+    if (at >= limit) break
+    workCounter.steps++
+    // A Unicode-aware search never starts inside a surrogate pair; neither may this one.
+    if (r.unicode && isLowSurrogate(text.charCodeAt(at)) && at > 0 && isHighSurrogate(text.charCodeAt(at - 1))) {
+      at++
+      continue
+    }
+    tries++
+    const regex = r.sticky
+    regex.lastIndex = at
+    const m = regex.exec(text)
+    const len = m === null ? 0 : acceptedLength(r, m)
+    if (len > 0) {
+      starts[i] = at
+      ends[i] = at + len
+      return
+    }
+    at = nextCodePoint(text, at)
+  }
+  starts[i] = NONE
+}
+
+/** `findNext` by one searching RegExp from `from`. */
+const searchNext = (
+  r: Compiled,
+  text: string,
+  from: number,
+  limit: number,
   i: number,
   starts: Array<number>,
   ends: Array<number>
 ): void => {
   let at = from
-  if (anchored) {
-    const regex = r.sticky
-    // A Unicode-aware search never starts inside a surrogate pair; neither may this one.
-    const unicode = regex.unicode || regex.flags.includes("v")
-    while (at < limit) {
-      workCounter.steps++
-      const code = text.charCodeAt(at)
-      if (
-        !r.isStart(code) ||
-        (unicode && isLowSurrogate(code) && at > 0 && isHighSurrogate(text.charCodeAt(at - 1)))
-      ) {
-        at++
-        continue
-      }
-      regex.lastIndex = at
-      const m = regex.exec(text)
-      const len = m === null ? 0 : acceptedLength(r, m)
-      if (len > 0) {
-        starts[i] = at
-        ends[i] = at + len
-        return
-      }
-      at = nextCodePoint(text, at)
-    }
-    starts[i] = NONE
-    return
-  }
   const regex = r.regex
   while (at < limit) {
     regex.lastIndex = at
@@ -224,7 +295,6 @@ const scan = (
   findings?: Array<Finding>
 ): number => {
   const k = recs.length
-  const anchored = limit < text.length
   const starts = new Array<number>(k).fill(UNKNOWN)
   const ends = new Array<number>(k).fill(0)
   let p = from
@@ -233,7 +303,7 @@ const scan = (
     let bestStart = limit
     for (let i = 0; i < k; i++) {
       const s = starts[i]!
-      if (s === UNKNOWN || (s >= 0 && s < p)) findNext(recs[i]!, text, p, limit, anchored, i, starts, ends)
+      if (s === UNKNOWN || (s >= 0 && s < p)) findNext(recs[i]!, text, p, limit, i, starts, ends)
       const start = starts[i]!
       if (start >= 0 && start < bestStart) {
         best = i
@@ -273,20 +343,17 @@ const makeHolds = (k: number): Holds => ({ runStart: new Int32Array(k), hold: ne
 /** Brings `holds` up to `text` and returns the smallest hold (see `Holds`). */
 const advanceHolds = (recs: ReadonlyArray<Compiled>, holds: Holds, text: string, from: number): number => {
   const n = text.length
+  const seen = holds.seen
   let limit = n
   for (let i = 0; i < recs.length; i++) {
     const r = recs[i]!
-    let runStart = holds.runStart[i]!
-    for (let j = holds.seen; j < n; j++) {
-      if (!r.inAlphabet(text.charCodeAt(j))) runStart = j + 1
-    }
-    workCounter.steps += n - holds.seen
+    // The trailing run, looked at from the end back to the first character outside the alphabet.
+    let j = n
+    while (j > seen && r.inAlphabet(text.charCodeAt(j - 1))) j--
+    workCounter.steps += n - j + 1
+    const runStart = j > seen ? j : holds.runStart[i]!
     holds.runStart[i] = runStart
-    let h = Math.max(holds.hold[i]!, runStart, from, n - r.maxLength + 1)
-    while (h < n && !r.isStart(text.charCodeAt(h))) {
-      workCounter.steps++
-      h++
-    }
+    const h = nextStart(r, text, Math.max(holds.hold[i]!, runStart, from, n - r.maxLength + 1), n)
     holds.hold[i] = h
     if (h < limit) limit = h
   }
