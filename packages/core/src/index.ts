@@ -53,6 +53,14 @@ export * as ContextWindow from "./ContextWindow.js"
 export * as Conversation from "./Conversation.js"
 
 /**
+ * Where conversations are kept between runs: in memory or in one JSON file replaced atomically,
+ * behind a small interface other stores can implement.
+ *
+ * @since 0.1.0
+ */
+export * as ConversationStore from "./ConversationStore.js"
+
+/**
  * Prices token usage per model, reserves the worst case against budgets before a request leaves
  * and settles the real cost afterwards.
  *
