@@ -330,10 +330,76 @@ export const mergeCountLarge = (piece: string, ranks: ReadonlyMap<string, number
   return parts
 }
 
+/** ASCII tokens up to this many characters are in the `AsciiTokens` table. */
+const ASCII_TOKEN_MAX = 32
+
+/**
+ * The ASCII tokens in an open-addressing table keyed by an FNV-1a hash of their characters, so
+ * that a pre-token of ASCII text (most of English prose and of code) is looked up where it lies
+ * in the text: no string is made of it, nor hashed by the engine.
+ */
+interface AsciiTokens {
+  /** Slot → index + 1 of a token, 0 when empty. */
+  readonly slots: Int32Array
+  readonly mask: number
+  /** Every token's characters, one after the other; token i is `chars[starts[i], starts[i + 1])`. */
+  readonly chars: string
+  readonly starts: Int32Array
+}
+
+const asciiTokens = (whole: ReadonlySet<string>): AsciiTokens => {
+  const tokens: Array<string> = []
+  for (const token of whole) {
+    if (token.length > ASCII_TOKEN_MAX) continue
+    let ascii = true
+    for (let i = 0; i < token.length && ascii; i++) ascii = token.charCodeAt(i) < 0x80
+    if (ascii) tokens.push(token)
+  }
+  let size = 1
+  while (size < tokens.length * 2) size *= 2
+  const slots = new Int32Array(size)
+  const mask = size - 1
+  const starts = new Int32Array(tokens.length + 1)
+  for (let t = 0; t < tokens.length; t++) {
+    const token = tokens[t]!
+    starts[t + 1] = starts[t]! + token.length
+    let h = 0x811c9dc5
+    for (let i = 0; i < token.length; i++) h = Math.imul(h ^ token.charCodeAt(i), 0x01000193)
+    let slot = h & mask
+    while (slots[slot] !== 0) slot = (slot + 1) & mask
+    slots[slot] = t + 1
+  }
+  return { slots, mask, chars: tokens.join(""), starts }
+}
+
+/** Whether `text[from, to)` is an ASCII token (1), ASCII but not a token (0), or not ASCII (-1). */
+const lookupAscii = (table: AsciiTokens, text: string, from: number, to: number): number => {
+  let h = 0x811c9dc5
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0x80) return -1
+    h = Math.imul(h ^ c, 0x01000193)
+  }
+  const { chars, mask, slots, starts } = table
+  const len = to - from
+  for (let slot = h & mask; slots[slot] !== 0; slot = (slot + 1) & mask) {
+    const t = slots[slot]! - 1
+    const start = starts[t]!
+    if (starts[t + 1]! - start !== len) continue
+    let i = 0
+    while (i < len && chars.charCodeAt(start + i) === text.charCodeAt(from + i)) i++
+    if (i === len) return 1
+  }
+  return 0
+}
+
 const makeTokenizer = (encoding: Encoding, file: RankFile): Tokenizer => {
   const ranks = parseRanks(file.bpe_ranks)
   const whole = wholeTokens(ranks)
-  const pattern = new RegExp(nonCapturing(file.pat_str), "gu")
+  const ascii = asciiTokens(whole)
+  // Sticky: the pattern matches at every position (its alternatives cover every character), so
+  // trying it where the last piece ended finds what a search would, and `test` makes no array.
+  const pattern = new RegExp(nonCapturing(file.pat_str), "uy")
   /**
    * Counts of the pieces merged during one `count` call: a word that recurs in a text (and
    * multilingual words rarely are one token) is merged once. It lives only as long as the call,
@@ -350,23 +416,29 @@ const makeTokenizer = (encoding: Encoding, file: RankFile): Tokenizer => {
     return n
   }
   const countSlice = (text: string): number => {
-    if (text.length === 0) return 0
-    // `count` is synchronous and never re-entered, so one RegExp with its lastIndex is safe.
-    pattern.lastIndex = 0
+    const n = text.length
     let tokens = 0
-    let match: RegExpExecArray | null
-    while ((match = pattern.exec(text)) !== null) {
-      const piece = match[0]
-      if (piece.length === 0) {
-        pattern.lastIndex++
+    let at = 0
+    // `count` is synchronous and never re-entered, so one RegExp with its lastIndex is safe.
+    while (at < n) {
+      pattern.lastIndex = at
+      if (!pattern.test(text) || pattern.lastIndex <= at) {
+        at++
         continue
       }
-      if (whole.has(piece)) {
-        tokens += 1
-        continue
+      const end = pattern.lastIndex
+      const len = end - at
+      const found = len === 1 && text.charCodeAt(at) < 0x80 ? 1 : len <= ASCII_TOKEN_MAX ? lookupAscii(ascii, text, at, end) : -1
+      if (found === 1) tokens += 1
+      else {
+        const piece = text.slice(at, end)
+        if (found === -1 && whole.has(piece)) tokens += 1
+        else {
+          const key = utf8Key(piece)
+          tokens += key.length === 1 ? 1 : mergeCount(key)
+        }
       }
-      const key = utf8Key(piece)
-      tokens += key.length === 1 ? 1 : mergeCount(key)
+      at = end
     }
     return tokens
   }
