@@ -40,6 +40,7 @@ import { type Alternative, ContextTrimmed, type Part, RedactionNotice } from "./
 import { formatPath } from "./internal/issues.js"
 import * as PartsFold from "./internal/partsFold.js"
 import * as ReplyAssembler from "./internal/replyAssembler.js"
+import * as Observe from "./internal/telemetry.js"
 import * as RequestIntake from "./internal/requestIntake.js"
 import * as PromptTemplate from "./PromptTemplate.js"
 import * as ResponseCache from "./ResponseCache.js"
@@ -342,7 +343,7 @@ const makePrepare = (options: Options) =>
         if (!split.messages.some((m) => m.role === "user")) {
           return yield* new InvalidRequest({ issues: ["messages: the conversation has no user message to answer"] })
         }
-        const guarded = yield* safety.guardInput(split)
+        const guarded = yield* Observe.span(safety.guardInput(split), "SafetyFilter.guardInput")
         const fitted = yield* contextWindow.fit({
           model: request.model,
           system: guarded.system,
@@ -445,9 +446,14 @@ export const makeWith = (
     const audit = yield* AuditLog.AuditLog
     const meter = yield* Effect.serviceOption(CostMeter.CostMeter)
 
-    /** The audit stage, outermost: exactly one entry per request whatever the exit. */
+    const observe = yield* Observe.gateway
+
+    /**
+     * The audit stage, outermost: exactly one entry per request whatever the exit; inside the
+     * request's span when the `Telemetry` service is present.
+     */
     const stream = (input: ChatRequestInput): Stream.Stream<Part, GatewayError> =>
-      Stream.suspend(() => {
+      observe(input, Stream.suspend(() => {
         // Scratch state of this stage, for this request only.
         let startedAt = 0
         let requestId = ""
@@ -476,7 +482,7 @@ export const makeWith = (
         return Stream.unwrap(Effect.gen(function*() {
           startedAt = yield* Clock.currentTimeMillis
           requestId = (yield* RequestIds).next(startedAt)
-          prepared = yield* prepare(input, requestId)
+          prepared = yield* Observe.prepared(prepare(input, requestId))
           return Stream.concat(Stream.fromIterable(prelude(prepared)), handler(prepared))
         })).pipe(
           Stream.mapChunks((chunk) => {
@@ -485,7 +491,7 @@ export const makeWith = (
           }),
           Stream.ensuringWith((exit) => append(exit as Exit.Exit<unknown, GatewayError>))
         )
-      })
+      }))
 
     const complete = (input: ChatRequestInput): Effect.Effect<Completion, GatewayError> =>
       Effect.suspend(() => {

@@ -49,6 +49,7 @@ import * as Models from "./Models.js"
 import { Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
 import * as PartsFold from "./internal/partsFold.js"
 import * as ReplyAssembler from "./internal/replyAssembler.js"
+import * as Observe from "./internal/telemetry.js"
 import * as Sanitize from "./internal/sanitize.js"
 import * as ResponseCache from "./ResponseCache.js"
 import * as SafetyFilter from "./SafetyFilter.js"
@@ -542,6 +543,7 @@ const makeCache = (store: ResponseCache.Service): Stage => {
       const admission = yield* admit(request.requestHash, false)
       switch (admission._tag) {
         case "Hit":
+          yield* Observe.joined
           return replay(request, admission.reply)
         case "Alone":
           return next(request)

@@ -53,6 +53,7 @@ import * as BodyDecoder from "./internal/bodyDecoder.js"
 import * as HttpErrors from "./internal/httpErrors.js"
 import * as Sanitize from "./internal/sanitize.js"
 import * as SseParsing from "./internal/sseParser.js"
+import * as Observe from "./internal/telemetry.js"
 import * as Timers from "./internal/transportTimers.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
@@ -410,6 +411,7 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
       const progress = Timers.makeProgress()
       const tokenFailures = new WeakSet<object>()
       let reauthenticated = false
+      const observed = yield* Observe.CurrentRequest
 
       const token = auth.token.pipe(Effect.tapError((error) => Effect.sync(() => tokenFailures.add(error))))
 
@@ -461,7 +463,8 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
             Scope.extend(connection),
             Effect.onExit((exit) =>
               Exit.isSuccess(exit) && exit.value._tag === "Open" ? Effect.void : Scope.close(connection, Exit.void)
-            )
+            ),
+            (effect) => Observe.handshake(effect, config)
           ))
 
       // A 401 invalidates the token that was refused and tries once more with a new one; a
@@ -510,7 +513,7 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
       // internal/bodyDecoder.ts). Keep-alive comments are not events, so they are no progress;
       // the time the consumer holds a chunk is not idle time.
       const sanitize = opened.sanitize
-      return Stream.pipeThroughChannel(
+      return Observe.body(observed, Stream.pipeThroughChannel(
         opened.response.stream,
         BodyDecoder.channel(bodyOptions(config.decode, sanitize), {
           // After a deadline aborted the connection, whatever the read failed with is that timeout.
@@ -529,12 +532,13 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
           },
           onChunks: (chunks) => {
             if (!progress.sawText && chunks.some(hasText)) progress.sawText = true
+            if (observed !== undefined) Observe.chunks(observed, chunks)
           },
           onEnd: () => {
             progress.waitingSince = undefined
           }
         })
-      )
+      ))
     }))
   }
 

@@ -155,6 +155,14 @@ export * as Sse from "./Sse.js"
 export * as Stage from "./Stage.js"
 
 /**
+ * OpenTelemetry GenAI traces and metrics of every request (spans through Effect's `Tracer`,
+ * metrics through `Metric`); `@llm-gateway/core/TelemetryOtlp` exports them over OTLP/HTTP.
+ *
+ * @since 0.1.0
+ */
+export * as Telemetry from "./Telemetry.js"
+
+/**
  * Tools a model may call: declared from an Effect `Schema` (arguments decoded with it) or as
  * plain JSON Schema definitions, and which of them the model may call.
  *
