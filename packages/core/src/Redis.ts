@@ -24,10 +24,8 @@ import * as RateLimiter from "@effect/experimental/RateLimiter"
 import * as RateLimiterRedis from "@effect/experimental/RateLimiter/Redis"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -136,60 +134,85 @@ const call = <A>(store: string, operation: string, timeout: Duration.Duration, r
  * Options of the shared response cache.
  *
  * - `timeToLive`: how long an entry stays readable (Redis expires it).
- * - `flightLock`: how long a process may lead an identical request before another process
- *   takes over (default 10 seconds). A leader that crashes or fails blocks the others for at
- *   most this long; a reply that takes longer is asked for again by one other process.
+ * - `flightLease`: the time to live of a leader's lease on a request key (default 5 seconds).
+ *   The leader renews it every third of that while its reply streams and deletes it as soon as
+ *   its attempt ends, whatever the exit; only a leader whose process died (or lost Redis)
+ *   blocks the others, for at most this long.
  * - `flightWait`: how long a request waits for another process's reply before it goes
- *   upstream on its own (default 3 × `flightLock`).
+ *   upstream on its own (default 10 minutes, the transport's default total deadline: a live
+ *   leader's reply ends by then).
  *
  * @since 0.1.0
  * @category Config
  */
 export interface CacheOptions {
   readonly timeToLive: Duration.DurationInput
-  readonly flightLock?: Duration.DurationInput | undefined
+  readonly flightLease?: Duration.DurationInput | undefined
   readonly flightWait?: Duration.DurationInput | undefined
 }
 
-/** Takes the lock when free; `1` when this owner holds it (taken now or before). One round trip. */
-const claimScript = `local holder = redis.call("GET", KEYS[1])
+/** Extends the lease while `ARGV[1]` holds it, or takes it again when it lapsed and nobody took it. */
+const renewScript = `local holder = redis.call("GET", KEYS[1])
+if holder == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
 if not holder then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 1 end
-if holder == ARGV[1] then return 1 end
 return 0`
 
 const releaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 
 /**
- * Adds single-flight across processes to a shared cache. On a miss, a request claims the key's
- * flight lock (`SET NX PX`): the process that holds it goes upstream (the pipeline merges its
- * own identical requests); the others wait, polling the cache, for the leader's stored reply,
- * and claim the lock themselves once it expires. Storing a reply releases the lock. Waiting
- * requests of one process share one poll. Redis faults read as "go upstream".
+ * Adds single-flight across processes to a shared cache (`ResponseCache.Service.lead`). The
+ * request a process sends upstream first takes the key's lease (`SET NX PX`, a random token
+ * per lease), renewed in the background while its scope is open and deleted when it closes.
+ * A request that finds the lease taken polls the cache for the leader's stored reply and the
+ * lease for its release, and leads itself as soon as it is free. Redis faults read as "go
+ * upstream".
  */
 const withFlights = (
   inner: ResponseCache.Service,
   client: IORedis,
   options: CacheOptions,
-  timeout: Duration.Duration,
-  scope: Scope.Scope
+  timeout: Duration.Duration
 ): ResponseCache.Service => {
-  const owner = randomUUID()
-  const lockMillis = Math.max(1, Duration.toMillis(Duration.decode(options.flightLock ?? Duration.seconds(10))))
-  const waitMillis = options.flightWait === undefined
-    ? 3 * lockMillis
-    : Duration.toMillis(Duration.decode(options.flightWait))
-  const lockKey = (key: string) => `flight:${key}`
-  const waits = new Map<string, Deferred.Deferred<Option.Option<ResponseCache.CachedReply>>>()
+  const leaseMillis = Math.max(3, Math.round(Duration.toMillis(Duration.decode(options.flightLease ?? Duration.seconds(5)))))
+  const waitMillis = Duration.toMillis(Duration.decode(options.flightWait ?? Duration.minutes(10)))
+  const leaseKey = (key: string) => `flight:${key}`
+  const alone = (why: string) => Effect.as(Effect.logWarning(`ResponseCache: ${why}; going upstream alone`), Option.none())
 
-  /** `true` when this process holds (or now takes) the key's lock. */
-  const claim = (key: string) =>
-    call("cache", "claim", timeout, () => client.eval(claimScript, 1, lockKey(key), owner, lockMillis)).pipe(
-      Effect.map((held) => held === 1)
+  /** Keeps the lease while the scope is open; renewal faults are logged at debug level only. */
+  const keep = (key: string, token: string) =>
+    call("cache", "renew", timeout, () => client.eval(renewScript, 1, leaseKey(key), token, leaseMillis)).pipe(
+      Effect.catchAll(() => Effect.logDebug("ResponseCache: a flight lease could not be renewed")),
+      Effect.delay(Duration.millis(Math.floor(leaseMillis / 3))),
+      Effect.forever,
+      // Forked inside the uninterruptible claim: made interruptible, or closing the scope hangs.
+      Effect.interruptible,
+      Effect.forkScoped
     )
 
-  /** Waits for another process's reply; `None`: lead now (the lock was taken over) or give up. */
-  const await_ = (key: string): Effect.Effect<Option.Option<ResponseCache.CachedReply>> =>
+  /**
+   * Takes the lease if it is free: `true` when taken, and then released with the scope. The
+   * claim is uninterruptible, so a lease taken is always released.
+   */
+  const claim = (key: string, token: string) =>
+    Effect.uninterruptible(
+      Effect.tap(
+        call("cache", "claim", timeout, () => client.set(leaseKey(key), token, "PX", leaseMillis, "NX")),
+        (taken) =>
+          taken === "OK"
+            ? Effect.zipRight(
+              Effect.addFinalizer(() =>
+                call("cache", "release", timeout, () => client.eval(releaseScript, 1, leaseKey(key), token)).pipe(Effect.ignore)
+              ),
+              keep(key, token)
+            )
+            : Effect.void
+      )
+    ).pipe(Effect.map((taken) => taken === "OK"))
+
+  const lead = (key: string): Effect.Effect<Option.Option<ResponseCache.CachedReply>, never, Scope.Scope> =>
     Effect.gen(function*() {
+      const token = randomUUID()
+      if (yield* claim(key, token)) return Option.none()
       const started = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
       let delay = 5
       while (true) {
@@ -197,57 +220,13 @@ const withFlights = (
         delay = Math.min(delay * 2, 100)
         const stored = yield* inner.get(key)
         if (Option.isSome(stored)) return stored
-        if (yield* claim(key)) return Option.none()
+        if (yield* claim(key, token)) return Option.none()
         const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-        if (now - started >= waitMillis) {
-          yield* Effect.logWarning("ResponseCache: waited too long for another process's reply; going upstream")
-          return Option.none()
-        }
+        if (now - started >= waitMillis) return yield* alone("waited too long for another process's reply")
       }
-    }).pipe(
-      Effect.catchAll(() =>
-        Effect.as(Effect.logWarning("ResponseCache: the flight lock is unavailable; going upstream alone"), Option.none())
-      )
-    )
+    }).pipe(Effect.catchAll(() => alone("the flight lease is unavailable")))
 
-  /**
-   * One wait per key in this process: the poll runs in the store's scope and every waiter
-   * awaits its answer, so a waiter that is interrupted leaves at once and the others go on.
-   */
-  const shared = (key: string) =>
-    Effect.suspend(() => {
-      const current = waits.get(key)
-      if (current !== undefined) return Deferred.await(current)
-      const deferred = Deferred.unsafeMake<Option.Option<ResponseCache.CachedReply>>(FiberId.none)
-      waits.set(key, deferred)
-      return await_(key).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Effect.suspend(() => {
-            if (waits.get(key) === deferred) waits.delete(key)
-            return Deferred.done(deferred, exit)
-          })
-        ),
-        Effect.forkIn(scope),
-        Effect.zipRight(Deferred.await(deferred))
-      )
-    })
-
-  const get = (key: string) =>
-    Effect.flatMap(inner.get(key), (stored) =>
-      Option.isSome(stored) ? Effect.succeed(stored) : Effect.flatMap(
-        Effect.catchAll(claim(key), () =>
-          Effect.as(Effect.logWarning("ResponseCache: the flight lock is unavailable; going upstream alone"), true)),
-        (leads) => leads ? Effect.succeedNone : shared(key)
-      ))
-
-  const set = (key: string, reply: ResponseCache.CachedReply) =>
-    Effect.zipRight(
-      inner.set(key, reply),
-      call("cache", "release", timeout, () => client.eval(releaseScript, 1, lockKey(key), owner)).pipe(Effect.ignore)
-    )
-
-  return { get, set }
+  return { get: inner.get, set: inner.set, lead }
 }
 
 /**
@@ -289,7 +268,7 @@ export const layerResponseCache = (
         set: (key, reply) => inner.set(key, reply).pipe(Effect.timeout(timeoutOf(connection)), Effect.ignore)
       }
       const client = yield* acquireClient(connection)
-      return withFlights(bounded, client, options, timeoutOf(connection), yield* Effect.scope)
+      return withFlights(bounded, client, options, timeoutOf(connection))
     })
   )
 

@@ -71,6 +71,14 @@ export interface Service {
   readonly get: (key: string) => Effect.Effect<Option.Option<CachedReply>>
   /** Stores a reply. Storage faults are logged, never fail the request. */
   readonly set: (key: string, reply: CachedReply) => Effect.Effect<void>
+  /**
+   * Single-flight across processes, offered by stores that several processes share (optional;
+   * without it identical requests are merged within each process only). The cache stage calls
+   * it on a miss, for the one request of this process about to go upstream: `None` means go,
+   * and the store then holds the key's lease for it until `Scope` closes, whatever the exit;
+   * `Some` is the reply another process stored while this one waited for its lease.
+   */
+  readonly lead?: ((key: string) => Effect.Effect<Option.Option<CachedReply>, never, Scope.Scope>) | undefined
 }
 
 /**

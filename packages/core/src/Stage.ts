@@ -510,8 +510,9 @@ const makeCache = (store: ResponseCache.Service): Stage => {
    */
   const lead = (next: Handler, request: Prepared, flight: Deferred.Deferred<FlightOutcome>) =>
     Effect.gen(function*() {
-      // A reply stored between the lookup and the claim is replayed, not asked for again.
-      const stored = yield* store.get(request.requestHash)
+      // A reply stored between the lookup and the claim is replayed, not asked for again. A
+      // shared store also makes this the leader across processes, for the life of this scope.
+      const stored = yield* (store.lead === undefined ? store.get : store.lead)(request.requestHash)
       if (Option.isSome(stored)) {
         yield* release(request.requestHash, flight, { _tag: "Reply", reply: stored.value })
         return replay(request, stored.value)

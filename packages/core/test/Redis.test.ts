@@ -5,12 +5,17 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { Redis as IORedis } from "ioredis"
 import { spawnSync } from "node:child_process"
@@ -19,9 +24,17 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import * as AuditLog from "../src/AuditLog.js"
+import type { OutboundRequest } from "../src/Chat.js"
+import type { ChatChunk } from "../src/ChatChunk.js"
+import * as ContextWindow from "../src/ContextWindow.js"
 import * as CostMeter from "../src/CostMeter.js"
+import * as Gateway from "../src/Gateway.js"
+import { ConnectionError, type TransportError } from "../src/GatewayError.js"
 import * as Redis from "../src/Redis.js"
 import * as ResponseCache from "../src/ResponseCache.js"
+import * as SafetyFilter from "../src/SafetyFilter.js"
+import { GatewayTransport } from "../src/Transport.js"
 
 const url = process.env.LLM_GATEWAY_TEST_REDIS_URL ?? ""
 if (url === "") {
@@ -149,37 +162,37 @@ describe.skipIf(url === "")("Redis stores against a server", () => {
     }).pipe(Effect.provide(Redis.layerResponseCache(connection(prefix), { timeToLive: "1 minute" })))
   })
 
+  /** `lead(key)` of the cache in `context`, in the current scope. */
+  const leadIn = (context: Context.Context<ResponseCache.ResponseCache>, key: string) =>
+    Effect.flatMap(ResponseCache.ResponseCache, (c) => c.lead!(key)).pipe(Effect.provide(context))
+
   it.live("a second process waits for the leader's reply instead of going upstream", () => {
     const prefix = `llm-gateway-test:${randomUUID()}:`
-    const options = { timeToLive: "1 minute", flightLock: "5 seconds" } as const
+    const options = { timeToLive: "1 minute" } as const
     return Effect.gen(function*() {
       const leader = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
       const follower = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
-      const lead = yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(leader))
-      expect(lead).toEqual(Option.none())
-      const waiting = yield* Effect.fork(Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(
-        Effect.provide(follower)
-      ))
+      const leading = yield* Scope.make()
+      expect(yield* leadIn(leader, "k").pipe(Scope.extend(leading))).toEqual(Option.none())
+      const waiting = yield* Effect.fork(Effect.scoped(leadIn(follower, "k")))
       yield* Effect.sleep("100 millis")
       yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.set("k", reply("from the leader"))).pipe(
         Effect.provide(leader)
       )
-      const got = yield* waiting.await
-      expect(got._tag).toBe("Success")
-      if (got._tag === "Success") expect(Option.map(got.value, (r) => r.text)).toEqual(Option.some("from the leader"))
+      const got = yield* Fiber.join(waiting)
+      expect(Option.map(got, (r) => r.text)).toEqual(Option.some("from the leader"))
+      yield* Scope.close(leading, Exit.void)
     }).pipe(Effect.scoped)
   })
 
   it.live("a request waiting for another process's reply can be interrupted at once", () => {
     const prefix = `llm-gateway-test:${randomUUID()}:`
-    const options = { timeToLive: "1 minute", flightLock: "30 seconds" } as const
+    const options = { timeToLive: "1 minute", flightLease: "30 seconds" } as const
     return Effect.gen(function*() {
       const leader = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
       const follower = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
-      yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(leader))
-      const waiting = yield* Effect.fork(
-        Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(follower))
-      )
+      yield* leadIn(leader, "k")
+      const waiting = yield* Effect.fork(Effect.scoped(leadIn(follower, "k")))
       yield* Effect.sleep("50 millis")
       const started = Date.now()
       yield* Fiber.interrupt(waiting)
@@ -187,24 +200,105 @@ describe.skipIf(url === "")("Redis stores against a server", () => {
     }).pipe(Effect.scoped)
   })
 
-  it.live("a leader that never stores blocks the others only until its lock expires", () => {
+  it.live("a leader's lease is renewed while it leads and deleted when it stops: the others wait, then lead", () => {
     const prefix = `llm-gateway-test:${randomUUID()}:`
-    const options = { timeToLive: "1 minute", flightLock: "300 millis" } as const
+    const options = { timeToLive: "1 minute", flightLease: "1 second" } as const
     return Effect.gen(function*() {
       const leader = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
       const follower = yield* Layer.build(Redis.layerResponseCache(connection(prefix), options))
-      expect(yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(leader))).toEqual(
-        Option.none()
-      )
-      const started = Date.now()
-      // The leader crashed: the follower takes over (a miss: it leads now) once the lock expired.
-      const got = yield* Effect.flatMap(ResponseCache.ResponseCache, (c) => c.get("k")).pipe(Effect.provide(follower))
-      const waited = Date.now() - started
-      expect(got).toEqual(Option.none())
-      expect(waited).toBeGreaterThanOrEqual(200)
-      expect(waited).toBeLessThan(3_000)
+      const leading = yield* Scope.make()
+      yield* leadIn(leader, "k").pipe(Scope.extend(leading))
+      const waiting = yield* Effect.fork(Effect.scoped(leadIn(follower, "k")))
+      // Three and a half times the lease: without renewal it would have lapsed long ago.
+      yield* Effect.sleep("3500 millis")
+      expect(yield* Fiber.poll(waiting)).toEqual(Option.none())
+      const raw = new IORedis(url)
+      try {
+        const ttl = yield* Effect.promise(() => raw.pttl(`${prefix}flight:k`))
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(1_000)
+        // The leader stops without a reply: its lease is gone at once, the follower leads.
+        yield* Scope.close(leading, Exit.void)
+        expect(yield* Fiber.join(waiting)).toEqual(Option.none())
+      } finally {
+        raw.disconnect()
+      }
+    }).pipe(Effect.scoped)
+  }, 20_000)
+
+  it.live("a leader whose process died (no renewal, no release) blocks the others only until its lease expires", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    return Effect.gen(function*() {
+      const raw = new IORedis(url)
+      try {
+        // What a process killed while leading leaves behind: its lease, nobody to renew or delete it.
+        yield* Effect.promise(() => raw.set(`${prefix}flight:k`, "dead-process", "PX", 300))
+      } finally {
+        raw.disconnect()
+      }
+      const follower = yield* Layer.build(Redis.layerResponseCache(connection(prefix), { timeToLive: "1 minute" }))
+      expect(yield* leadIn(follower, "k")).toEqual(Option.none())
     }).pipe(Effect.scoped)
   })
+
+  for (const ending of ["fails", "is interrupted"] as const) {
+    it.live(`two gateways: when the leading one ${ending}, the other goes upstream at once, not after the lease`, () => {
+      const prefix = `llm-gateway-test:${randomUUID()}:`
+      // A lease of a minute: a follower that waited it out would fail the test by its timeout.
+      const cacheOptions = { timeToLive: "1 minute", flightLease: "1 minute" } as const
+      const events: Array<string> = []
+      const chunks = (text: string): Array<ChatChunk> => [
+        { choices: [{ index: 0, delta: { content: text } }] },
+        { choices: [{ index: 0, delta: {}, finish_reason: "stop" }] },
+        { choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } }
+      ]
+      const instance = (transport: (request: OutboundRequest) => Stream.Stream<ChatChunk, TransportError>) =>
+        Gateway.layer().pipe(
+          Layer.provideMerge(Layer.mergeAll(
+            SafetyFilter.layerDefault,
+            ContextWindow.layer(),
+            AuditLog.layerMemory,
+            CostMeter.layerMemory(),
+            Redis.layerResponseCache(connection(prefix), cacheOptions)
+          )),
+          Layer.provide(Layer.succeed(GatewayTransport, { stream: (request) => Stream.suspend(() => transport(request)) }))
+        )
+      return Effect.gen(function*() {
+        const failNow = yield* Deferred.make<void>()
+        const started = yield* Deferred.make<void>()
+        const leader = yield* Layer.build(instance(() =>
+          Stream.concat(
+            Stream.fromIterable(chunks("Half").slice(0, 1)),
+            Stream.fromEffect(Effect.andThen(Deferred.succeed(started, undefined), Deferred.await(failNow))).pipe(
+              Stream.drain,
+              Stream.concat(Stream.fail(new ConnectionError({ reason: "reset", partial: true })))
+            )
+          ).pipe(Stream.onStart(Effect.sync(() => events.push("leader upstream"))))
+        ))
+        const follower = yield* Layer.build(instance(() =>
+          Stream.suspend(() => {
+            events.push("follower upstream")
+            return Stream.fromIterable(chunks("Whole"))
+          })
+        ))
+        const question = { model: "gpt-4o-mini", messages: [{ role: "user" as const, content: "The same question" }] }
+        const leading = yield* Effect.fork(Effect.either(Gateway.complete(question).pipe(Effect.provide(leader))))
+        yield* Deferred.await(started)
+        const following = yield* Effect.fork(Gateway.complete(question).pipe(Effect.provide(follower)))
+        yield* Effect.sleep("300 millis")
+        events.push(`leader ${ending}`)
+        if (ending === "fails") {
+          yield* Deferred.succeed(failNow, undefined)
+          expect((yield* Fiber.join(leading))._tag).toBe("Left")
+        } else {
+          yield* Fiber.interrupt(leading)
+        }
+        const answer = yield* Fiber.join(following)
+        expect(answer).toMatchObject({ text: "Whole", cached: false })
+        expect(events).toEqual(["leader upstream", `leader ${ending}`, "follower upstream"])
+      }).pipe(Effect.scoped)
+    }, 20_000)
+  }
 
   it.live("two meters on one ledger never hold more than the budget together", () => {
     const prefix = `llm-gateway-test:${randomUUID()}:`

@@ -46,7 +46,7 @@ const pricing = { sim: { promptPerMillion: 0, completionPerMillion: 62_500 } }
 const stores = Redis.layerRedis(
   { url: Redacted.make(job.redisUrl), prefix: job.prefix, timeout: "500 millis" },
   {
-    cache: { timeToLive: "1 hour", flightLock: "5 seconds" },
+    cache: { timeToLive: "1 hour", flightLease: "5 seconds" },
     meter: { budgetUsd: job.budgetUsd, pricing }
   }
 )
