@@ -327,20 +327,28 @@ export class ContextWindowExceeded extends Schema.TaggedError<ContextWindowExcee
 }
 
 /**
- * The prompt was blocked by the safety policy. Names the rule, never the offending text.
+ * A block rule of the safety policy matched: the prompt (`direction: "input"`, the default),
+ * or the reply as it streamed (`"output"`, when the policy's `output` setting says `fail`; the
+ * stream ends before the matching sentence). Names the rule, never the offending text.
  *
  * @since 0.1.0
  * @category Errors
  */
 export class SafetyViolation extends Schema.TaggedError<SafetyViolation>("@llm-gateway/core/SafetyViolation")(
   "SafetyViolation",
-  { category: Schema.String, rule: Schema.String }
+  {
+    category: Schema.String,
+    rule: Schema.String,
+    direction: Schema.optionalWith(Schema.Literal("input", "output"), { default: () => "input" as const })
+  }
 ) {
   get isRetryable(): boolean {
     return false
   }
   override get message(): string {
-    return `The prompt was blocked by the safety policy (${this.category}: ${this.rule}). Rephrase the request.`
+    return this.direction === "output"
+      ? `The reply was stopped by the safety policy (${this.category}: ${this.rule}); the text before it was delivered. Rephrase the request.`
+      : `The prompt was blocked by the safety policy (${this.category}: ${this.rule}). Rephrase the request.`
   }
 }
 

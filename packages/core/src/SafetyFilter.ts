@@ -35,11 +35,15 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type { ChatMessage, RedactionCount } from "./Chat.js"
 import { SafetyViolation } from "./GatewayError.js"
 import { sha256Hex } from "./internal/hash.js"
 import * as Memo from "./internal/memo.js"
 import * as Normalize from "./internal/normalize.js"
+import * as Operators from "./internal/operators.js"
+import * as OutputJudge from "./internal/outputJudge.js"
+import * as Placeholders from "./internal/placeholders.js"
 import * as Redaction from "./internal/redaction.js"
 import * as Recognizers from "./internal/redactionRecognizers.js"
 import * as Rules from "./internal/redactionRules.js"
@@ -54,6 +58,38 @@ export interface GuardedInput {
   readonly system: string | undefined
   readonly messages: ReadonlyArray<ChatMessage>
   readonly redactions: ReadonlyArray<RedactionCount>
+  /**
+   * Puts this request's placeholders back into its reply: present when the policy has
+   * `restore` and the prompt had values under the `placeholder` operator. It holds the values
+   * (in closures, not as data): keep it for this request only, never log, cache or audit it.
+   */
+  readonly restoration?: Restoration | undefined
+}
+
+/**
+ * Streaming restore of one text: for any split into pushes, the concatenated output equals
+ * `Restoration.restore` of the whole. Holds back at most a partial placeholder (52 characters).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Restorer {
+  readonly push: (text: string) => string
+  readonly end: () => string
+}
+
+/**
+ * One request's placeholder values, to restore its reply: only placeholders issued for this
+ * request's prompt are replaced, by the caller's own values; anything else stays as it is.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Restoration {
+  /** Restores a whole text. */
+  readonly restore: (text: string) => string
+  /** Fresh streaming restore state for one text. */
+  readonly stream: () => Restorer
 }
 
 /**
@@ -81,6 +117,12 @@ export interface OutputRedactor {
   readonly push: (text: string) => string
   readonly end: () => string
   readonly redactions: () => ReadonlyArray<RedactionCount>
+  /**
+   * The output block rule (action `fail`) that matched the reply, if any: `push` and `end`
+   * then emit nothing more, and the reply is ended with this error. Absent when the policy
+   * judges no reply.
+   */
+  readonly violation?: () => SafetyViolation | undefined
 }
 
 /**
@@ -297,6 +339,35 @@ export const defaultRecognizers: ReadonlyArray<Recognizer> = [email, card, ssn, 
 export const defaultBlockRules: ReadonlyArray<BlockRule> = Rules.defaultBlockRules
 
 /**
+ * How the matches of one kind are replaced, in the prompt and in the reply:
+ *
+ * - `"replace"` (the default): the recognizer's marker, `[EMAIL]`.
+ * - `"placeholder"`: in the prompt, a numbered placeholder `[EMAIL_1]`, the same for the same
+ *   value throughout one request (numbered in order of first appearance, system instruction
+ *   first, so a conversation that resends its history keeps its numbers); with
+ *   `Policy.restore`, the caller's values are put back into the reply. In the reply and in
+ *   `redact`, the kind's marker.
+ * - `"mask"` or `{ type: "mask", keepLast, char }`: letters and digits replaced by `char`
+ *   (default `*`, one character, not a letter, digit or space) except the last `keepLast`
+ *   (default 4, 0 to 64); separators stay: `**** **** **** 1234`.
+ * - `"pseudonym"` or `{ type: "pseudonym", hexLength }`: `[EMAIL:` + the first `hexLength`
+ *   (default 16, 8 to 64) hex digits of HMAC-SHA-256 under `Policy.pseudonymKey` of the
+ *   value + `]`. The same value gets the same pseudonym in every request under one key
+ *   (separators and letter case are ignored where they do not change the value), and the
+ *   value cannot be learned from it without the key.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export type Operator =
+  | "replace"
+  | "placeholder"
+  | "mask"
+  | "pseudonym"
+  | { readonly type: "mask"; readonly keepLast?: number | undefined; readonly char?: string | undefined }
+  | { readonly type: "pseudonym"; readonly hexLength?: number | undefined }
+
+/**
  * What the filter does.
  *
  * - `defaults` (default `true`): start from `defaultRecognizers` and `defaultBlockRules`.
@@ -327,16 +398,45 @@ export interface Policy {
   readonly recognizers?: ReadonlyArray<Recognizer>
   readonly blockRules?: ReadonlyArray<BlockRule>
   readonly memoChars?: number
+  /** The operator per kind (`email`, `card`, `ip`, your kinds …); see `Operator`. */
+  readonly operators?: Readonly<Record<string, Operator>>
+  /** The key of the `pseudonym` operator (at least 16 characters); required by it. */
+  readonly pseudonymKey?: Redacted.Redacted<string> | undefined
+  /**
+   * Put the caller's values back into the reply in place of the `placeholder`s issued for its
+   * prompt (default `false`). Restoring happens last, after the cache and the audit: they, the
+   * gateway and your stages only ever see the placeholders.
+   */
+  readonly restore?: boolean
+  /**
+   * The output block policy: block rules (by name or category, from the block rules and
+   * `outputRules`) that also judge the reply, and what a match does: `"fail"` ends the reply
+   * before the matching sentence with `SafetyViolation{direction: "output"}`, `"mask"`
+   * replaces the match by `[BLOCKED]`. Judging holds each sentence of the reply until it ends
+   * (at most 1 000 characters); see the module docs.
+   */
+  readonly output?: Readonly<Record<string, "fail" | "mask">>
+  /** Block rules that judge only the reply, with the action `output` gives them (default `"fail"`). */
+  readonly outputRules?: ReadonlyArray<BlockRule>
 }
 
 // ---------------------------------------------------------------------------------------------
 // construction
 // ---------------------------------------------------------------------------------------------
 
+/** An operator checked and ready: `apply` for the stateless ones (mask, pseudonym). */
+type ResolvedOperator =
+  | { readonly type: "replace" | "placeholder"; readonly describe: string }
+  | { readonly type: "apply"; readonly apply: (value: string) => string; readonly describe: string }
+
 interface Resolved {
   readonly recognizers: ReadonlyArray<Recognizer>
   readonly blockRules: ReadonlyArray<BlockRule>
   readonly memoChars: number
+  readonly operators: ReadonlyMap<string, ResolvedOperator>
+  readonly restore: boolean
+  /** The rules that judge the reply, with their actions, in order. */
+  readonly output: ReadonlyArray<{ readonly rule: BlockRule; readonly action: "fail" | "mask" }>
 }
 
 const nameOf = (r: Recognizer) => r.name ?? r.kind
@@ -389,33 +489,147 @@ const resolve = (policy: Policy): Either.Either<Resolved, ConfigError.ConfigErro
     if (problem !== undefined) return invalid(["recognizers", String(i), problem.field], problem.message)
   }
   const extraRules = policy.blockRules ?? []
-  for (let i = 0; i < extraRules.length; i++) {
-    const b = extraRules[i]!
-    if (typeof b.category !== "string" || b.category.length === 0) {
-      return invalid(["blockRules", String(i), "category"], "must be a non-empty string")
-    }
-    if (typeof b.rule !== "string" || b.rule.length === 0) {
-      return invalid(["blockRules", String(i), "rule"], "must be a non-empty string")
-    }
-    if (!(b.test instanceof RegExp) && typeof b.test !== "function") {
-      return invalid(["blockRules", String(i), "test"], "must be a RegExp or a function")
-    }
-  }
+  const badRule = checkRules(extraRules, "blockRules")
+  if (badRule !== undefined) return badRule
+  const outputRules = policy.outputRules ?? []
+  const badOutputRule = checkRules(outputRules, "outputRules")
+  if (badOutputRule !== undefined) return badOutputRule
   const memoChars = policy.memoChars ?? defaultMemoChars
   if (!Number.isSafeInteger(memoChars) || memoChars < 0) {
     return invalid(["memoChars"], "must be a non-negative integer (characters; 0 turns the memo off)")
   }
+  const all = [...extra, ...recognizers]
+  const operators = resolveOperators(policy, all)
+  if (Either.isLeft(operators)) return Either.left(operators.left)
+  if (policy.restore === true && !Array.from(operators.right.values()).some((op) => op.type === "placeholder")) {
+    return invalid(["restore"], "restores placeholders: give at least one kind the operator \"placeholder\"")
+  }
+  const allRules = [...blockRules, ...extraRules]
+  const output = resolveOutput(policy.output ?? {}, allRules, outputRules)
+  if (Either.isLeft(output)) return Either.left(output.left)
   return Either.right({
-    recognizers: [...extra, ...recognizers],
-    blockRules: [...blockRules, ...extraRules],
-    memoChars
+    recognizers: all,
+    blockRules: allRules,
+    memoChars,
+    operators: operators.right,
+    restore: policy.restore === true,
+    output: output.right
   })
 }
 
-// Block rules are left out: they judge the prompt before any cache lookup, never the reply.
-// A `validate` function takes part through its source text, the best a process can see of it.
-const fingerprintOf = (recognizers: ReadonlyArray<Recognizer>): string =>
-  sha256Hex(JSON.stringify([Recognizers.revision, ...recognizers.map((r) => [
+/** The first problem of a list of block rules, as a `ConfigError` at `field`. */
+const checkRules = (rules: ReadonlyArray<BlockRule>, field: string) => {
+  for (let i = 0; i < rules.length; i++) {
+    const b = rules[i]!
+    if (typeof b.category !== "string" || b.category.length === 0) {
+      return invalid([field, String(i), "category"], "must be a non-empty string")
+    }
+    if (typeof b.rule !== "string" || b.rule.length === 0) {
+      return invalid([field, String(i), "rule"], "must be a non-empty string")
+    }
+    if (!(b.test instanceof RegExp) && typeof b.test !== "function") {
+      return invalid([field, String(i), "test"], "must be a RegExp or a function")
+    }
+  }
+  return undefined
+}
+
+const wholeInRange = (n: unknown, min: number, max: number): n is number =>
+  typeof n === "number" && Number.isInteger(n) && n >= min && n <= max
+
+/** The operators by kind, checked: known kinds, sound settings, a key where one is needed. */
+const resolveOperators = (
+  policy: Policy,
+  recognizers: ReadonlyArray<Recognizer>
+): Either.Either<ReadonlyMap<string, ResolvedOperator>, ConfigError.ConfigError> => {
+  const resolved = new Map<string, ResolvedOperator>()
+  const kinds = new Set(recognizers.map((r) => r.kind))
+  for (const [kind, operator] of Object.entries(policy.operators ?? {})) {
+    const path = ["operators", kind]
+    if (!kinds.has(kind)) {
+      return invalid(path, `no recognizer has the kind ${kind} (kinds: ${Array.from(kinds).join(", ")})`)
+    }
+    const type = typeof operator === "string" ? operator : operator?.type
+    if (type === "replace" || type === "placeholder") {
+      if (type === "placeholder") {
+        if (Operators.label(kind).length > 40) return invalid(path, "a placeholder's kind must have at most 40 characters")
+        // A placeholder's neighbours in the prompt are rebuilt with their kind's marker.
+        const markers = new Set(recognizers.filter((r) => r.kind === kind).map((r) => r.marker))
+        if (markers.size > 1) return invalid(path, `the recognizers of kind ${kind} have different markers: give them different kinds`)
+      }
+      resolved.set(kind, { type, describe: type })
+    } else if (type === "mask") {
+      const options = typeof operator === "string" ? {} : operator as { keepLast?: number; char?: string }
+      const keepLast = options.keepLast ?? 4
+      const char = options.char ?? "*"
+      if (!wholeInRange(keepLast, 0, 64)) return invalid([...path, "keepLast"], "must be a whole number from 0 to 64")
+      if (typeof char !== "string" || Array.from(char).length !== 1 || /[\p{L}\p{N}\s]/u.test(char)) {
+        return invalid([...path, "char"], "must be one character that is not a letter, digit or space")
+      }
+      resolved.set(kind, {
+        type: "apply",
+        apply: (value) => Operators.mask(value, keepLast, char),
+        describe: `mask:${keepLast}:${char}`
+      })
+    } else if (type === "pseudonym") {
+      const hexLength = typeof operator === "string" ? 16 : (operator as { hexLength?: number }).hexLength ?? 16
+      if (!wholeInRange(hexLength, 8, 64)) return invalid([...path, "hexLength"], "must be a whole number from 8 to 64")
+      if (policy.pseudonymKey === undefined || !Redacted.isRedacted(policy.pseudonymKey)) {
+        return invalid(
+          ["pseudonymKey"],
+          "the pseudonym operator needs a Redacted key (LLM_GATEWAY_SAFETY_PSEUDONYM_KEY with layerConfig)"
+        )
+      }
+      const key = Redacted.value(policy.pseudonymKey)
+      if (typeof key !== "string" || key.length < 16) return invalid(["pseudonymKey"], "must have at least 16 characters")
+      resolved.set(kind, {
+        type: "apply",
+        apply: (value) => Operators.pseudonym(key, kind, value, hexLength),
+        // The key's id, never the key: a new key is a new policy.
+        describe: `pseudonym:${hexLength}:${Operators.keyId(key)}`
+      })
+    } else {
+      return invalid(path, "must be \"replace\", \"placeholder\", \"mask\", \"pseudonym\" or {type: \"mask\" | \"pseudonym\", …}")
+    }
+  }
+  return Either.right(resolved)
+}
+
+/** The rules that judge the reply and their actions, from `Policy.output`. */
+const resolveOutput = (
+  output: Readonly<Record<string, "fail" | "mask">>,
+  blockRules: ReadonlyArray<BlockRule>,
+  outputRules: ReadonlyArray<BlockRule>
+): Either.Either<Resolved["output"], ConfigError.ConfigError> => {
+  const known = new Set<string>()
+  for (const b of [...blockRules, ...outputRules]) known.add(b.rule).add(b.category)
+  for (const [name, action] of Object.entries(output)) {
+    if (!known.has(name)) {
+      return invalid(["output", name], `no block rule or category is named ${name} (known: ${Array.from(known).join(", ")})`)
+    }
+    if (action !== "fail" && action !== "mask") return invalid(["output", name], "must be \"fail\" or \"mask\"")
+  }
+  const actionOf = (b: BlockRule) =>
+    Object.hasOwn(output, b.rule) ? output[b.rule] : Object.hasOwn(output, b.category) ? output[b.category] : undefined
+  const judged: Array<{ readonly rule: BlockRule; readonly action: "fail" | "mask" }> = []
+  for (const rule of blockRules) {
+    const action = actionOf(rule)
+    if (action !== undefined) judged.push({ rule, action })
+  }
+  for (const rule of outputRules) judged.push({ rule, action: actionOf(rule) ?? "fail" })
+  return Either.right(judged)
+}
+
+// Block rules are left out unless they judge the reply: the others judge the prompt before any
+// cache lookup. The operators take part (a pseudonym key by its id, never the key), `restore`
+// does not: it acts after the cache. A function takes part through its source text, the best a
+// process can see of it.
+const fingerprintOf = (resolved: Resolved): string =>
+  sha256Hex(JSON.stringify([
+    Recognizers.revision,
+    Array.from(resolved.operators, ([kind, op]) => [kind, op.describe]),
+    resolved.output.map(({ action, rule }) => [rule.category, rule.rule, action, String(rule.test)]),
+    ...resolved.recognizers.map((r) => [
     nameOf(r),
     r.fingerprint ?? null,
     r.kind,
@@ -424,8 +638,10 @@ const fingerprintOf = (recognizers: ReadonlyArray<Recognizer>): string =>
     r.maxLength,
     r.alphabet === undefined ? null : String(r.alphabet),
     r.start === undefined ? null : String(r.start),
-    r.validate === undefined ? null : String(r.validate)
-  ])]))
+    r.validate === undefined ? null : String(r.validate),
+    r.replace === undefined ? null : String(r.replace)
+  ])
+  ]))
 
 /** What the input guard learned about one text: kept per text so resent turns cost a lookup. */
 interface GuardedText {
@@ -434,6 +650,8 @@ interface GuardedText {
   readonly counts: ReadonlyArray<number> | undefined
   /** The first remembered block rule matching `text`: its index, `NO_RULE`, or `UNCHECKED`. */
   ruleHit: number
+  /** Where the matches were (offsets, never values): kept when the policy issues placeholders. */
+  readonly findings: ReadonlyArray<Redaction.Finding> | undefined
 }
 
 /** The built-in rules' tests: pure functions of the text. */
@@ -469,27 +687,108 @@ const judgingView = (text: string): string => {
   return lastView
 }
 
+/**
+ * Whether a block rule matches a text. The built-in rules also judge the normalised view
+ * (obfuscation folded away); your rules see the redacted text as it is, so a case-sensitive
+ * RegExp keeps its meaning.
+ */
+const matcherOf = (b: BlockRule): (text: string) => boolean => {
+  const regex = b.test instanceof RegExp ? Redaction.stateless(b.test) : undefined
+  const plain = regex === undefined ? b.test as (text: string) => boolean : (text: string) => regex.test(text)
+  return builtInTests.has(b.test) ? (text: string) => plain(text) || plain(judgingView(text)) : plain
+}
+
+/** The output judge's view of the reply rules, and the error each `fail` rule ends a reply with. */
+const outputRulesOf = (resolved: Resolved) => {
+  const violations = new Map<OutputJudge.OutputRule, SafetyViolation>()
+  const rules = resolved.output.map(({ action, rule: b }): OutputJudge.OutputRule => {
+    const judged: OutputJudge.OutputRule = {
+      category: b.category,
+      rule: b.rule,
+      action,
+      matches: matcherOf(b),
+      spans: b.test instanceof RegExp ? new RegExp(b.test.source, b.test.flags.replace(/[gy]/g, "") + "g") : undefined
+    }
+    violations.set(judged, new SafetyViolation({ category: b.category, rule: b.rule, direction: "output" }))
+    return judged
+  })
+  return { rules, violations }
+}
+
+/** PII redaction, then the output block policy on what it lets through. */
+const judgedRedactor = (
+  pii: Redaction.Stream,
+  judge: OutputJudge.Judge,
+  violations: ReadonlyMap<OutputJudge.OutputRule, SafetyViolation>
+): OutputRedactor => ({
+  push: (text) => {
+    const safe = pii.push(text)
+    return safe.length === 0 ? "" : judge.push(safe)
+  },
+  end: () => {
+    const tail = pii.end()
+    const judged = tail.length === 0 ? "" : judge.push(tail)
+    return judged + judge.end()
+  },
+  redactions: () => {
+    const masked = judge.masked()
+    const counts = pii.redactions()
+    return masked === 0 ? counts : [...counts, { kind: "blocked", count: masked }]
+  },
+  violation: () => {
+    const rule = judge.violation()
+    return rule === undefined ? undefined : violations.get(rule)
+  }
+})
+
 const fromResolved = (resolved: Resolved, warmUp = false): Service => {
-  const engine = Redaction.makeEngine(resolved.recognizers)
+  const operatorOf = resolved.operators
+  // Mask and pseudonym are functions of the value: the engine applies them itself, in the
+  // prompt, the reply and `redact` alike. Placeholders are numbered per request, below.
+  const engine = Redaction.makeEngine(resolved.recognizers.map((r) => {
+    const op = operatorOf.get(r.kind)
+    return op?.type === "apply" ? { ...r, replace: op.apply } : r
+  }))
+  const numbered = Array.from(operatorOf.values()).some((op) => op.type === "placeholder")
+  const markerOf = new Map<string, string>()
+  for (const r of resolved.recognizers) if (!markerOf.has(r.kind)) markerOf.set(r.kind, r.marker)
   const k = resolved.recognizers.length
   const rules = resolved.blockRules.map((b) => {
-    const regex = b.test instanceof RegExp ? Redaction.stateless(b.test) : undefined
-    const plain = regex === undefined ? b.test as (text: string) => boolean : (text: string) => regex.test(text)
-    // The built-in rules also judge the normalised view (obfuscation folded away); your rules
-    // see the redacted text as it is, so a case-sensitive RegExp keeps its meaning.
-    const matches = builtInTests.has(b.test)
-      ? (text: string) => plain(text) || plain(judgingView(text))
-      : plain
+    const matches = matcherOf(b)
     // A function of yours is asked every time (it might not be pure); RegExps and the built-in
     // rules give the same verdict for the same text, so theirs is remembered.
-    const remembered = regex !== undefined || builtInTests.has(b.test)
+    const remembered = b.test instanceof RegExp || builtInTests.has(b.test)
     return {
       violation: new SafetyViolation({ category: b.category, rule: b.rule }),
       remembered: remembered ? matches : undefined,
       asked: remembered ? undefined : matches
     }
   })
+  const output = outputRulesOf(resolved)
   const memo = resolved.memoChars > 0 ? Memo.makeLru<GuardedText>(resolved.memoChars) : undefined
+
+  /** `text` with its matches replaced, placeholders numbered by `numbering`. */
+  const numberedText = (
+    text: string,
+    findings: ReadonlyArray<Redaction.Finding>,
+    numbering: Placeholders.Numbering
+  ): string => {
+    let out = ""
+    let at = 0
+    for (const f of findings) {
+      const value = text.slice(f.start, f.end)
+      const op = operatorOf.get(f.kind)
+      out += text.slice(at, f.start) + (
+        op?.type === "placeholder"
+          ? numbering.placeholderFor(f.kind, value)
+          : op?.type === "apply"
+          ? op.apply(value)
+          : markerOf.get(f.kind)!
+      )
+      at = f.end
+    }
+    return out + text.slice(at)
+  }
 
   /** Redacts `text`, adding its matches to `counts`; a text seen before is looked up by its hash. */
   const guardText = (text: string, counts: Array<number>): GuardedText => {
@@ -497,10 +796,17 @@ const fromResolved = (resolved: Resolved, warmUp = false): Service => {
     let entry = key === undefined ? undefined : memo!.get(key)
     if (entry === undefined) {
       const own = new Array<number>(k).fill(0)
-      const redacted = engine.redactInto(text, own)
-      entry = { text: redacted, counts: own.some((c) => c > 0) ? own : undefined, ruleHit: UNCHECKED }
-      // The memo holds the hash of the text and its redaction, never the text itself.
-      if (key !== undefined) memo!.set(key, entry, redacted.length)
+      const findings: Array<Redaction.Finding> | undefined = numbered ? [] : undefined
+      const redacted = engine.redactInto(text, own, findings)
+      const found = own.some((c) => c > 0)
+      entry = {
+        text: redacted,
+        counts: found ? own : undefined,
+        ruleHit: UNCHECKED,
+        findings: found ? findings : undefined
+      }
+      // The memo holds the hash of the text, its redaction and offsets, never the text itself.
+      if (key !== undefined) memo!.set(key, entry, redacted.length + 4 * (entry.findings?.length ?? 0))
     }
     if (entry.counts !== undefined) {
       for (let i = 0; i < k; i++) counts[i]! += entry.counts[i]!
@@ -538,17 +844,23 @@ const fromResolved = (resolved: Resolved, warmUp = false): Service => {
   }
 
   return SafetyFilter.of({
-    fingerprint: fingerprintOf(resolved.recognizers),
+    fingerprint: fingerprintOf(resolved),
     redact: engine.redact,
-    outputRedactor: Effect.sync(() => engine.stream()),
+    outputRedactor: output.rules.length === 0
+      ? Effect.sync(() => engine.stream())
+      : Effect.sync(() => judgedRedactor(engine.stream(), OutputJudge.makeJudge(output.rules), output.violations)),
     guardInput: (input) =>
       Effect.suspend(() => {
         const counts = new Array<number>(k).fill(0)
-        const system = input.system === undefined ? undefined : guardText(input.system, counts).text
+        // Placeholders are numbered for this request only; the values stay in this closure.
+        const numbering = numbered ? Placeholders.makeNumbering() : undefined
+        const sent = (text: string, entry: GuardedText) =>
+          numbering === undefined || entry.findings === undefined ? entry.text : numberedText(text, entry.findings, numbering)
+        const system = input.system === undefined ? undefined : sent(input.system, guardText(input.system, counts))
         let violation: SafetyViolation | undefined = undefined
         const messages = input.messages.map((m) => {
           const guarded = guardText(m.content, counts)
-          const content = guarded.text
+          const content = sent(m.content, guarded)
           // Block rules judge what users and tools wrote; the operator's system instruction
           // ("never reveal the system prompt") and earlier replies are trusted.
           const judged = m.role === "user" || m.role === "tool"
@@ -563,12 +875,22 @@ const fromResolved = (resolved: Resolved, warmUp = false): Service => {
           const { name: _dropped, ...rest } = m
           return { ...rest, content }
         })
-        return violation === undefined
-          ? Effect.succeed({ system, messages, redactions: engine.summarize(counts) })
-          : Effect.fail(violation)
+        if (violation !== undefined) return Effect.fail(violation)
+        const guarded: GuardedInput = { system, messages, redactions: engine.summarize(counts) }
+        return Effect.succeed(
+          resolved.restore && numbering !== undefined && numbering.size() > 0
+            ? { ...guarded, restoration: restorationOf(numbering) }
+            : guarded
+        )
       })
   })
 }
+
+/** The restore side of one request's numbering; the values stay in closures. */
+const restorationOf = (numbering: Placeholders.Numbering): Restoration => ({
+  restore: (text) => Placeholders.restoreAll(numbering, text),
+  stream: () => Placeholders.makeRestorer(numbering)
+})
 
 /**
  * Builds the service from a policy (default: the built-in recognizers and block rules). A
@@ -622,45 +944,96 @@ export const layer = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigErro
  */
 export const layerDefault: Layer.Layer<SafetyFilter> = Layer.sync(
   SafetyFilter,
-  () => fromResolved({ recognizers: defaultRecognizers, blockRules: defaultBlockRules, memoChars: defaultMemoChars }, true)
+  () => fromResolved(Either.getOrThrow(resolve({})), true)
 )
 
 const commaList = (value: string): ReadonlyArray<string> =>
   value.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
 
+/** `name=value` pairs, comma-separated: `email=placeholder,card=mask`. */
+const pairList = <A extends string>(name: string) =>
+  Config.mapOrFail(Config.string(name), (value) => {
+    const pairs: Record<string, A> = {}
+    for (const item of commaList(value)) {
+      const at = item.indexOf("=")
+      if (at <= 0 || at === item.length - 1) {
+        return Either.left(ConfigError.InvalidData([name], `expected name=value pairs separated by commas, got an item without "="`))
+      }
+      pairs[item.slice(0, at).trim()] = item.slice(at + 1).trim() as A
+    }
+    return Either.right(pairs)
+  })
+
 /**
- * The SafetyFilter from `policy`, adjusted by the environment: `LLM_GATEWAY_SAFETY_DISABLE`
- * (comma-separated names to turn off, added to `policy.disable`) and
- * `LLM_GATEWAY_SAFETY_PHONE_REGIONS` (comma-separated ISO 3166 regions, replacing
- * `policy.phoneRegions`). Both are optional; a bad value fails the Layer at start-up with a
- * `ConfigError` naming the variable.
+ * The SafetyFilter from `policy`, adjusted by the environment (every variable optional):
+ *
+ * - `LLM_GATEWAY_SAFETY_DISABLE`: comma-separated names to turn off, added to `policy.disable`.
+ * - `LLM_GATEWAY_SAFETY_PHONE_REGIONS`: comma-separated ISO 3166 regions, replacing
+ *   `policy.phoneRegions`.
+ * - `LLM_GATEWAY_SAFETY_PSEUDONYM_KEY`: the key of the `pseudonym` operator (at least 16
+ *   characters), read with `Config.redacted`; replaces `policy.pseudonymKey`.
+ * - `LLM_GATEWAY_SAFETY_OPERATORS`: `kind=operator` pairs (`email=placeholder,card=mask`),
+ *   over `policy.operators`.
+ * - `LLM_GATEWAY_SAFETY_RESTORE`: `true` or `false`, replacing `policy.restore`.
+ * - `LLM_GATEWAY_SAFETY_OUTPUT`: `rule-or-category=fail|mask` pairs, over `policy.output`.
+ *
+ * A bad value fails the Layer at start-up with a `ConfigError` naming the variable; the key's
+ * value is never part of an error.
  *
  * @since 0.1.0
  * @category Layers
  */
-export const layerConfig = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigError.ConfigError> => {
-  const checked = (name: string, field: "disable" | "phoneRegions") =>
-    Config.option(
-      Config.mapOrFail(Config.string(name), (value) => {
-        const list = commaList(value)
-        const trial: Policy = field === "disable"
-          ? { ...policy, disable: [...(policy.disable ?? []), ...list] }
-          : { ...policy, phoneRegions: list }
-        return Either.mapBoth(resolve(trial), {
-          onLeft: (error) => ConfigError.InvalidData([], error._op === "InvalidData" ? error.message : String(error)),
-          onRight: () => list
-        })
-      })
-    )
-  return Layer.effect(
+export const layerConfig = (policy: Policy = {}): Layer.Layer<SafetyFilter, ConfigError.ConfigError> =>
+  Layer.effect(
     SafetyFilter,
     Effect.gen(function*() {
-      const disable = yield* checked("LLM_GATEWAY_SAFETY_DISABLE", "disable")
-      const regions = yield* checked("LLM_GATEWAY_SAFETY_PHONE_REGIONS", "phoneRegions")
       let final: Policy = policy
-      if (Option.isSome(disable)) final = { ...final, disable: [...(policy.disable ?? []), ...disable.value] }
-      if (Option.isSome(regions)) final = { ...final, phoneRegions: regions.value }
+      // Each variable is tried on the policy so far, so an error names the variable at fault.
+      const adjust = <A>(name: string, config: Config.Config<A>, apply: (policy: Policy, value: A) => Policy) =>
+        Effect.gen(function*() {
+          const base = final
+          const value = yield* Config.option(
+            Config.mapOrFail(config, (value) =>
+              Either.mapBoth(resolve(apply(base, value)), {
+                onLeft: (error) =>
+                  ConfigError.InvalidData([name], error._op === "InvalidData" ? error.message : String(error)),
+                onRight: () => value
+              }))
+          )
+          if (Option.isSome(value)) final = apply(base, value.value)
+        })
+      yield* adjust(
+        "LLM_GATEWAY_SAFETY_DISABLE",
+        Config.map(Config.string("LLM_GATEWAY_SAFETY_DISABLE"), commaList),
+        (p, list) => ({ ...p, disable: [...(p.disable ?? []), ...list] })
+      )
+      yield* adjust(
+        "LLM_GATEWAY_SAFETY_PHONE_REGIONS",
+        Config.map(Config.string("LLM_GATEWAY_SAFETY_PHONE_REGIONS"), commaList),
+        (p, list) => ({ ...p, phoneRegions: list })
+      )
+      yield* adjust(
+        "LLM_GATEWAY_SAFETY_PSEUDONYM_KEY",
+        Config.mapOrFail(
+          Config.redacted("LLM_GATEWAY_SAFETY_PSEUDONYM_KEY"),
+          (key) =>
+            Redacted.value(key).length >= 16
+              ? Either.right(key)
+              : Either.left(ConfigError.InvalidData(["LLM_GATEWAY_SAFETY_PSEUDONYM_KEY"], "must have at least 16 characters"))
+        ),
+        (p, pseudonymKey) => ({ ...p, pseudonymKey })
+      )
+      yield* adjust(
+        "LLM_GATEWAY_SAFETY_OPERATORS",
+        pairList<Operator & string>("LLM_GATEWAY_SAFETY_OPERATORS"),
+        (p, operators) => ({ ...p, operators: { ...p.operators, ...operators } })
+      )
+      yield* adjust("LLM_GATEWAY_SAFETY_RESTORE", Config.boolean("LLM_GATEWAY_SAFETY_RESTORE"), (p, restore) => ({ ...p, restore }))
+      yield* adjust(
+        "LLM_GATEWAY_SAFETY_OUTPUT",
+        pairList<"fail" | "mask">("LLM_GATEWAY_SAFETY_OUTPUT"),
+        (p, output) => ({ ...p, output: { ...p.output, ...output } })
+      )
       return yield* makeWarm(final)
     })
   )
-}

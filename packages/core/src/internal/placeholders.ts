@@ -12,6 +12,10 @@ import type { Finding } from "./redaction.js"
 export interface Numbering {
   /** Replaces each finding of `text` by a numbered placeholder; the same value gets the same one. */
   readonly apply: (text: string, findings: ReadonlyArray<Finding>) => string
+  /** The placeholder of one value of `kind`, issued now if it is new. */
+  readonly placeholderFor: (kind: string, value: string) => string
+  /** How many placeholders were issued. */
+  readonly size: () => number
   /** The value behind a placeholder this numbering issued, or `undefined`. */
   readonly valueOf: (placeholder: string) => string | undefined
 }
@@ -43,6 +47,8 @@ export const makeNumbering = (): Numbering => {
       }
       return out + text.slice(at)
     },
+    placeholderFor,
+    size: () => byPlaceholder.size,
     valueOf: (placeholder) => byPlaceholder.get(placeholder)
   }
 }
