@@ -5,6 +5,7 @@
  */
 import * as Schema from "effect/Schema"
 import { ModelId } from "./Models.js"
+import * as StructuredOutput from "./StructuredOutput.js"
 import * as Tool from "./Tool.js"
 
 /**
@@ -177,6 +178,8 @@ export const defaultInputLimits: InputLimits = {
  * - `tools`: tools the model may call (`Tool.make` or plain `Tool.ToolDefinition`s, names
  *   unique); the `openai` profile only (the gateway profile's body has no tools).
  * - `toolChoice`: which of them it may call (`Tool.ToolChoice`).
+ * - `responseFormat`: the reply must be one JSON value of this shape (structured output, see
+ *   `StructuredOutput`); the decoded value arrives on `Finish.value`.
  *
  * @since 0.1.0
  * @category Schemas
@@ -190,7 +193,8 @@ export const ChatRequest = Schema.Struct({
   maxTokens: Schema.optional(Schema.Int.pipe(Schema.positive())),
   cache: Schema.optional(Schema.Boolean),
   tools: Schema.optional(Schema.Array(Tool.AnyTool)),
-  toolChoice: Schema.optional(Tool.ToolChoice)
+  toolChoice: Schema.optional(Tool.ToolChoice),
+  responseFormat: Schema.optional(StructuredOutput.AnyResponseFormat)
 }).pipe(Schema.filter((request) => Tool.requestIssues(request.tools, request.toolChoice)))
 
 /**
@@ -297,6 +301,8 @@ export interface OutboundRequest {
   /** The tools the model may call, as declared (a `Tool.make` tool keeps its Schema). */
   readonly tools?: ReadonlyArray<Tool.AnyTool> | undefined
   readonly toolChoice?: Tool.ToolChoice | undefined
+  /** The reply's shape (structured output), as plain data: the JSON Schema, no Effect Schema. */
+  readonly responseFormat?: StructuredOutput.ResponseFormat | undefined
 }
 
 /**

@@ -38,6 +38,7 @@ import * as CostMeter from "./CostMeter.js"
 import { type GatewayError, InvalidRequest } from "./GatewayError.js"
 import { type Alternative, ContextTrimmed, type Part, RedactionNotice } from "./Part.js"
 import { formatPath } from "./internal/issues.js"
+import * as StructuredReply from "./internal/structuredReply.js"
 import * as PartsFold from "./internal/partsFold.js"
 import * as ReplyAssembler from "./internal/replyAssembler.js"
 import * as Observe from "./internal/telemetry.js"
@@ -46,6 +47,7 @@ import * as PromptTemplate from "./PromptTemplate.js"
 import * as ResponseCache from "./ResponseCache.js"
 import * as SafetyFilter from "./SafetyFilter.js"
 import * as Stage from "./Stage.js"
+import * as StructuredOutput from "./StructuredOutput.js"
 import type * as Transport from "./Transport.js"
 
 /**
@@ -159,6 +161,19 @@ export interface Completion {
     readonly output: ReadonlyArray<RedactionCount>
   }
   readonly droppedMessages: number
+  /** The decoded reply of a request with a `responseFormat` (see `Finish.value`). */
+  readonly value: unknown
+}
+
+/**
+ * A finished structured reply, collected by `completeObject`: a `Completion` whose `value` is
+ * the reply decoded with the Schema.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ObjectCompletion<A> extends Completion {
+  readonly value: A
 }
 
 /**
@@ -329,9 +344,36 @@ const makePrepare = (options: Options) =>
           : Effect.void
       })
 
+    /**
+     * A response format as it will be sent: strict mode's rules checked before any call, and
+     * no PII in its schema or description, which go on the wire as written (redacting them
+     * would change the shape asked for, so they are refused instead).
+     */
+    const checkFormat = (format: StructuredOutput.AnyResponseFormat) =>
+      Effect.suspend(() => {
+        const plain = StructuredOutput.toPlain(format)
+        if (plain.strict !== false) {
+          const issues = StructuredOutput.strictIssues(plain.jsonSchema)
+          if (issues.length > 0) {
+            return Effect.fail(new InvalidRequest({
+              issues: issues.map((issue) =>
+                safety.redact(`${formatPath(["responseFormat", "jsonSchema", ...issue.path], "request")}: ${issue.message}`).text
+              )
+            }))
+          }
+        }
+        const kinds = new Set(safety.redact(`${plain.description ?? ""}\n${JSON.stringify(plain.jsonSchema)}`).findings.map((f) => f.kind))
+        return kinds.size > 0
+          ? Effect.fail(new InvalidRequest({
+            issues: [`responseFormat: its schema or description holds text the safety policy redacts (${[...kinds].join(", ")}); it is sent as written, so remove it`]
+          }))
+          : Effect.succeed(plain)
+      })
+
     return (input: ChatRequestInput, requestId: string): Effect.Effect<Stage.Prepared, GatewayError> =>
       Effect.gen(function*() {
         const request = yield* decodeRequest(input)
+        const format = request.responseFormat === undefined ? undefined : yield* checkFormat(request.responseFormat)
         let messages: ReadonlyArray<ChatMessage> = request.messages
         if (request.prompt !== undefined) {
           yield* checkRendered(request.prompt)
@@ -351,6 +393,7 @@ const makePrepare = (options: Options) =>
           reserveForReply: request.maxTokens
         })
         const outbound: OutboundRequest = {
+          ...(format === undefined ? {} : { responseFormat: format }),
           model: request.model,
           system: guarded.system,
           messages: fitted.messages,
@@ -360,6 +403,7 @@ const makePrepare = (options: Options) =>
         return {
           requestId,
           outbound,
+          ...(request.responseFormat === undefined ? {} : { responseFormat: request.responseFormat }),
           promptTokens: fitted.promptTokens,
           maxCompletionTokens: request.maxTokens ?? (yield* contextWindow.modelInfo(request.model)).maxOutputTokens,
           // The policy takes part: a reply redacted under another policy is never replayed here.
@@ -483,7 +527,10 @@ export const makeWith = (
           startedAt = yield* Clock.currentTimeMillis
           requestId = (yield* RequestIds).next(startedAt)
           prepared = yield* Observe.prepared(prepare(input, requestId))
-          return Stream.concat(Stream.fromIterable(prelude(prepared)), handler(prepared))
+          return Stream.concat(
+            Stream.fromIterable(prelude(prepared)),
+            StructuredReply.decode(prepared.responseFormat, handler(prepared))
+          )
         })).pipe(
           Stream.mapChunks((chunk) => {
             for (const part of chunk) parts.add(part)
@@ -517,7 +564,8 @@ export const makeWith = (
               alternatives: done.alternatives,
               refusal: done.refusal,
               redactions: { input: inputRedactions, output: outputRedactions },
-              droppedMessages
+              droppedMessages,
+              value: done.value
             }
           })
         )
@@ -642,3 +690,44 @@ export const complete = (request: ChatRequestInput): Effect.Effect<Completion, G
  */
 export const prepare = (request: ChatRequestInput): Effect.Effect<DryRun, GatewayError, Gateway> =>
   Effect.flatMap(Gateway, (gateway) => gateway.prepare(request))
+
+/**
+ * Asks for a reply that is one JSON value of `schema`'s shape (structured output) through the
+ * `Gateway` in the context, and returns the collected reply with `value` decoded. The request
+ * carries `StructuredOutput.make(schema, options)` as its `responseFormat`: on the `openai`
+ * profile a strict `json_schema` response format, on the `gateway` profile an instruction
+ * appended to the system instruction. A reply that is not JSON, was cut, or does not decode
+ * fails with `ReplySchemaMismatch` (paths, never values); a Schema with no JSON Schema, or one
+ * strict mode cannot express (see `StructuredOutput.strictIssues`), with `InvalidRequest`
+ * before anything is sent.
+ *
+ * @example
+ * import { Gateway } from "@llm-gateway/core"
+ * import * as Schema from "effect/Schema"
+ *
+ * const City = Schema.Struct({ name: Schema.String, country: Schema.String, population: Schema.NullOr(Schema.Int) })
+ *
+ * export const city = Gateway.completeObject(
+ *   { model: "gpt-4o-mini", messages: [{ role: "user", content: "The largest city of Japan?" }] },
+ *   City
+ * )
+ *
+ * @since 0.1.0
+ * @category Accessors
+ */
+export const completeObject = <A, I>(
+  request: Omit<ChatRequestInput, "responseFormat">,
+  schema: Schema.Schema<A, I, never>,
+  options?: { readonly name?: string | undefined; readonly description?: string | undefined; readonly strict?: boolean | undefined }
+): Effect.Effect<ObjectCompletion<A>, GatewayError, Gateway> =>
+  Effect.gen(function*() {
+    const format = yield* Effect.try({
+      try: () => StructuredOutput.make(schema, options),
+      catch: (cause) => {
+        const why = cause instanceof Error ? cause.message.replace(/\s+/g, " ").slice(0, 300) : "unknown reason"
+        return new InvalidRequest({ issues: [`responseFormat: the Schema has no JSON Schema (${why})`] })
+      }
+    })
+    const completion = yield* complete({ ...request, responseFormat: format } as ChatRequestInput)
+    return { ...completion, value: completion.value as A }
+  })

@@ -444,6 +444,40 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>("@llm-gat
 }
 
 /**
+ * The reply to a request with a `responseFormat` (structured output) is not what was asked
+ * for: not JSON (`not_json`), cut before its end (`truncated`, finish reason `length` or
+ * `content_filter`), a refusal instead of an answer (`refused`), or JSON that the Schema does
+ * not accept (`schema`). `issues` name the paths that did not match and what was expected,
+ * never a value of the reply. `redacted` says PII was redacted from the reply, which can
+ * break its JSON or a field's format. Such a reply is never stored in the response cache.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ReplySchemaMismatch extends Schema.TaggedError<ReplySchemaMismatch>(
+  "@llm-gateway/core/ReplySchemaMismatch"
+)("ReplySchemaMismatch", {
+  reason: Schema.Literal("not_json", "truncated", "refused", "schema"),
+  issues: Schema.Array(Schema.String),
+  redacted: Schema.Boolean
+}) {
+  get isRetryable(): boolean {
+    return false
+  }
+  override get message(): string {
+    const what = this.reason === "not_json"
+      ? "is not JSON"
+      : this.reason === "truncated"
+      ? "was cut off before its JSON ended; ask for more tokens (maxTokens) or a smaller object"
+      : this.reason === "refused"
+      ? "is a refusal, not an answer"
+      : `does not match the schema: ${this.issues.join("; ")}`
+    const note = this.redacted ? " PII was redacted from the reply, which may have changed it." : ""
+    return `The structured reply ${what}.${note}`
+  }
+}
+
+/**
  * Every failure of the gateway pipeline.
  *
  * @since 0.1.0
@@ -466,7 +500,8 @@ export const GatewayError = Schema.Union(
   BudgetExceeded,
   StoreUnavailable,
   TemplateError,
-  InvalidRequest
+  InvalidRequest,
+  ReplySchemaMismatch
 )
 
 /**

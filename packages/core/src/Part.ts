@@ -165,7 +165,12 @@ export class Finish extends Schema.TaggedClass<Finish>("@llm-gateway/core/Finish
   /** The model's refusal text, redacted, when it declined instead of answering. */
   refusal: Schema.optional(Schema.String),
   /** The model that answered, when a stage (such as `Stage.modelFallback`) may have changed it. */
-  model: Schema.optional(Schema.String)
+  model: Schema.optional(Schema.String),
+  /**
+   * The decoded reply of a request with a `responseFormat` (structured output): the redacted
+   * JSON decoded with the format's Schema, or parsed when the format is a plain JSON Schema.
+   */
+  value: Schema.optional(Schema.Unknown)
 }) {}
 
 /**

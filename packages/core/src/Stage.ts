@@ -35,6 +35,7 @@ import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
@@ -53,6 +54,7 @@ import * as Observe from "./internal/telemetry.js"
 import * as Sanitize from "./internal/sanitize.js"
 import * as ResponseCache from "./ResponseCache.js"
 import * as SafetyFilter from "./SafetyFilter.js"
+import * as StructuredOutput from "./StructuredOutput.js"
 import * as Transport from "./Transport.js"
 
 /**
@@ -81,6 +83,12 @@ export interface Prepared {
   readonly inputRedactions: ReadonlyArray<RedactionCount>
   readonly droppedMessages: number
   readonly contextLimit: number
+  /**
+   * The reply's shape when the request asked for structured output, as the request gave it (a
+   * format made by `StructuredOutput.make` keeps its Schema); `outbound.responseFormat` is its
+   * plain form.
+   */
+  readonly responseFormat?: StructuredOutput.AnyResponseFormat | undefined
 }
 
 /**
@@ -420,6 +428,16 @@ const toCachedReply = (fold: PartsFold.Fold, finish: Finish, storedAt: number): 
     storedAt
   }
 
+/** Whether a reply meets the request's `responseFormat` (always, without one). */
+const decodes = (request: Prepared, reply: ResponseCache.CachedReply): boolean =>
+  request.responseFormat === undefined ||
+  Either.isRight(StructuredOutput.decodeReply(request.responseFormat, {
+    text: reply.text,
+    finishReason: reply.finishReason,
+    refusal: reply.refusal,
+    redacted: false
+  }))
+
 /**
  * The response cache as a stage around any handler: look up → join an identical request in
  * flight or lead → replay, or run `next`, store on a clean `Finish` and share the reply with
@@ -486,7 +504,8 @@ const makeCache = (store: ResponseCache.Service): Stage => {
         if (reply !== undefined) {
           // A reply the client cut is shared with identical requests in flight, not stored:
           // the server never finished it.
-          if (ReplyAssembler.finishFacts(finish)?.cut !== true) yield* store.set(key, reply)
+          // Nor is a structured reply that does not decode: asking again may give a good one.
+          if (ReplyAssembler.finishFacts(finish)?.cut !== true && decodes(request, reply)) yield* store.set(key, reply)
           return yield* release(key, flight, { _tag: "Reply", reply })
         }
       }

@@ -56,6 +56,7 @@ import * as SseParsing from "./internal/sseParser.js"
 import * as Observe from "./internal/telemetry.js"
 import * as Timers from "./internal/transportTimers.js"
 import * as RetryPolicy from "./RetryPolicy.js"
+import * as StructuredOutput from "./StructuredOutput.js"
 
 /**
  * Sends an outbound request to the gateway (with retries of the handshake) and streams the decoded
@@ -244,6 +245,8 @@ export const requestBody = (profile: Profile, request: OutboundRequest): Record<
       if (message.role === "system") system.push(message.content)
       else messages.push(wireMessage(message))
     }
+    // The body has no response_format: the schema goes as an instruction, after all the rest.
+    if (request.responseFormat !== undefined) system.push(StructuredOutput.instruction(request.responseFormat))
     return {
       modelId: request.model,
       messages,
@@ -258,6 +261,9 @@ export const requestBody = (profile: Profile, request: OutboundRequest): Record<
     messages: request.system === undefined ? messages : [{ role: "system", content: request.system }, ...messages],
     stream: true,
     stream_options: { include_usage: true },
+    ...(request.responseFormat === undefined
+      ? {}
+      : { response_format: StructuredOutput.openAiResponseFormat(request.responseFormat) }),
     ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
     ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {})
   }

@@ -155,6 +155,14 @@ export * as Sse from "./Sse.js"
 export * as Stage from "./Stage.js"
 
 /**
+ * Structured output: a reply that is one JSON value of a given shape, declared with an Effect
+ * `Schema` (the reply is decoded with it) or a plain JSON Schema.
+ *
+ * @since 0.1.0
+ */
+export * as StructuredOutput from "./StructuredOutput.js"
+
+/**
  * OpenTelemetry GenAI traces and metrics of every request (spans through Effect's `Tracer`,
  * metrics through `Metric`); `@llm-gateway/core/TelemetryOtlp` exports them over OTLP/HTTP.
  *
