@@ -3,14 +3,17 @@
  * tokenizer-based context window (catalog plus `LLM_GATEWAY_MODELS`), response cache (in memory,
  * or files under `--cache-dir`), cost meter (budget from `--budget` or `LLM_GATEWAY_BUDGET_USD`),
  * and an audit log in memory (also appended to a JSONL file when one is named, keyed with
- * `LLM_GATEWAY_AUDIT_KEY` when set).
+ * `LLM_GATEWAY_AUDIT_KEY` when set), and OpenTelemetry traces and metrics exported over OTLP/HTTP
+ * JSON when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (nothing is recorded otherwise).
  *
  * @since 0.1.0
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodePath from "@effect/platform-node/NodePath"
 import { AuditLog, ContextWindow, CostMeter, Gateway, Models, ResponseCache, SafetyFilter } from "@llm-gateway/core"
 import type { Auth, Transport } from "@llm-gateway/core"
+import * as TelemetryOtlp from "@llm-gateway/core/TelemetryOtlp"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -198,7 +201,10 @@ export const layer = (
           ...(options.assumed === undefined ? {} : { pricing: options.assumed.pricing })
         }
       ),
-      auditLayer(options.auditFile)
+      auditLayer(options.auditFile),
+      // Closed with the command's scope, also on failure and Ctrl-C: pending spans and metrics
+      // are flushed then (within 3 seconds).
+      TelemetryOtlp.layerConfig().pipe(Layer.provide(NodeHttpClient.layerUndici))
     )),
     // Merged so that services the transport brings along (the simulator's) stay reachable.
     Layer.provideMerge(transport)
