@@ -88,7 +88,18 @@ export const AuditEntry = Schema.Struct({
   inputRedactions: Schema.Array(RedactionCount),
   outputRedactions: Schema.Array(RedactionCount),
   droppedMessages: Schema.Int,
-  durationMs: Schema.Number
+  durationMs: Schema.Number,
+  /** The names of the tools the request declared (never their schemas). */
+  tools: Schema.optional(Schema.Array(Schema.String)),
+  /**
+   * The reply's tool calls: how many, how many could not be used, and the tool each called in
+   * order (`(undeclared)` for a name the request did not declare); never their arguments.
+   */
+  toolCalls: Schema.optional(Schema.Struct({
+    count: Schema.Int,
+    failed: Schema.Int,
+    names: Schema.Array(Schema.String)
+  }))
 })
 
 /**

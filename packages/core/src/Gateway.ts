@@ -48,7 +48,8 @@ import * as ResponseCache from "./ResponseCache.js"
 import * as SafetyFilter from "./SafetyFilter.js"
 import * as Stage from "./Stage.js"
 import * as StructuredOutput from "./StructuredOutput.js"
-import type * as Transport from "./Transport.js"
+import * as Tool from "./Tool.js"
+import * as Transport from "./Transport.js"
 
 /**
  * How the gateway behaves for every request.
@@ -336,7 +337,10 @@ const makePrepare = (options: Options) =>
     const checkPromptSize = (split: { readonly system: string | undefined; readonly messages: ReadonlyArray<ChatMessage> }) =>
       Effect.suspend(() => {
         let total = split.system?.length ?? 0
-        for (const m of split.messages) total += m.content.length + (m.name?.length ?? 0)
+        for (const m of split.messages) {
+          total += m.content.length + (m.name?.length ?? 0)
+          if (m.toolCalls !== undefined) for (const call of m.toolCalls) total += call.name.length + call.arguments.length
+        }
         return total > limits.maxPromptChars
           ? Effect.fail(new InvalidRequest({
             issues: [`request: the prompt has ${total} characters, more than the limit of ${limits.maxPromptChars} (maxPromptChars)`]
@@ -370,9 +374,14 @@ const makePrepare = (options: Options) =>
           : Effect.succeed(plain)
       })
 
+    // What the wire profile cannot carry (tools on the gateway profile) is refused before any call.
+    const transport = yield* Effect.serviceOption(Transport.GatewayTransport)
+    const profile = Option.isSome(transport) ? transport.value.profile : undefined
     return (input: ChatRequestInput, requestId: string): Effect.Effect<Stage.Prepared, GatewayError> =>
       Effect.gen(function*() {
         const request = yield* decodeRequest(input)
+        const unsupported = profile === undefined ? undefined : Transport.unsupportedBy(profile, request)
+        if (unsupported !== undefined) return yield* new InvalidRequest({ issues: [unsupported] })
         const format = request.responseFormat === undefined ? undefined : yield* checkFormat(request.responseFormat)
         let messages: ReadonlyArray<ChatMessage> = request.messages
         if (request.prompt !== undefined) {
@@ -398,7 +407,9 @@ const makePrepare = (options: Options) =>
           system: guarded.system,
           messages: fitted.messages,
           temperature: request.temperature,
-          maxTokens: request.maxTokens
+          maxTokens: request.maxTokens,
+          ...(request.tools === undefined || request.tools.length === 0 ? {} : { tools: request.tools }),
+          ...(request.toolChoice === undefined ? {} : { toolChoice: request.toolChoice })
         }
         return {
           requestId,
@@ -407,7 +418,13 @@ const makePrepare = (options: Options) =>
           promptTokens: fitted.promptTokens,
           maxCompletionTokens: request.maxTokens ?? (yield* contextWindow.modelInfo(request.model)).maxOutputTokens,
           // The policy takes part: a reply redacted under another policy is never replayed here.
-          requestHash: ResponseCache.requestKey({ ...outbound, profile: options.profile, policy: safety.fingerprint }),
+          requestHash: ResponseCache.requestKey({
+            ...outbound,
+            // A tool's Schema is code: its JSON Schema stands for it in the key.
+            tools: outbound.tools?.map(toolKey),
+            profile: options.profile,
+            policy: safety.fingerprint
+          }),
           cache: request.cache !== false,
           inputRedactions: guarded.redactions,
           droppedMessages: fitted.droppedMessages,
@@ -415,6 +432,13 @@ const makePrepare = (options: Options) =>
         }
       })
   })
+
+/** A tool as plain data, for the request key. */
+const toolKey = (tool: Tool.AnyTool): Tool.ToolDefinition => ({
+  name: tool.name,
+  ...(tool.description === undefined ? {} : { description: tool.description }),
+  ...(tool.parameters === undefined ? {} : { parameters: tool.parameters })
+})
 
 /** What the caller learns first: what the guard redacted and what the fitting dropped. */
 const prelude = (prepared: Stage.Prepared): ReadonlyArray<Part> => {
@@ -468,7 +492,27 @@ const auditEntry = (request: {
     inputRedactions: prepared?.inputRedactions ?? [],
     outputRedactions: request.parts.outputRedactions,
     droppedMessages: prepared?.droppedMessages ?? 0,
-    durationMs: now - request.startedAt
+    durationMs: now - request.startedAt,
+    ...auditTools(prepared, request.parts)
+  }
+}
+
+/** The tool names and call counts of an audit entry (never arguments, never a name the request did not declare). */
+const auditTools = (
+  prepared: Stage.Prepared | undefined,
+  parts: PartsFold.Fold
+): Pick<AuditLog.AuditEntry, "tools" | "toolCalls"> => {
+  const declared = prepared?.outbound.tools?.map((tool) => tool.name) ?? []
+  const calls = parts.toolCalls
+  return {
+    ...(declared.length === 0 ? {} : { tools: declared }),
+    ...(calls.length === 0 ? {} : {
+      toolCalls: {
+        count: calls.length,
+        failed: calls.filter((call) => call._tag === "ToolCallError").length,
+        names: calls.map((call) => declared.includes(call.name) ? call.name : "(undeclared)")
+      }
+    })
   }
 }
 

@@ -29,7 +29,33 @@ import { FinishReason, type OutboundRequest, RedactionCount, Usage, UsageSource 
 import { canonicalJson } from "./internal/canonicalJson.js"
 import { ensureDirectory as ensureDirectoryLevels } from "./internal/directory.js"
 import { sha256Hex, sha256HexJoined } from "./internal/hash.js"
-import { Alternative } from "./Part.js"
+import { Alternative, ToolCallErrorReason } from "./Part.js"
+
+/**
+ * A tool call of a stored reply: its redacted arguments' JSON text (decoded again with the
+ * request's tools when replayed), or why it could not be used.
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const CachedToolCall = Schema.Union(
+  Schema.Struct({ index: Schema.Int, id: Schema.String, name: Schema.String, rawArguments: Schema.String }),
+  Schema.Struct({
+    index: Schema.Int,
+    id: Schema.String,
+    name: Schema.String,
+    reason: ToolCallErrorReason,
+    issues: Schema.Array(Schema.String)
+  })
+)
+
+/**
+ * A tool call of a stored reply (see the `CachedToolCall` Schema).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type CachedToolCall = typeof CachedToolCall.Type
 
 /**
  * A stored reply.
@@ -48,6 +74,8 @@ export const CachedReply = Schema.Struct({
   outputRedactions: Schema.optional(Schema.Array(RedactionCount)),
   /** The model that answered, when a stage (such as a model fallback) chose another one. */
   model: Schema.optional(Schema.String),
+  /** The reply's tool calls, in order. */
+  toolCalls: Schema.optional(Schema.Array(CachedToolCall)),
   storedAt: Schema.Number
 })
 

@@ -41,6 +41,7 @@ import { SafetyViolation } from "./GatewayError.js"
 import { sha256Hex } from "./internal/hash.js"
 import * as Memo from "./internal/memo.js"
 import * as Normalize from "./internal/normalize.js"
+import * as ToolArguments from "./internal/toolArguments.js"
 import * as Operators from "./internal/operators.js"
 import * as OutputJudge from "./internal/outputJudge.js"
 import * as Placeholders from "./internal/placeholders.js"
@@ -858,7 +859,16 @@ const fromResolved = (resolved: Resolved, warmUp = false): Service => {
           numbering === undefined || entry.findings === undefined ? entry.text : numberedText(text, entry.findings, numbering)
         const system = input.system === undefined ? undefined : sent(input.system, guardText(input.system, counts))
         let violation: SafetyViolation | undefined = undefined
-        const messages = input.messages.map((m) => {
+        // Tool-call arguments are redacted by value, so they stay valid JSON (see toolArguments).
+        const redactValue = (text: string) => guardText(text, counts).text
+        const messages = input.messages.map((message) => {
+          const m = message.toolCalls === undefined || message.toolCalls.length === 0 ? message : {
+            ...message,
+            toolCalls: message.toolCalls.map((call) => {
+              const args = ToolArguments.redactArguments(call.arguments, redactValue)
+              return args === call.arguments ? call : { ...call, arguments: args }
+            })
+          }
           const guarded = guardText(m.content, counts)
           const content = sent(m.content, guarded)
           // Block rules judge what users and tools wrote; the operator's system instruction

@@ -47,11 +47,12 @@ import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
 import { type GatewayError, mapServerText, RateLimited, ReplyTooLarge, type TransportError } from "./GatewayError.js"
 import * as Models from "./Models.js"
-import { Finish, type Part, RedactionNotice, TextDelta } from "./Part.js"
+import { Finish, type Part, RedactionNotice, TextDelta, type ToolCall, ToolCallDelta, ToolCallError } from "./Part.js"
 import * as PartsFold from "./internal/partsFold.js"
 import * as ReplyAssembler from "./internal/replyAssembler.js"
 import * as Observe from "./internal/telemetry.js"
 import * as Sanitize from "./internal/sanitize.js"
+import * as ToolArguments from "./internal/toolArguments.js"
 import * as ResponseCache from "./ResponseCache.js"
 import * as SafetyFilter from "./SafetyFilter.js"
 import * as StructuredOutput from "./StructuredOutput.js"
@@ -182,7 +183,9 @@ const makeUpstream = (services: UpstreamServices, maxReplyChars: number): Handle
         count: yield* contextWindow.textCounter(model),
         redactor: yield* safety.outputRedactor,
         maxCompletionTokens: request.maxCompletionTokens,
-        maxReplyChars
+        maxReplyChars,
+        redact: policyRedaction,
+        tools: request.outbound.tools
       })
       const received = (): Usage | undefined => {
         if (!reply.received()) return undefined
@@ -396,6 +399,7 @@ type Admission =
 const replay = (request: Prepared, reply: ResponseCache.CachedReply): Stream.Stream<Part> => {
   const parts: Array<Part> = []
   if (reply.text.length > 0) parts.push(new TextDelta({ text: reply.text }))
+  for (const call of reply.toolCalls ?? []) parts.push(...replayToolCall(request, call))
   const redactions = reply.outputRedactions ?? []
   if (redactions.length > 0) parts.push(new RedactionNotice({ direction: "output", redactions }))
   parts.push(
@@ -414,6 +418,24 @@ const replay = (request: Prepared, reply: ResponseCache.CachedReply): Stream.Str
   return Stream.fromIterable(parts)
 }
 
+/** A stored tool call as parts: its arguments in one delta, then decoded again with the request's tools. */
+const replayToolCall = (request: Prepared, call: ResponseCache.CachedToolCall): ReadonlyArray<Part> => {
+  const { id, index, name } = call
+  if (!("rawArguments" in call)) {
+    return [new ToolCallError({ index, id, name, reason: call.reason, issues: call.issues })]
+  }
+  return [
+    new ToolCallDelta({ index, id, name, argumentsDelta: call.rawArguments }),
+    ToolArguments.replay(call, request.outbound.tools)
+  ]
+}
+
+/** A tool call part as stored: the redacted arguments' text, never the decoded value. */
+const toCachedToolCall = (part: ToolCall | ToolCallError): ResponseCache.CachedToolCall =>
+  part._tag === "ToolCall"
+    ? { index: part.index, id: part.id, name: part.name, rawArguments: part.rawArguments }
+    : { index: part.index, id: part.id, name: part.name, reason: part.reason, issues: part.issues }
+
 /** The reply to store and share, from the parts of a clean finish (`undefined`: too long). */
 const toCachedReply = (fold: PartsFold.Fold, finish: Finish, storedAt: number): ResponseCache.CachedReply | undefined =>
   fold.text === undefined ? undefined : {
@@ -425,6 +447,7 @@ const toCachedReply = (fold: PartsFold.Fold, finish: Finish, storedAt: number): 
     ...(finish.refusal === undefined ? {} : { refusal: finish.refusal }),
     ...(fold.outputRedactions.length === 0 ? {} : { outputRedactions: fold.outputRedactions }),
     ...(finish.model === undefined ? {} : { model: finish.model }),
+    ...(fold.toolCalls.length === 0 ? {} : { toolCalls: fold.toolCalls.map(toCachedToolCall) }),
     storedAt
   }
 

@@ -71,6 +71,8 @@ export interface Service {
    * and the usage chunk, or fails with a typed error; it never ends silently short.
    */
   readonly stream: (request: OutboundRequest) => Stream.Stream<ChatChunk, TransportError>
+  /** The wire profile, when the transport has one (what `Gateway.prepare` checks requests against). */
+  readonly profile?: Profile | undefined
 }
 
 /**
@@ -229,10 +231,70 @@ const wireMessage = (message: ChatMessage) =>
     ? { role: message.role, content: message.content }
     : { role: message.role, content: message.content, name: message.name }
 
+/** A message in the OpenAI shape: an assistant's `tool_calls` (content `null` when empty), a tool's `tool_call_id`. */
+const openAiMessage = (message: ChatMessage): Record<string, unknown> => {
+  const wire: Record<string, unknown> = wireMessage(message)
+  if (message.toolCalls !== undefined && message.toolCalls.length > 0) {
+    if (message.content.length === 0) wire["content"] = null
+    wire["tool_calls"] = message.toolCalls.map((call) => ({
+      id: call.id,
+      type: "function",
+      function: { name: call.name, arguments: call.arguments }
+    }))
+  }
+  if (message.toolCallId !== undefined) wire["tool_call_id"] = message.toolCallId
+  return wire
+}
+
+/** The OpenAI `tools` and `tool_choice` fields of a request, when it declares tools. */
+const openAiTools = (request: OutboundRequest): Record<string, unknown> => {
+  if (request.tools === undefined || request.tools.length === 0) return {}
+  const tools = request.tools.map((tool) => ({
+    type: "function",
+    function: {
+      name: tool.name,
+      ...(tool.description === undefined ? {} : { description: tool.description }),
+      parameters: tool.parameters ?? { type: "object", properties: {} }
+    }
+  }))
+  const choice = request.toolChoice
+  return {
+    tools,
+    ...(choice === undefined
+      ? {}
+      : { tool_choice: typeof choice === "string" ? choice : { type: "function", function: { name: choice.name } } })
+  }
+}
+
+/**
+ * Why a request cannot go out on a profile, or `undefined`: the gateway profile's body
+ * (`{modelId, messages, stream, temperature, systemInstruction}`) has no tools, no tool calls
+ * and no tool results. `Gateway.prepare` refuses such a request with `InvalidRequest` before
+ * any network call.
+ *
+ * @since 0.1.0
+ * @category Encoding
+ */
+export const unsupportedBy = (profile: Profile, request: {
+  readonly tools?: ReadonlyArray<unknown> | undefined
+  readonly messages: ReadonlyArray<ChatMessage>
+}): string | undefined => {
+  if (profile !== "gateway") return undefined
+  if (request.tools !== undefined && request.tools.length > 0) {
+    return "tools: the gateway profile's body {modelId, messages, stream, temperature, systemInstruction} has no tools; use the openai profile"
+  }
+  const i = request.messages.findIndex((m) => m.toolCalls !== undefined || m.toolCallId !== undefined)
+  return i === -1
+    ? undefined
+    : `messages.${i}: the gateway profile's body has no tool calls or tool results; use the openai profile`
+}
+
 /**
  * The JSON body of each profile. The gateway profile keeps the system text out of `messages`
  * and sends it as `systemInstruction` (a stray system message in `messages` is folded into it,
- * after `request.system`); the OpenAI profile sends it as the first message.
+ * after `request.system`); the OpenAI profile sends it as the first message, with `tools`,
+ * `tool_choice`, assistant `tool_calls` and tool `tool_call_id`s. The gateway profile has no
+ * tools (see `unsupportedBy`).
  *
  * @since 0.1.0
  * @category Encoding
@@ -255,7 +317,7 @@ export const requestBody = (profile: Profile, request: OutboundRequest): Record<
       ...(system.length > 0 ? { systemInstruction: system.join("\n\n") } : {})
     }
   }
-  const messages = request.messages.map(wireMessage)
+  const messages = request.messages.map(openAiMessage)
   return {
     model: request.model,
     messages: request.system === undefined ? messages : [{ role: "system", content: request.system }, ...messages],
@@ -265,7 +327,8 @@ export const requestBody = (profile: Profile, request: OutboundRequest): Record<
       ? {}
       : { response_format: StructuredOutput.openAiResponseFormat(request.responseFormat) }),
     ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-    ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {})
+    ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
+    ...openAiTools(request)
   }
 }
 
@@ -548,7 +611,7 @@ const makeService = (config: Resolved, client: HttpClient.HttpClient, auth: Auth
     }))
   }
 
-  return { stream }
+  return { stream, profile: config.profile }
 }
 
 /** Reads at most `maxErrorBodyBytes` of an error response; a body that fails to arrive is skipped. */

@@ -30,6 +30,7 @@ const assemble = (
     // Additive at every cut, like a tokenizer at the cuts the assembler chooses.
     count: (text) => text.length,
     redactor: Effect.runSync(filter.outputRedactor),
+    redact: (text) => filter.redact(text).text,
     ...limits
   })
   const parts: Array<Part> = []
@@ -135,6 +136,7 @@ describe("ReplyAssembler", () => {
     const assembler = ReplyAssembler.make({
       count: (t) => t.length,
       redactor: Effect.runSync(filter.outputRedactor),
+      redact: (text) => filter.redact(text).text,
       maxCompletionTokens: 1_000,
       maxReplyChars: 30
     })

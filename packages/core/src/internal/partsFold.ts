@@ -4,7 +4,7 @@
  * accumulator, local to the stage that owns it.
  */
 import type { RedactionCount } from "../Chat.js"
-import type { Finish, Part } from "../Part.js"
+import type { Finish, Part, ToolCall, ToolCallError } from "../Part.js"
 
 /** What the parts said so far. `text` is `undefined` once it grew past the limit. */
 export interface Fold {
@@ -12,12 +12,14 @@ export interface Fold {
   inputRedactions: ReadonlyArray<RedactionCount>
   outputRedactions: ReadonlyArray<RedactionCount>
   droppedMessages: number
+  /** The complete tool calls (and the unusable ones), in the order they came. */
+  toolCalls: Array<ToolCall | ToolCallError>
   finish: Finish | undefined
 }
 
 /** An empty fold that keeps at most `maxText` characters of text (0: none). */
 export const make = (maxText: number): { readonly state: Fold; readonly add: (part: Part) => void } => {
-  const state: Fold = { text: "", inputRedactions: [], outputRedactions: [], droppedMessages: 0, finish: undefined }
+  const state: Fold = { text: "", inputRedactions: [], outputRedactions: [], droppedMessages: 0, toolCalls: [], finish: undefined }
   const add = (part: Part): void => {
     switch (part._tag) {
       case "TextDelta":
@@ -31,6 +33,10 @@ export const make = (maxText: number): { readonly state: Fold; readonly add: (pa
         break
       case "ContextTrimmed":
         state.droppedMessages = part.droppedMessages
+        break
+      case "ToolCall":
+      case "ToolCallError":
+        state.toolCalls.push(part)
         break
       case "Finish":
         state.finish = part

@@ -3,13 +3,17 @@
  * It counts the raw reply against the reservation as it streams and cuts it there, enforces the
  * reply-size limit and the number of choices, redacts text, refusal and alternatives as they
  * stream (only redacted text is held), and at the end gives the tail, the output counts and the
- * usage. The upstream stage owns one per request and feeds it one network read at a time.
+ * usage. Tool calls of choice 0 stream as redacted `ToolCallDelta`s; the raw arguments of a call
+ * are held (within the reply limit) until it completes, then redacted by value, parsed and
+ * decoded into a `ToolCall` or a `ToolCallError`, and dropped. The upstream stage owns one per request and feeds it one network read at a time.
  */
 import { finishReasonFromWire, type FinishReason, type RedactionCount, type Usage } from "../Chat.js"
 import type { ChatChunk, WireUsage } from "../ChatChunk.js"
-import { ReplyTooLarge } from "../GatewayError.js"
-import { type Alternative, type Part, RedactionNotice, TextDelta } from "../Part.js"
+import { ReplyTooLarge, type SafetyViolation } from "../GatewayError.js"
+import { type Alternative, type Part, RedactionNotice, TextDelta, ToolCallDelta } from "../Part.js"
 import type { OutputRedactor } from "../SafetyFilter.js"
+import type { AnyTool } from "../Tool.js"
+import * as ToolArguments from "./toolArguments.js"
 
 /** Raw text is counted in slices of about this many characters as it streams. */
 const sliceChars = 2_048
@@ -17,6 +21,10 @@ const sliceChars = 2_048
 const nearSliceChars = 256
 /** The most choices (alternatives) one reply may have. */
 export const maxChoices = 128
+/** The most tool calls one reply may make. */
+export const maxToolCalls = 128
+/** A tool call id longer than this is not used (one is made from the call's index). */
+const maxToolCallIdLength = 256
 
 /** Redaction counts of two sources, added up by kind. */
 export const mergeCounts = (
@@ -66,8 +74,12 @@ export interface Options {
   readonly redactor: OutputRedactor
   /** The completion tokens the reservation covers: the reply is ended there. */
   readonly maxCompletionTokens: number
-  /** Characters of text, refusal and alternatives together: beyond, `ReplyTooLarge`. */
+  /** Characters of text, refusal, alternatives and tool-call arguments together: beyond, `ReplyTooLarge`. */
   readonly maxReplyChars: number
+  /** Redacts one text at once (the values of a completed tool call's arguments). */
+  readonly redact: (text: string) => string
+  /** The tools the request declared (names checked, arguments decoded with their Schemas). */
+  readonly tools?: ReadonlyArray<AnyTool> | undefined
 }
 
 /** The end of a reply: the redactors' tails and counts, alternatives and refusal. */
@@ -89,8 +101,13 @@ export interface ReplyAssembler {
   readonly supply: (redactors: Iterable<OutputRedactor>) => void
   /** The parts of one network read, redacted. Stops taking text once `stopped` is set. */
   readonly push: (chunks: Iterable<ChatChunk>) => Array<Part>
-  /** Why the reply was ended early: the reservation was reached (`"cut"`) or the size limit. */
-  readonly stopped: () => "cut" | ReplyTooLarge | undefined
+  /**
+   * Why the reply was ended early: the reservation was reached (`"cut"`), the size limit, or an
+   * output block rule with the action `fail`.
+   */
+  readonly stopped: () => "cut" | ReplyTooLarge | SafetyViolation | undefined
+  /** The output block rule that matched, also one found only by `close` in the last sentence. */
+  readonly violation: () => SafetyViolation | undefined
   /** Usage reports beyond any real count, seen since the last call (for a warning). */
   readonly untrustedUsage: () => number
   /** Ends every redactor; after a failure the main tail is withheld and counted as `withheld`. */
@@ -110,11 +127,47 @@ interface Choice {
   finishReason: FinishReason | undefined
 }
 
+/** A tool call of choice 0 as it streams. */
+interface PendingCall {
+  readonly index: number
+  id: string | undefined
+  name: string | undefined
+  /** The arguments' raw text so far (bounded by the reply limit; never stored or logged). */
+  raw: string
+  readonly redactor: OutputRedactor
+}
+
+/** One entry of `delta.tool_calls`, read defensively (the gateway is not trusted). */
+interface CallFragment {
+  readonly index: number | undefined
+  readonly id: string | undefined
+  readonly name: string | undefined
+  readonly arguments: string | undefined
+}
+
+const fragment = (entry: unknown): CallFragment | undefined => {
+  if (typeof entry !== "object" || entry === null) return undefined
+  const e = entry as Record<string, unknown>
+  const fn = typeof e["function"] === "object" && e["function"] !== null ? e["function"] as Record<string, unknown> : {}
+  const index = e["index"]
+  return {
+    index: typeof index === "number" && Number.isSafeInteger(index) && index >= 0 ? index : undefined,
+    id: typeof e["id"] === "string" && e["id"].length > 0 ? e["id"] : undefined,
+    name: typeof fn["name"] === "string" && fn["name"].length > 0 ? fn["name"] : undefined,
+    arguments: typeof fn["arguments"] === "string" ? fn["arguments"] : undefined
+  }
+}
+
 /** The assembler's scratch state, local to one request; see `ReplyAssembler` for the methods. */
 class Assembler implements ReplyAssembler {
   private readonly spare: Array<OutputRedactor> = []
   private readonly others = new Map<number, Choice>()
   private refusal: { readonly redactor: OutputRedactor; text: string } | undefined
+  private readonly calls = new Map<number, PendingCall>()
+  /** The index of the call the last fragment went to (a fragment without an index goes there). */
+  private lastCall: number | undefined
+  /** Set once choice 0 finished: its calls were completed, later fragments are not taken. */
+  private callsDone = false
   private reason: FinishReason | undefined
   private usage: Usage | undefined
   private untrusted = 0
@@ -124,9 +177,14 @@ class Assembler implements ReplyAssembler {
   private counted = 0
   /** Raw reply text not counted yet (a bounded slice): never stored or logged. */
   private uncounted = ""
-  private stop: "cut" | ReplyTooLarge | undefined
+  private stop: "cut" | ReplyTooLarge | SafetyViolation | undefined
+  /** The redactors that judge the reply (output block policy): any of them may end it. */
+  private readonly judges: Array<() => SafetyViolation | undefined> = []
+  private closed = false
 
-  constructor(private readonly options: Options) {}
+  constructor(private readonly options: Options) {
+    if (options.redactor.violation !== undefined) this.judges.push(options.redactor.violation)
+  }
 
   /** Counts the head of `uncounted` up to a cut the tokenizers agree with. */
   private countHead(): void {
@@ -188,14 +246,35 @@ class Assembler implements ReplyAssembler {
     return redactor
   }
 
+  /** The index a fragment belongs to: its own, else a new call for a new id, else the last call. */
+  private indexOf(f: CallFragment): number {
+    if (f.index !== undefined) return f.index
+    if (this.lastCall === undefined) return 0
+    const last = this.calls.get(this.lastCall)
+    if (f.id !== undefined && last !== undefined && last.id !== undefined && last.id !== f.id) {
+      return Math.max(...this.calls.keys()) + 1
+    }
+    return this.lastCall
+  }
+
   missing(chunks: Iterable<ChatChunk>): number {
     let refusalNeeded = false
     let fresh: Set<number> | undefined
+    // Calls this read may open: counted generously (a spare redactor is kept for later).
+    let newCalls = 0
     for (const chunk of chunks) {
       for (const choice of chunk.choices) {
         if (choice.index === 0) {
           const refused = choice.delta.refusal
           if (this.refusal === undefined && typeof refused === "string" && refused.length > 0) refusalNeeded = true
+          const entries = choice.delta.tool_calls
+          if (entries !== undefined && !this.callsDone) {
+            for (const entry of entries) {
+              const f = fragment(entry)
+              if (f === undefined || this.calls.size + newCalls >= maxToolCalls) continue
+              if (f.index !== undefined ? !this.calls.has(f.index) : (f.id !== undefined || this.calls.size === 0)) newCalls++
+            }
+          }
         } else if (!this.others.has(choice.index) && !(fresh?.has(choice.index) ?? false)) {
           // Beyond the limit no redactor is needed: the reply stops there.
           if (this.others.size + (fresh?.size ?? 0) + 1 >= maxChoices) continue
@@ -203,11 +282,14 @@ class Assembler implements ReplyAssembler {
         }
       }
     }
-    return Math.max(0, (fresh?.size ?? 0) + (refusalNeeded ? 1 : 0) - this.spare.length)
+    return Math.max(0, (fresh?.size ?? 0) + (refusalNeeded ? 1 : 0) + newCalls - this.spare.length)
   }
 
   supply(redactors: Iterable<OutputRedactor>): void {
-    for (const redactor of redactors) this.spare.push(redactor)
+    for (const redactor of redactors) {
+      this.spare.push(redactor)
+      if (redactor.violation !== undefined) this.judges.push(redactor.violation)
+    }
   }
 
   /** Choice 0: text (redacted into a part), refusal (redacted, held), finish reason. */
@@ -226,7 +308,93 @@ class Assembler implements ReplyAssembler {
         this.refusal.text += this.refusal.redactor.push(raw)
       }
     }
-    if (typeof choice.finish_reason === "string") this.reason = finishReasonFromWire(choice.finish_reason)
+    const entries = choice.delta.tool_calls
+    if (entries !== undefined && entries.length > 0 && !this.callsDone) {
+      for (const entry of entries) {
+        if (this.stop !== undefined) break
+        this.toolFragment(entry, out)
+      }
+    }
+    if (typeof choice.finish_reason === "string") {
+      this.reason = finishReasonFromWire(choice.finish_reason)
+      this.completeCalls(out)
+    }
+  }
+
+  /**
+   * One fragment of a tool call: `id` and `name` from the first fragment that has them, the
+   * arguments counted like text (reservation and reply limit), held raw until the call
+   * completes and streamed as a redacted `ToolCallDelta`.
+   */
+  private toolFragment(entry: unknown, out: Array<Part>): void {
+    const f = fragment(entry)
+    if (f === undefined) return
+    const index = this.indexOf(f)
+    let call = this.calls.get(index)
+    let opened = false
+    if (call === undefined) {
+      if (this.calls.size >= maxToolCalls) {
+        this.stop = new ReplyTooLarge({ limitChars: this.options.maxReplyChars, partial: true })
+        return
+      }
+      call = { index, id: undefined, name: undefined, raw: "", redactor: this.nextRedactor("tool call") }
+      this.calls.set(index, call)
+    }
+    this.lastCall = index
+    let id: string | undefined
+    let name: string | undefined
+    if (call.id === undefined && f.id !== undefined) {
+      const taken = f.id.length <= maxToolCallIdLength ? this.take(f.id) : ""
+      if (taken.length === f.id.length && taken.length > 0) {
+        call.id = id = this.options.redact(taken)
+        opened = true
+      }
+    }
+    if (call.name === undefined && f.name !== undefined) {
+      // Names are bounded identifiers: a longer one is invalid whatever follows.
+      const piece = f.name.length <= 64 ? f.name : f.name.slice(0, 65)
+      const taken = this.take(piece)
+      call.name = name = taken.length === piece.length ? taken : ""
+      opened = true
+    }
+    let argumentsDelta = ""
+    if (f.arguments !== undefined && f.arguments.length > 0 && this.stop === undefined) {
+      const raw = this.take(f.arguments)
+      if (raw.length > 0) {
+        call.raw += raw
+        argumentsDelta = call.redactor.push(raw)
+      }
+    }
+    if (opened || argumentsDelta.length > 0) {
+      out.push(
+        new ToolCallDelta({
+          index,
+          ...(id === undefined ? {} : { id }),
+          ...(name === undefined ? {} : { name: ToolArguments.isToolName(name) ? name : "" }),
+          argumentsDelta
+        })
+      )
+    }
+  }
+
+  /**
+   * Completes the calls in index order: each redactor's tail as a last `ToolCallDelta`, then
+   * the `ToolCall` (or `ToolCallError`). The raw text is dropped.
+   */
+  private completeCalls(out: Array<Part>): void {
+    if (this.callsDone) return
+    this.callsDone = true
+    for (const call of [...this.calls.values()].sort((a, b) => a.index - b.index)) {
+      const tail = call.redactor.end()
+      if (tail.length > 0) out.push(new ToolCallDelta({ index: call.index, argumentsDelta: tail }))
+      out.push(ToolArguments.complete({
+        index: call.index,
+        id: call.id ?? `call_${call.index}`,
+        name: call.name ?? "",
+        raw: call.raw
+      }, this.options.tools, this.options.redact))
+      call.raw = ""
+    }
   }
 
   /** Another choice: an alternative, redacted and held; at most `maxChoices` of them. */
@@ -263,14 +431,37 @@ class Assembler implements ReplyAssembler {
         if (choice.index === 0) this.first(choice, out)
         else this.other(choice)
       }
+      if (this.stop === undefined && this.judges.length > 0) this.stop = this.violation()
     }
     return out
   }
 
+  violation(): SafetyViolation | undefined {
+    for (const judge of this.judges) {
+      const found = judge()
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+
   close(failed: boolean): Closed {
+    // Once only: a reply failed after its close (a violation in the last sentence) has no more parts.
+    if (this.closed) return { parts: [], outputRedactions: [], alternatives: [], refusal: undefined }
+    this.closed = true
+    return this.closeOnce(failed)
+  }
+
+  private closeOnce(failed: boolean): Closed {
     const tail = this.options.redactor.end()
+    // Calls still open complete at the end of a clean stream; after a failure they are dropped.
+    const calls: Array<Part> = []
+    if (!failed) this.completeCalls(calls)
     let outputRedactions = this.options.redactor.redactions()
     if (failed && tail.length > 0) outputRedactions = mergeCounts(outputRedactions, [{ kind: "withheld", count: tail.length }])
+    for (const call of this.calls.values()) {
+      if (failed) call.raw = ""
+      outputRedactions = mergeCounts(outputRedactions, call.redactor.redactions())
+    }
     const alternatives: Array<Alternative> = []
     for (const [index, other] of [...this.others].sort(([a], [b]) => a - b)) {
       other.text += other.redactor.end()
@@ -288,11 +479,12 @@ class Assembler implements ReplyAssembler {
     }
     const parts: Array<Part> = []
     if (tail.length > 0 && !failed) parts.push(new TextDelta({ text: tail }))
+    parts.push(...calls)
     if (outputRedactions.length > 0) parts.push(new RedactionNotice({ direction: "output", redactions: outputRedactions }))
     return { parts, outputRedactions, alternatives, refusal }
   }
 
-  stopped(): "cut" | ReplyTooLarge | undefined {
+  stopped(): "cut" | ReplyTooLarge | SafetyViolation | undefined {
     return this.stop
   }
 

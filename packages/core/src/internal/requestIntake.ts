@@ -14,6 +14,7 @@
  */
 import type { InputLimits } from "../Chat.js"
 import { isModelId, maxModelIdLength } from "../Models.js"
+import * as Tool from "../Tool.js"
 
 /** What Schema sees instead of a value it must not touch (an object, function, symbol …). */
 const opaque: object = Object.freeze({})
@@ -133,10 +134,12 @@ export const intake = (input: unknown, limits: InputLimits): Intake => {
         continue
       }
       const message: Record<string, unknown> = {}
-      for (const key of ["role", "content", "name"] as const) {
+      for (const key of ["role", "content", "name", "toolCallId"] as const) {
         const r = field(element.value, key, `messages.${i}.${key}`)
         if (r.ok && r.value !== undefined) message[key] = key === "role" ? leaf(r.value) : text(`messages.${i}.${key}`, r.value)
       }
+      const calls = field(element.value, "toolCalls", `messages.${i}.toolCalls`)
+      if (calls.ok && calls.value !== undefined) message["toolCalls"] = copyToolCalls(calls.value, `messages.${i}.toolCalls`)
       copied.push(message)
     }
     return copied
@@ -152,13 +155,145 @@ export const intake = (input: unknown, limits: InputLimits): Intake => {
     return copied
   })
 
+  copy("tools", (tools) => copyTools(tools))
+  copy("toolChoice", (choice) => {
+    if (!isObject(choice) || isArray(choice)) return leaf(choice)
+    const name = field(choice, "name", "toolChoice.name")
+    return name.ok ? { name: leaf(name.value) } : {}
+  })
+
   if (issues.length === 0 && total > limits.maxPromptChars) {
     issues.push(
       `request: ${total} characters of messages, system instruction and template exceed the limit of ${limits.maxPromptChars} (maxPromptChars)`
     )
   }
   return issues.length > 0 ? { _tag: "Issues", issues } : { _tag: "Plain", value: out }
+
+  /** An array's elements through `f`, or the array as `leaf` when it is not one. */
+  function copyArray(value: unknown, path: string, f: (element: unknown, path: string) => unknown): unknown {
+    if (!isArray(value)) return leaf(value)
+    const length = read(value as object, "length")
+    if (!length.ok || typeof length.value !== "number" || !Number.isSafeInteger(length.value) || length.value < 0) {
+      issues.push(unreadable(path))
+      return []
+    }
+    if (length.value > maxToolItems) {
+      issues.push(`${path}: ${length.value} entries exceed the limit of ${maxToolItems}`)
+      return []
+    }
+    const copied: Array<unknown> = []
+    for (let i = 0; i < length.value; i++) {
+      const element = field(value as object, String(i), `${path}.${i}`)
+      if (element.ok) copied.push(f(element.value, `${path}.${i}`))
+    }
+    return copied
+  }
+
+  /** The tool calls of an assistant message: `id`, `name`, `arguments` (JSON text, counted). */
+  function copyToolCalls(calls: unknown, path: string): unknown {
+    return copyArray(calls, path, (call, at) => {
+      if (!isObject(call) || isArray(call)) return leaf(call)
+      const copied: Record<string, unknown> = {}
+      for (const key of ["id", "name", "arguments"] as const) {
+        const r = field(call, key, `${at}.${key}`)
+        if (r.ok && r.value !== undefined) copied[key] = text(`${at}.${key}`, r.value)
+      }
+      return copied
+    })
+  }
+
+  /**
+   * The tools: one made by `Tool.make` is kept as it is (its Schema decodes the arguments; it
+   * was built by our own constructor), a plain definition is copied with its JSON Schema
+   * (bounded in depth and size, counted against the prompt's characters).
+   */
+  function copyTools(tools: unknown): unknown {
+    return copyArray(tools, "tools", (tool, at) => {
+      if (!isObject(tool) || isArray(tool)) return leaf(tool)
+      const copied: Record<string, unknown> = {}
+      for (const key of ["name", "description"] as const) {
+        const r = field(tool, key, `${at}.${key}`)
+        if (r.ok && r.value !== undefined) copied[key] = text(`${at}.${key}`, r.value)
+      }
+      const parameters = field(tool, "parameters", `${at}.parameters`)
+      if (parameters.ok && parameters.value !== undefined) {
+        const json = copyJson(parameters.value, `${at}.parameters`)
+        if (json.ok) {
+          total += json.chars
+          copied["parameters"] = json.value
+        }
+      }
+      if (!Tool.isTool(tool)) return copied
+      const schema = field(tool, "schema", `${at}.schema`)
+      return schema.ok ? { ...copied, [Tool.TypeId]: Tool.TypeId, schema: schema.value } : copied
+    })
+  }
+
+  /**
+   * A JSON value (a JSON Schema) copied as plain data
+: at most `maxJsonDepth` deep and
+   * `limits.maxMessageChars` characters of keys and strings; anything else is an issue.
+   */
+  function copyJson(value: unknown, path: string): { readonly ok: true; readonly value: unknown; readonly chars: number } | {
+    readonly ok: false
+  } {
+    let chars = 0
+    let bad: string | undefined
+    const walk = (v: unknown, depth: number): unknown => {
+      if (bad !== undefined) return null
+      // Every value counts one character, so a huge array of numbers is bounded too.
+      chars += 1
+      if (chars > limits.maxMessageChars) {
+        bad = `more than ${limits.maxMessageChars} characters (maxMessageChars)`
+        return null
+      }
+      if (v === null || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) return v
+      if (typeof v === "string") {
+        chars += v.length
+        return v
+      }
+      if (!isObject(v) || depth >= maxJsonDepth) {
+        bad = depth >= maxJsonDepth ? `nests deeper than ${maxJsonDepth} levels` : "must be JSON (objects, arrays, strings, numbers, booleans, null)"
+        return null
+      }
+      try {
+        if (isArray(v)) {
+          const length = (v as ArrayLike<unknown>).length
+          if (chars + length > limits.maxMessageChars) {
+            bad = `more than ${limits.maxMessageChars} characters (maxMessageChars)`
+            return null
+          }
+          return Array.from(v as ArrayLike<unknown>, (e) => walk(e, depth + 1))
+        }
+        const out: Record<string, unknown> = {}
+        for (const key of Object.keys(v)) {
+          chars += key.length
+          if (chars > limits.maxMessageChars) {
+            bad = `more than ${limits.maxMessageChars} characters (maxMessageChars)`
+            return null
+          }
+          Object.defineProperty(out, key, { value: walk((v as Record<string, unknown>)[key], depth + 1), enumerable: true, writable: true, configurable: true })
+        }
+        return out
+      } catch {
+        bad = "could not be read (a getter or proxy threw)"
+        return null
+      }
+    }
+    const copied = walk(value, 0)
+    if (bad === undefined && chars > limits.maxMessageChars) bad = `more than ${limits.maxMessageChars} characters (maxMessageChars)`
+    if (bad !== undefined) {
+      issues.push(`${path}: ${bad}`)
+      return { ok: false }
+    }
+    return { ok: true, value: copied, chars }
+  }
 }
+
+/** The most tools of a request, and tool calls of one message. */
+const maxToolItems = 1_000
+/** The deepest a tool's JSON Schema may nest. */
+const maxJsonDepth = 64
 
 /**
  * Template variables as a fresh `Map` of strings, from a `Map` or from an object's own
