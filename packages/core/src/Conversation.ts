@@ -26,6 +26,7 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -35,10 +36,11 @@ import { randomUUID } from "node:crypto"
 import { ChatMessage, type ChatRequestInput, type TemplatePrompt } from "./Chat.js"
 import * as ContextWindow from "./ContextWindow.js"
 import * as Gateway from "./Gateway.js"
-import { type GatewayError, InvalidRequest } from "./GatewayError.js"
+import { ContextWindowExceeded, type GatewayError, InvalidRequest } from "./GatewayError.js"
 import { formatPath } from "./internal/issues.js"
-import { ModelId } from "./Models.js"
-import { ContextTrimmed, type Part } from "./Part.js"
+import * as Models from "./Models.js"
+import { ContextTrimmed, type Part, type ToolCall, type ToolCallError, ToolCallErrorReason } from "./Part.js"
+import type * as Tool from "./Tool.js"
 
 /**
  * A conversation id: 1 to 256 characters, no control characters.
@@ -61,7 +63,7 @@ export const ConversationId = Schema.String.pipe(
  */
 export const ConversationData = Schema.Struct({
   id: ConversationId,
-  model: ModelId,
+  model: Models.ModelId,
   system: Schema.optional(Schema.String),
   messages: Schema.Array(ChatMessage)
 })
@@ -125,6 +127,18 @@ export interface Conversation {
    * Sends on one conversation wait for each other.
    */
   readonly send: (input: Input, options?: SendOptions) => Stream.Stream<Part, GatewayError>
+  /**
+   * `send` with tools: when a reply calls tools, their handlers answer, and the assistant's
+   * calls and the results go back to the model in another request, until it answers without
+   * calling a tool (each request's parts, its own `Finish` included, are streamed in turn).
+   * The whole exchange is one turn: on the last `Finish` the user message, every call and
+   * result and the answer are recorded; on any failure nothing is (the handlers' effects have
+   * happened). See `ToolLoopOptions` for the rounds limit and what a failed call does.
+   */
+  readonly sendWithTools: <const H extends ReadonlyArray<ToolHandler<any, any>>>(
+    input: Input,
+    options: ToolLoopOptions<H>
+  ) => Stream.Stream<Part, GatewayError | ToolLoopError | ErrorOf<H[number]>, ContextOf<H[number]>>
 }
 
 /**
@@ -139,6 +153,275 @@ export interface Options {
   readonly system?: string | undefined
   readonly id?: string | undefined
   readonly messages?: ReadonlyArray<ChatMessage> | undefined
+}
+
+/**
+ * Who is being called: the id the model gave the call and the tool's name.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ToolCallInfo {
+  readonly id: string
+  readonly name: string
+}
+
+/**
+ * A tool and the Effect that answers its calls (see `handler`). What the Effect returns is the
+ * call's result: a string is sent as it is, anything else as its JSON text.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ToolHandler<E = never, R = never> {
+  readonly tool: Tool.AnyTool
+  readonly handle: (args: unknown, call: ToolCallInfo) => Effect.Effect<unknown, E, R>
+}
+
+/**
+ * Pairs a tool with the Effect that answers it. With a tool from `Tool.make` the handler gets
+ * the arguments decoded with its Schema; with a plain `Tool.ToolDefinition`, the parsed JSON.
+ *
+ * @example
+ * import { Conversation, Tool } from "@llm-gateway/core"
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ *
+ * const getWeather = Tool.make({
+ *   name: "get_weather",
+ *   description: "The current weather of a city",
+ *   parameters: Schema.Struct({ city: Schema.String })
+ * })
+ *
+ * export const weather = Conversation.handler(getWeather, ({ city }) => Effect.succeed({ city, celsius: 21 }))
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export function handler<A, I, E, R>(
+  tool: Tool.Tool<A, I>,
+  handle: (args: A, call: ToolCallInfo) => Effect.Effect<unknown, E, R>
+): ToolHandler<E, R>
+export function handler<E, R>(
+  tool: Tool.ToolDefinition,
+  handle: (args: unknown, call: ToolCallInfo) => Effect.Effect<unknown, E, R>
+): ToolHandler<E, R>
+export function handler<E, R>(
+  tool: Tool.AnyTool,
+  handle: (args: any, call: ToolCallInfo) => Effect.Effect<unknown, E, R>
+): ToolHandler<E, R> {
+  return { tool, handle }
+}
+
+/**
+ * The error type of a handler.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type ErrorOf<H> = H extends ToolHandler<infer E, any> ? E : never
+
+/**
+ * The requirements of a handler.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type ContextOf<H> = H extends ToolHandler<any, infer R> ? R : never
+
+/**
+ * Options of `sendWithTools`, besides those of `send`:
+ *
+ * - `handlers`: the tools the model may call, each with its handler (see `handler`).
+ * - `toolChoice`: which of them it may call (default: it decides).
+ * - `maxRounds` (default 8): how many rounds of tool calls are answered in one turn; a reply
+ *   that still calls tools after that many is `ToolRoundsExceeded`.
+ * - `onFailure` (default `"fail"`): what a failed call does. `"fail"` fails the send with the
+ *   handler's own error, or `ToolCallRejected` for arguments that are not valid JSON or do not
+ *   match the tool's Schema. `"report"` sends the failure to the model as the call's result,
+ *   `{"error": "<message>"}` (the error's `message`, redacted like every prompt), and goes on.
+ *   A call to a tool that was not declared is `ToolCallRejected` either way.
+ * - `concurrency` (default 1): how many calls of one reply run at once; results keep the
+ *   order of the calls.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ToolLoopOptions<H extends ReadonlyArray<ToolHandler<any, any>>> extends SendOptions {
+  readonly handlers: H
+  readonly toolChoice?: Tool.ToolChoice | undefined
+  readonly maxRounds?: number | undefined
+  readonly onFailure?: "fail" | "report" | undefined
+  readonly concurrency?: number | "unbounded" | undefined
+}
+
+/**
+ * The default of `ToolLoopOptions.maxRounds`.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const defaultMaxRounds = 8
+
+/**
+ * A tool call of the reply could not be answered: the model called a tool that was not declared
+ * (`unknownTool`, `invalidName`), or its arguments are not a JSON object (`malformed`) or do not
+ * match the tool's Schema (`invalid`). `issues` name paths, never values. The turn is not
+ * recorded.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ToolCallRejected extends Schema.TaggedError<ToolCallRejected>("@llm-gateway/core/ToolCallRejected")(
+  "ToolCallRejected",
+  {
+    toolName: Schema.String,
+    callId: Schema.String,
+    reason: ToolCallErrorReason,
+    issues: Schema.Array(Schema.String)
+  }
+) {
+  override get message(): string {
+    const what = this.reason === "unknownTool" || this.reason === "invalidName"
+      ? `called the tool ${JSON.stringify(this.toolName)}, which was not declared`
+      : this.reason === "malformed"
+      ? `called ${this.toolName} with arguments that are not a JSON object`
+      : `called ${this.toolName} with arguments that do not match its Schema (${this.issues.join("; ")})`
+    return `The model ${what} (call ${this.callId}); the turn was not recorded. Check the tools and their descriptions, or pass onFailure: "report" to let the model correct its arguments.`
+  }
+}
+
+/**
+ * The model still called tools after `maxRounds` rounds of answered calls in one turn. The turn
+ * is not recorded.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ToolRoundsExceeded extends Schema.TaggedError<ToolRoundsExceeded>("@llm-gateway/core/ToolRoundsExceeded")(
+  "ToolRoundsExceeded",
+  { maxRounds: Schema.Int }
+) {
+  override get message(): string {
+    return `The model still called tools after ${this.maxRounds} rounds; the turn was stopped and not recorded. Raise maxRounds, or make the tools' results more conclusive.`
+  }
+}
+
+/**
+ * The failures of the tool loop besides the gateway's and the handlers' own.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type ToolLoopError = ToolCallRejected | ToolRoundsExceeded
+
+/** A tool call of one reply: the complete call or why it cannot be used, with its JSON text as sent. */
+type CollectedCall = { readonly part: ToolCall | ToolCallError; readonly rawArguments: string }
+
+/** What one round's reply said, from its parts: text, refusal, tool calls. */
+const replyCollector = () => {
+  let text = ""
+  let refusal: string | undefined
+  const deltas = new Map<number, string>()
+  const calls: Array<CollectedCall> = []
+  return {
+    /** Adds a part; true for the `Finish`. */
+    add: (part: Part): boolean => {
+      switch (part._tag) {
+        case "TextDelta":
+          text += part.text
+          return false
+        case "ToolCallDelta":
+          deltas.set(part.index, (deltas.get(part.index) ?? "") + part.argumentsDelta)
+          return false
+        case "ToolCall":
+          calls.push({ part, rawArguments: part.rawArguments })
+          return false
+        case "ToolCallError":
+          calls.push({ part, rawArguments: deltas.get(part.index) ?? "{}" })
+          return false
+        case "Finish":
+          refusal = part.refusal
+          return true
+        default:
+          return false
+      }
+    },
+    hasCalls: () => calls.length > 0,
+    calls: (): ReadonlyArray<CollectedCall> => calls,
+    /** The reply as an assistant message of the history: its text (its refusal when it has none). */
+    answer: (): ChatMessage => ({ role: "assistant", content: text.length === 0 && refusal !== undefined ? refusal : text }),
+    /** The reply as the assistant message that carries its tool calls. */
+    callMessage: (): ChatMessage => ({
+      role: "assistant",
+      content: text,
+      toolCalls: calls.map(({ part, rawArguments }) => ({ id: part.id, name: part.name, arguments: rawArguments }))
+    })
+  }
+}
+
+/** The tool loop's side of a turn: what the request declares, and how a reply's calls are answered. */
+interface ToolRunner<E, R> {
+  readonly request: { readonly tools: ReadonlyArray<Tool.AnyTool>; readonly toolChoice?: Tool.ToolChoice }
+  readonly maxRounds: number
+  readonly run: (calls: ReadonlyArray<CollectedCall>) => Effect.Effect<ReadonlyArray<ChatMessage>, ToolLoopError | E, R>
+}
+
+/** A failure as the model reads it in `"report"` mode: its message, never its other fields. */
+const failureText = (error: unknown): string => {
+  const message = typeof error === "object" && error !== null && "message" in error &&
+      typeof (error as { readonly message: unknown }).message === "string"
+    ? (error as { readonly message: string }).message
+    : "the tool failed"
+  return JSON.stringify({ error: message.length > 0 ? message : "the tool failed" })
+}
+
+/** A handler's result as the `tool` message's content. */
+const resultText = (result: unknown): string => {
+  if (typeof result === "string") return result
+  const json = JSON.stringify(result)
+  return json === undefined ? "null" : json
+}
+
+const toolRunner = <H extends ReadonlyArray<ToolHandler<any, any>>>(
+  options: ToolLoopOptions<H>,
+  context: Context.Context<ContextOf<H[number]>>
+): ToolRunner<ErrorOf<H[number]>, never> => {
+  const byName = new Map<string, ToolHandler<any, any>>()
+  for (const h of options.handlers) byName.set(h.tool.name, h)
+  const maxRounds = options.maxRounds ?? defaultMaxRounds
+  if (!Number.isSafeInteger(maxRounds) || maxRounds < 0) {
+    throw new Error("Conversation.sendWithTools: maxRounds must be a whole number from 0")
+  }
+  const report = options.onFailure === "report"
+  const rejected = (part: ToolCall | ToolCallError, reason: typeof ToolCallErrorReason.Type, issues: ReadonlyArray<string>) =>
+    new ToolCallRejected({ toolName: part.name, callId: part.id, reason, issues })
+  const answer = ({ part }: CollectedCall): Effect.Effect<ChatMessage, ToolLoopError | ErrorOf<H[number]>> => {
+    const reply = (content: string): ChatMessage => ({ role: "tool", toolCallId: part.id, content })
+    const found = byName.get(part.name)
+    if (part._tag === "ToolCallError") {
+      if (part.reason === "unknownTool" || part.reason === "invalidName" || !report) {
+        return Effect.fail(rejected(part, part.reason, part.issues))
+      }
+      return Effect.succeed(reply(failureText(part)))
+    }
+    if (found === undefined) return Effect.fail(rejected(part, "unknownTool", []))
+    const handled = Effect.provide(
+      found.handle(part.arguments, { id: part.id, name: part.name }),
+      context
+    ) as Effect.Effect<unknown, ErrorOf<H[number]>>
+    return report
+      ? Effect.match(handled, { onFailure: (error) => reply(failureText(error)), onSuccess: (r) => reply(resultText(r)) })
+      : Effect.map(handled, (r) => reply(resultText(r)))
+  }
+  return {
+    request: {
+      tools: options.handlers.map((h) => h.tool),
+      ...(options.toolChoice === undefined ? {} : { toolChoice: options.toolChoice })
+    },
+    maxRounds,
+    run: (calls) => Effect.forEach(calls, answer, { concurrency: options.concurrency ?? 1 })
+  }
 }
 
 const decodeData = Schema.decodeUnknownEither(ConversationData)
@@ -278,63 +561,103 @@ export const make = (
       Effect.zipRight(restore(lock.take(1)), Effect.addFinalizer(() => lock.release(1)))
     )
 
-    const send = (input: Input, sendOptions: SendOptions = {}): Stream.Stream<Part, GatewayError> =>
+    /**
+     * One turn: a round per request. Each round sends the history that fits, the user message
+     * and what this turn added so far (the assistant's tool calls and their results); a reply
+     * with tool calls runs them (`tools`) and goes on with another round. The turn is recorded
+     * on the last round's `Finish`, as the last round's dry run shows it was sent.
+     */
+    const turn = <E, R>(
+      input: Input,
+      sendOptions: SendOptions,
+      tools: ToolRunner<E, R> | undefined
+    ): Stream.Stream<Part, GatewayError | ToolLoopError | E, R> =>
       Stream.unwrapScoped(Effect.gen(function*() {
         yield* hold
         const m = sendOptions.model ?? model
-        const userText = typeof input === "string" ? input : undefined
-        const [prefix, n] = yield* tally(m)
         const { fixed, limit } = yield* frame(m, sendOptions.maxTokens)
-        // A template's rendered length is unknown here: the gateway's fit trims further if needed.
-        const newTokens = userText === undefined ? 0 : yield* messageCost(m, { role: "user", content: userText })
-        const first = firstSent(prefix, starts, n, limit - fixed - newTokens)
-        const request: ChatRequestInput = {
+        const base = {
           model: m,
-          messages: userText === undefined
-            ? messages.slice(first)
-            : [...messages.slice(first), { role: "user", content: userText }],
-          ...(userText === undefined ? { prompt: input as TemplatePrompt } : {}),
           ...(system === undefined ? {} : { systemInstruction: system }),
           ...(sendOptions.temperature === undefined ? {} : { temperature: sendOptions.temperature }),
           ...(sendOptions.maxTokens === undefined ? {} : { maxTokens: sendOptions.maxTokens }),
-          ...(sendOptions.cache === undefined ? {} : { cache: sendOptions.cache })
+          ...(sendOptions.cache === undefined ? {} : { cache: sendOptions.cache }),
+          ...(tools === undefined ? {} : tools.request)
         }
-        // The dry run gives the user turn as the gateway sends it: rendered and redacted. The
-        // send below prepares the same request the same way.
-        const prepared = yield* gateway.prepare(request)
-        const sent = prepared.outbound.messages
-        const user = sent[sent.length - 1]!
-        const dropped = first + prepared.droppedMessages
-        const trimmed: ReadonlyArray<Part> = dropped === 0 ? [] : [
-          new ContextTrimmed({ droppedMessages: dropped, promptTokens: prepared.promptTokens, limit: prepared.contextLimit })
-        ]
-        let text = ""
-        let refusal: string | undefined
-        return Stream.concat(
-          Stream.fromIterable(trimmed),
-          gateway.stream(request).pipe(
-            Stream.mapChunks((chunk) => {
-              let out = chunk
-              for (const part of chunk) {
-                switch (part._tag) {
-                  case "TextDelta":
-                    text += part.text
-                    break
-                  case "ContextTrimmed":
+        // Round 1 sends the input as given; later rounds the user message as the gateway sent it.
+        let user: ChatMessage | undefined = typeof input === "string" ? { role: "user", content: input } : undefined
+        const pending: Array<ChatMessage> = []
+
+        const round = (index: number): Stream.Stream<Part, GatewayError | ToolLoopError | E, R> =>
+          Stream.unwrap(Effect.gen(function*() {
+            const [prefix, n] = yield* tally(m)
+            // A template's rendered length is unknown here: the gateway's fit trims further if needed.
+            let current = 0
+            for (const message of user === undefined ? pending : [user, ...pending]) current += yield* messageCost(m, message)
+            const first = firstSent(prefix, starts, n, limit - fixed - current)
+            const request: ChatRequestInput = {
+              ...base,
+              messages: [...messages.slice(first), ...(user === undefined ? [] : [user]), ...pending],
+              ...(user === undefined ? { prompt: input as TemplatePrompt } : {})
+            }
+            // The dry run shows this turn as the gateway sends it (rendered, redacted); the
+            // stream below prepares the same request the same way.
+            const prepared = yield* gateway.prepare(request)
+            const sent = prepared.outbound.messages
+            const ours = sent.slice(sent.length - 1 - pending.length)
+            if (ours.length !== 1 + pending.length || ours[0]!.role !== "user") {
+              // The window kept the user message but not all of this turn's calls and results.
+              return yield* new ContextWindowExceeded({
+                model: Models.printableId(m),
+                limit: prepared.contextLimit,
+                required: fixed + current
+              })
+            }
+            user = ours[0]!
+            const dropped = first + prepared.droppedMessages
+            const trimmed: ReadonlyArray<Part> = dropped === 0 ? [] : [
+              new ContextTrimmed({ droppedMessages: dropped, promptTokens: prepared.promptTokens, limit: prepared.contextLimit })
+            ]
+            const reply = replyCollector()
+            const parts = gateway.stream(request).pipe(
+              Stream.mapChunks((chunk) => {
+                let out = chunk
+                for (const part of chunk) {
+                  if (part._tag === "ContextTrimmed") {
                     // Reported above, with the turns this conversation left out.
                     out = Chunk.filter(chunk, (p) => p._tag !== "ContextTrimmed")
-                    break
-                  case "Finish":
-                    refusal = part.refusal
-                    commit([user, { role: "assistant", content: text.length === 0 && refusal !== undefined ? refusal : text }])
-                    break
+                  } else if (reply.add(part) && (tools === undefined || !reply.hasCalls())) {
+                    // The last Finish: the turn is recorded before the caller sees it.
+                    commit([...ours, reply.answer()])
+                  }
                 }
-              }
-              return out
-            })
-          )
-        )
+                return out
+              })
+            )
+            const next = tools === undefined ? Stream.empty : Stream.unwrap(Effect.suspend(() => {
+              if (!reply.hasCalls()) return Effect.succeed(Stream.empty)
+              if (index > tools.maxRounds) return Effect.fail(new ToolRoundsExceeded({ maxRounds: tools.maxRounds }))
+              return Effect.map(tools.run(reply.calls()), (results) => {
+                pending.splice(0, pending.length, ...ours.slice(1), reply.callMessage(), ...results)
+                return round(index + 1)
+              })
+            }))
+            return Stream.concat(Stream.fromIterable(trimmed), Stream.concat(parts, next))
+          }))
+        return round(1)
       }))
+
+    const send = (input: Input, sendOptions: SendOptions = {}): Stream.Stream<Part, GatewayError> =>
+      turn<never, never>(input, sendOptions, undefined) as Stream.Stream<Part, GatewayError>
+
+    const sendWithTools = <const H extends ReadonlyArray<ToolHandler<any, any>>>(
+      input: Input,
+      options: ToolLoopOptions<H>
+    ): Stream.Stream<Part, GatewayError | ToolLoopError | ErrorOf<H[number]>, ContextOf<H[number]>> =>
+      Stream.unwrap(Effect.map(
+        Effect.context<ContextOf<H[number]>>(),
+        (context) => turn(input, options, toolRunner(options, context))
+      ))
 
     const tokens = (m: string = model): Effect.Effect<number, GatewayError> =>
       Effect.zipWith(tally(m), frame(m, undefined), ([prefix, n], { fixed }) => fixed + prefix[n]!)
@@ -351,7 +674,8 @@ export const make = (
         messages: messages.slice()
       })),
       tokens,
-      send
+      send,
+      sendWithTools
     }
   })
 
