@@ -14,6 +14,7 @@
  */
 import type { InputLimits } from "../Chat.js"
 import { isModelId, maxModelIdLength } from "../Models.js"
+import * as StructuredOutput from "../StructuredOutput.js"
 import * as Tool from "../Tool.js"
 
 /** What Schema sees instead of a value it must not touch (an object, function, symbol …). */
@@ -156,6 +157,7 @@ export const intake = (input: unknown, limits: InputLimits): Intake => {
   })
 
   copy("tools", (tools) => copyTools(tools))
+  copy("responseFormat", (format) => copyResponseFormat(format))
   copy("toolChoice", (choice) => {
     if (!isObject(choice) || isArray(choice)) return leaf(choice)
     const name = field(choice, "name", "toolChoice.name")
@@ -230,7 +232,34 @@ export const intake = (input: unknown, limits: InputLimits): Intake => {
   }
 
   /**
+   * The response format: one made by `StructuredOutput.make` keeps its Schema (which decodes
+   * the reply), a plain one is copied; its JSON Schema is copied like a tool's parameters.
+   */
+  function copyResponseFormat(format: unknown): unknown {
+    if (!isObject(format) || isArray(format)) return leaf(format)
+    const copied: Record<string, unknown> = {}
+    for (const key of ["name", "description"] as const) {
+      const r = field(format, key, `responseFormat.${key}`)
+      if (r.ok && r.value !== undefined) copied[key] = text(`responseFormat.${key}`, r.value)
+    }
+    const strict = field(format, "strict", "responseFormat.strict")
+    if (strict.ok && strict.value !== undefined) copied["strict"] = leaf(strict.value)
+    const jsonSchema = field(format, "jsonSchema", "responseFormat.jsonSchema")
+    if (jsonSchema.ok && jsonSchema.value !== undefined) {
+      const json = copyJson(jsonSchema.value, "responseFormat.jsonSchema")
+      if (json.ok) {
+        total += json.chars
+        copied["jsonSchema"] = json.value
+      }
+    }
+    if (!StructuredOutput.isStructuredOutput(format)) return copied
+    const schema = field(format, "schema", "responseFormat.schema")
+    return schema.ok ? { ...copied, [StructuredOutput.TypeId]: StructuredOutput.TypeId, schema: schema.value } : copied
+  }
+
+  /**
    * A JSON value (a JSON Schema) copied as plain data
+
 : at most `maxJsonDepth` deep and
    * `limits.maxMessageChars` characters of keys and strings; anything else is an issue.
    */
