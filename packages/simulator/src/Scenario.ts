@@ -224,6 +224,10 @@ export type Reply = typeof Reply.Type
  *   during waits and stalls.
  * - `retryMs`: a leading `retry:` field. `lineEnding`: `lf` (default), `crlf` or `cr`.
  * - `seed`: drives ids, jitter and random splits; the same seed gives the same bytes.
+ * - `jsonReply`: without `reply`, answer with a JSON value that fits the request's schema
+ *   (structured output: the `openai` body's `response_format`, or the schema line of the
+ *   instruction the gateway profile appends to `systemInstruction`), strings holding the echo;
+ *   `{"reply": "You said: …"}` when the request has no schema.
  *
  * @since 0.1.0
  * @category Schemas
@@ -245,7 +249,8 @@ export const Scenario = Schema.Struct({
   split: Schema.optional(Split),
   keepAliveMs: Schema.optional(Schema.Int.pipe(Schema.positive())),
   retryMs: Schema.optional(Count),
-  lineEnding: Schema.optional(Schema.Literal("lf", "crlf", "cr"))
+  lineEnding: Schema.optional(Schema.Literal("lf", "crlf", "cr")),
+  jsonReply: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -451,6 +456,11 @@ function echoSecretScenarios(): ReadonlyArray<Scenario> {
 export const builtins: ReadonlyArray<Scenario> = [
   { name: "echo", description: "Echoes the newest user message as 'You said: …', with computed usage." },
   { name: "hello", description: "A fixed short reply.", reply: "Hello! How can I help you today?" },
+  {
+    name: "json",
+    description: "Answers with JSON that fits the request's schema (structured output), strings holding the echo.",
+    jsonReply: true
+  },
   {
     name: "slow",
     description: "A fixed reply at a human reading pace (800 ms to the first token, 60 ms per token).",

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { concat } from "./internal/bytes.js"
+import * as JsonExample from "./internal/jsonExample.js"
 import * as Prng from "./internal/prng.js"
 import * as Tokens from "./internal/tokens.js"
 import type { Attempt, Reply, Scenario } from "./Scenario.js"
@@ -50,6 +51,8 @@ export interface ScriptRequest {
   readonly includeUsage: boolean
   readonly n: number | undefined
   readonly maxTokens: number | undefined
+  /** The JSON Schema the reply must fit (structured output), when the request gave one. */
+  readonly responseSchema?: Readonly<Record<string, unknown>> | undefined
 }
 
 /**
@@ -282,6 +285,18 @@ interface Segment {
 const tokensOf = (reply: Reply): ReadonlyArray<string> => typeof reply === "string" ? Tokens.tokenize(reply) : reply
 
 /**
+ * The reply of a `jsonReply` scenario: an example of the request's schema whose strings hold
+ * the echo, or `{"reply": echo}` without a schema.
+ *
+ * @since 0.1.0
+ * @category Scenarios
+ */
+export const jsonReply = (request: Pick<ScriptRequest, "messages" | "responseSchema">): string => {
+  const echo = echoReply(request.messages)
+  return JSON.stringify(request.responseSchema === undefined ? { reply: echo } : JsonExample.example(request.responseSchema, echo))
+}
+
+/**
  * Renders `scenario` for `request` as the answer to attempt number `attempt` (0-based) of the
  * same request. Attempts before `faultAttempts(scenario)` get the scripted failures in order,
  * later ones the reply. Pure: the same arguments always give the same bytes.
@@ -385,7 +400,7 @@ const renderReply = (
 
   // Choices: choice 0 is the reply (or the echo), the others the alternatives.
   const n = Math.max(request.n ?? 1, scenario.n ?? 1)
-  const mainTokens = tokensOf(scenario.reply ?? echoReply(request.messages))
+  const mainTokens = tokensOf(scenario.reply ?? (scenario.jsonReply === true ? jsonReply(request) : echoReply(request.messages)))
   const choices: Array<Choice> = []
   let cutByMaxTokens = false
   for (let index = 0; index < n; index++) {

@@ -35,6 +35,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as StructuredOutput from "@llm-gateway/core/StructuredOutput"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import * as Prng from "./internal/prng.js"
 import * as Scenario from "./Scenario.js"
@@ -241,7 +242,11 @@ const OpenAiBody = Schema.Struct({
   }))),
   n: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.between(1, 128)))),
   max_tokens: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.positive()))),
-  max_completion_tokens: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.positive())))
+  max_completion_tokens: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.positive()))),
+  response_format: Schema.optional(Schema.NullOr(Schema.Struct({
+    type: Schema.String,
+    json_schema: Schema.optional(Schema.Struct({ schema: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })) }))
+  })))
 })
 
 const contentText = (content: typeof WireMessage.Type["content"]): string =>
@@ -505,7 +510,8 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
           stream: b.stream ?? false,
           includeUsage: b.stream_options?.include_usage ?? true,
           n: undefined,
-          maxTokens: b.max_tokens
+          maxTokens: b.max_tokens,
+          responseSchema: b.systemInstruction === undefined ? undefined : StructuredOutput.schemaOfInstruction(b.systemInstruction)
         }
       } else {
         const body = Schema.decodeUnknownEither(OpenAiBody)(json.right)
@@ -519,7 +525,8 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
           stream: b.stream === true,
           includeUsage: b.stream_options?.include_usage === true,
           n: b.n ?? undefined,
-          maxTokens: b.max_completion_tokens ?? b.max_tokens ?? undefined
+          maxTokens: b.max_completion_tokens ?? b.max_tokens ?? undefined,
+          responseSchema: b.response_format?.type === "json_schema" ? b.response_format.json_schema?.schema : undefined
         }
       }
       const limited = rateLimited(profile, auth.token, now)
