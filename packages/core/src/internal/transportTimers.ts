@@ -50,26 +50,60 @@ export const ioTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
 /** Whether `clock` tells real time (not a `TestClock`), so that real event-loop time applies. */
 const isLiveClock = (clock: Clock.Clock): boolean => Math.abs(clock.unsafeCurrentTimeMillis() - Date.now()) < 60_000
 
+/** The clock, the event loop's counters and the process's CPU time at one moment. */
+interface Reading {
+  readonly wall: number
+  readonly loop: ReturnType<typeof performance.eventLoopUtilization>
+  readonly cpu: NodeJS.CpuUsage
+}
+
+let lastReading: Reading | undefined
+
+const read = (clock: Clock.Clock): Reading =>
+  (lastReading = {
+    wall: clock.unsafeCurrentTimeMillis(),
+    loop: performance.eventLoopUtilization(),
+    cpu: process.cpuUsage()
+  })
+
+/** How old a reading may be to start a measurement (see `recentReading`). */
+const readingMaxAge = 50
+
+/**
+ * The last reading if it is at most `readingMaxAge` old, else a new one: the start of a
+ * measurement, shared by the requests of a busy process. `process.cpuUsage` is a system call
+ * that sums every thread's time; on a loaded two-core VM one call has taken milliseconds. A
+ * measurement that starts from an earlier reading counts that stretch only where it makes a
+ * deadline later, never earlier (at most `readingMaxAge`).
+ */
+const recentReading = (clock: Clock.Clock): Reading => {
+  const age = clock.unsafeCurrentTimeMillis() - (lastReading?.wall ?? -Infinity)
+  return lastReading !== undefined && age >= 0 && age <= readingMaxAge ? lastReading : read(clock)
+}
+
+/** Time this process could run between two readings: event-loop idle time plus CPU time. */
+const ranBetween = (from: Reading, to: Reading): number =>
+  performance.eventLoopUtilization(to.loop, from.loop).idle +
+  (to.cpu.user - from.cpu.user + to.cpu.system - from.cpu.system) / 1000
+
 /**
  * Reads how much of the clock time since the previous reading this process could not run:
- * clock time minus event-loop idle time and CPU time. Always 0 on a `TestClock`.
+ * clock time minus event-loop idle time and CPU time. Always 0 on a `TestClock`. Within
+ * `starvationTolerance` of the previous reading it answers 0 without reading (less cannot
+ * matter) and that stretch counts in the next answer.
  */
 export const starvationMeter = (clock: Clock.Clock): () => number => {
   if (!isLiveClock(clock)) return () => 0
-  let wall = clock.unsafeCurrentTimeMillis()
-  let loop = performance.eventLoopUtilization()
-  let cpu = process.cpuUsage()
+  let from = clock.unsafeCurrentTimeMillis()
+  let base = recentReading(clock)
   return () => {
-    const nowWall = clock.unsafeCurrentTimeMillis()
-    const nowLoop = performance.eventLoopUtilization()
-    const nowCpu = process.cpuUsage()
-    const elapsed = nowWall - wall
-    const ran = performance.eventLoopUtilization(nowLoop, loop).idle +
-      (nowCpu.user - cpu.user + nowCpu.system - cpu.system) / 1000
-    wall = nowWall
-    loop = nowLoop
-    cpu = nowCpu
-    return Math.max(0, elapsed - ran)
+    if (clock.unsafeCurrentTimeMillis() - from < starvationTolerance) return 0
+    const now = read(clock)
+    // From `base`, which may be a little before `from`: starvation then may count a little more.
+    const lost = now.wall - base.wall - ranBetween(base, now)
+    from = now.wall
+    base = now
+    return Math.max(0, lost)
   }
 }
 
@@ -172,13 +206,12 @@ export const responsiveSleep = (
     if (!isLiveClock(clock)) return Effect.zipRight(Effect.sleep(duration), ioTurn)
     const maxWallMs = Math.max(ms, Duration.toMillis(maxWall))
     const startedAt = clock.unsafeCurrentTimeMillis()
-    const loop0 = performance.eventLoopUtilization()
-    const cpu0 = process.cpuUsage()
+    const base = recentReading(clock)
     const wait = (sleepMs: number): Effect.Effect<void> =>
       Effect.flatMap(Effect.sleep(Duration.millis(sleepMs)), () => {
         const elapsed = clock.unsafeCurrentTimeMillis() - startedAt
-        const cpu = process.cpuUsage(cpu0)
-        const ran = Math.min(elapsed, performance.eventLoopUtilization(loop0).idle + (cpu.user + cpu.system) / 1000)
+        // What ran between `base` and `startedAt` is not this wait's: taken off, as if all ran.
+        const ran = Math.min(elapsed, ranBetween(base, read(clock)) - Math.max(0, startedAt - base.wall))
         // One millisecond of slack: timers and the counters round differently.
         if (ran >= ms - 1 || elapsed >= maxWallMs) return ioTurn
         return wait(Math.max(1, Math.min(ms - ran, maxWallMs - elapsed)))
