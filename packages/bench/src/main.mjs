@@ -15,6 +15,7 @@ import * as LiveDecode from "./liveDecode.mjs"
 import * as PeakRss from "./peakRss.mjs"
 import * as Redaction from "./redaction.mjs"
 import * as RedisStores from "./redisStores.mjs"
+import * as TelemetryBench from "./telemetryBench.mjs"
 import * as TokenCount from "./tokenCount.mjs"
 import { formatRatio } from "./stats.mjs"
 
@@ -35,6 +36,7 @@ const suites = [
   BulkDecode,
   LiveDecode,
   GatewayStream,
+  TelemetryBench,
   CallToWire,
   GrowingConversation,
   Redaction,
