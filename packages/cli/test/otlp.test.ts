@@ -178,6 +178,24 @@ describe("llm-gateway CLI with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
     }
   }, 90_000)
 
+  it("a failed request still flushes: the chat span carries error.type and the failure is counted", async () => {
+    const otlp = await collector()
+    try {
+      const result = await runCli(["chat", "--model", "sim:forbidden", "Hello"], { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint })
+      expect(result.code).toBe(4)
+      const chat = spansOf(otlp.received).find(({ span }) => span.name === "chat sim:forbidden")
+      expect(chat, result.stderr).toBeDefined()
+      expect(attributesOf(chat!.span.attributes)).toMatchObject({
+        "llm_gateway.outcome": "failure",
+        "error.type": "PermissionDenied"
+      })
+      const requests = metricsOf(otlp.received).filter((m) => m.name === "llm_gateway.requests")
+      expect(JSON.stringify(requests)).toContain("PermissionDenied")
+    } finally {
+      await otlp.close()
+    }
+  }, 90_000)
+
   it("an unsupported OTEL_EXPORTER_OTLP_PROTOCOL is a clear error, and nothing is sent", async () => {
     const otlp = await collector()
     try {
