@@ -9,6 +9,7 @@ import * as CacheKey from "./cacheKey.mjs"
 import * as CallToWire from "./callToWire.mjs"
 import { svgChart } from "./chart.mjs"
 import * as CliStartup from "./cliStartup.mjs"
+import * as ConversationTurns from "./conversationTurns.mjs"
 import * as GatewayStream from "./gatewayStream.mjs"
 import * as GrowingConversation from "./growingConversation.mjs"
 import * as LiveDecode from "./liveDecode.mjs"
@@ -39,6 +40,7 @@ const suites = [
   TelemetryBench,
   CallToWire,
   GrowingConversation,
+  ConversationTurns,
   Redaction,
   TokenCount,
   CacheKey,
