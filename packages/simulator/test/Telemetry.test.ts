@@ -255,6 +255,24 @@ describe("Telemetry", () => {
         .toBe(1)
     }).pipe(Effect.provide(gatewayLayer({}))))
 
+  it.effect("two identical requests at once: one leads upstream, the other joins it (single-flight)", () =>
+    Effect.gen(function*() {
+      const joinedBefore = yield* metricOf("llm_gateway.cache.requests", { "llm_gateway.cache.result": "joined" })
+      const { exit, spans } = yield* traced(Effect.all([
+        Gateway.complete(request("sim:hello", "together")),
+        Gateway.complete(request("sim:hello", "together"))
+      ], { concurrency: 2 }))
+      expect(Exit.isSuccess(exit)).toBe(true)
+      const roots = spans.filter((s) => s.name === "chat sim:hello")
+      expect(roots.map((s) => s.attributes.get("llm_gateway.cache.joined")).sort()).toEqual([false, true])
+      const joiner = roots.find((s) => s.attributes.get("llm_gateway.cache.joined") === true)!
+      expect(joiner.attributes.get("llm_gateway.cache.hit")).toBe(true)
+      expect(spans.filter((s) => s.name === "Transport.handshake")).toHaveLength(1)
+      expect(
+        (yield* metricOf("llm_gateway.cache.requests", { "llm_gateway.cache.result": "joined" })).count - joinedBefore.count
+      ).toBe(1)
+    }).pipe(Effect.provide(gatewayLayer({}))))
+
   it.effect("a 429 retried twice: three handshake spans with status and wait, retries by reason", () =>
     Effect.gen(function*() {
       const retriesBefore = yield* metricOf("llm_gateway.retries", { "llm_gateway.retry.reason": "429" })
