@@ -43,6 +43,7 @@ import * as PartsFold from "./internal/partsFold.js"
 import * as ReplyAssembler from "./internal/replyAssembler.js"
 import * as Observe from "./internal/telemetry.js"
 import * as RequestIntake from "./internal/requestIntake.js"
+import * as RestoreParts from "./internal/restoreParts.js"
 import * as PromptTemplate from "./PromptTemplate.js"
 import * as ResponseCache from "./ResponseCache.js"
 import * as SafetyFilter from "./SafetyFilter.js"
@@ -292,6 +293,13 @@ export type Requirements =
   | AuditLog.AuditLog
 
 /**
+ * Each request's restoration (its placeholder values, when the policy restores), kept beside
+ * its `Prepared`, never in it: stages, the cache and dry runs do not see the values, and it
+ * goes with the request.
+ */
+const restorations = new WeakMap<Stage.Prepared, SafetyFilter.Restoration>()
+
+/**
  * The first stage, and `Gateway.prepare`'s dry run: decode → template → system split → guard
  * input → fit → request key, with no network call. It runs before any other stage: the key is
  * computed on the redacted, fitted request.
@@ -411,7 +419,7 @@ const makePrepare = (options: Options) =>
           ...(request.tools === undefined || request.tools.length === 0 ? {} : { tools: request.tools }),
           ...(request.toolChoice === undefined ? {} : { toolChoice: request.toolChoice })
         }
-        return {
+        const prepared: Stage.Prepared = {
           requestId,
           outbound,
           ...(request.responseFormat === undefined ? {} : { responseFormat: request.responseFormat }),
@@ -430,6 +438,8 @@ const makePrepare = (options: Options) =>
           droppedMessages: fitted.droppedMessages,
           contextLimit: fitted.limit
         }
+        if (guarded.restoration !== undefined) restorations.set(prepared, guarded.restoration)
+        return prepared
       })
   })
 
@@ -571,15 +581,17 @@ export const makeWith = (
           startedAt = yield* Clock.currentTimeMillis
           requestId = (yield* RequestIds).next(startedAt)
           prepared = yield* Observe.prepared(prepare(input, requestId))
-          return Stream.concat(
+          const observed = Stream.concat(
             Stream.fromIterable(prelude(prepared)),
             StructuredReply.decode(prepared.responseFormat, handler(prepared))
-          )
-        })).pipe(
-          Stream.mapChunks((chunk) => {
+          ).pipe(Stream.mapChunks((chunk) => {
             for (const part of chunk) parts.add(part)
             return chunk
-          }),
+          }))
+          // Restored last, after the audit's view of the parts: only this caller sees its values.
+          const restoration = restorations.get(prepared)
+          return restoration === undefined ? observed : RestoreParts.restore(observed, restoration)
+        })).pipe(
           Stream.ensuringWith((exit) => append(exit as Exit.Exit<unknown, GatewayError>))
         )
       }))

@@ -860,7 +860,7 @@ const fromResolved = (resolved: Resolved, warmUp = false): Service => {
         const system = input.system === undefined ? undefined : sent(input.system, guardText(input.system, counts))
         let violation: SafetyViolation | undefined = undefined
         // Tool-call arguments are redacted by value, so they stay valid JSON (see toolArguments).
-        const redactValue = (text: string) => guardText(text, counts).text
+        const redactValue = (text: string) => sent(text, guardText(text, counts))
         const messages = input.messages.map((message) => {
           const m = message.toolCalls === undefined || message.toolCalls.length === 0 ? message : {
             ...message,

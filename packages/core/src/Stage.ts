@@ -45,7 +45,14 @@ import type { Cost, OutboundRequest, RedactionCount, Usage, UsageSource } from "
 import type { ChatChunk } from "./ChatChunk.js"
 import * as ContextWindow from "./ContextWindow.js"
 import * as CostMeter from "./CostMeter.js"
-import { type GatewayError, mapServerText, RateLimited, ReplyTooLarge, type TransportError } from "./GatewayError.js"
+import {
+  type GatewayError,
+  mapServerText,
+  RateLimited,
+  ReplyTooLarge,
+  SafetyViolation,
+  type TransportError
+} from "./GatewayError.js"
 import * as Models from "./Models.js"
 import { Finish, type Part, RedactionNotice, TextDelta, type ToolCall, ToolCallDelta, ToolCallError } from "./Part.js"
 import * as PartsFold from "./internal/partsFold.js"
@@ -243,6 +250,8 @@ const makeUpstream = (services: UpstreamServices, maxReplyChars: number): Handle
 
       const finish = Effect.suspend(() => {
         const closed = reply.close(false)
+        // An output block rule matched the last sentence: what was judged safe goes out, then the error.
+        if (reply.violation() !== undefined) return Effect.succeed(closed.parts)
         const cut = reply.stopped() === "cut"
         const fromGateway = cut ? undefined : reply.gatewayUsage()
         let usage: Usage
@@ -280,8 +289,12 @@ const makeUpstream = (services: UpstreamServices, maxReplyChars: number): Handle
         Stream.pipeThroughChannel(assembly),
         Stream.concat(Stream.fromIterableEffect(Effect.suspend(() => {
           const stopped = reply.stopped()
-          return stopped instanceof ReplyTooLarge ? Effect.fail(stopped) : finish
+          return stopped instanceof ReplyTooLarge || stopped instanceof SafetyViolation ? Effect.fail(stopped) : finish
         }))),
+        Stream.concat(Stream.suspend(() => {
+          const violation = reply.violation()
+          return violation === undefined ? Stream.empty : Stream.fail(violation)
+        })),
         // On a failure the output counts (the withheld tail included) reach the caller first.
         Stream.catchAll((error) => Stream.concat(Stream.fromIterable(reply.close(true).parts), Stream.fail(error)))
       )
