@@ -56,7 +56,8 @@ export const ConversationId = Schema.String.pipe(
 
 /**
  * A conversation as data, what a `ConversationStore` keeps: its id, its model, its system
- * instruction and its messages (user, assistant and tool messages, oldest first, as sent).
+ * instruction and its messages (user, assistant and tool messages, oldest first, as sent; a
+ * `system` message is refused by `make`: the instruction is the `system` field).
  *
  * @since 0.1.0
  * @category Schemas
@@ -486,6 +487,13 @@ export const make = (
     })
     if (decoded._tag === "Left") return yield* new InvalidRequest({ issues: dataIssues(decoded.left) })
     const { id, model, system } = decoded.right
+    // The window leaves out whole turns; a system message among them would be left out too.
+    const systemAt = decoded.right.messages.findIndex((m) => m.role === "system")
+    if (systemAt >= 0) {
+      return yield* new InvalidRequest({
+        issues: [`messages.${systemAt}.role: a conversation's system instruction is its own option (system), not a message`]
+      })
+    }
 
     // The history: append-only, changed only by `commit` (synchronous, under the lock).
     const messages: Array<ChatMessage> = [...decoded.right.messages]

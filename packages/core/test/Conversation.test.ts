@@ -186,6 +186,8 @@ describe("Conversation", () => {
       expect(error.issues.join()).toMatch(/^id: /)
       const bad = yield* Effect.flip(Conversation.make({ model: "no spaces allowed" }))
       expect(bad.issues.join()).toMatch(/^model: /)
+      const system = yield* Effect.flip(Conversation.make({ model: "gpt-4o-mini", messages: [{ role: "system", content: "x" }] }))
+      expect(system.issues.join()).toMatch(/^messages\.0\.role: /)
     }).pipe(Effect.provide(gatewayWith(makeEcho().layer))))
 
   it("firstSent picks the oldest whole turn that fits", () => {
