@@ -19,6 +19,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type { ChatMessage } from "./Chat.js"
+import type { ToolDefinition } from "./Tool.js"
 import { ContextWindowExceeded } from "./GatewayError.js"
 import * as Memo from "./internal/memo.js"
 import * as Tokenizer from "./internal/tokenizer.js"
@@ -49,13 +50,16 @@ export interface Fitted {
 export interface Service {
   /**
    * Drops the oldest messages until the prompt fits, never the system instruction and never
-   * the newest user message; fails with `ContextWindowExceeded` when even those do not fit.
+   * the newest user message, and never a tool call without its results (see `trim`); fails
+   * with `ContextWindowExceeded` when even those do not fit. `tools` (the request's tool
+   * definitions) count against the window too.
    */
   readonly fit: (input: {
     readonly model: string
     readonly system: string | undefined
     readonly messages: ReadonlyArray<ChatMessage>
     readonly reserveForReply: number | undefined
+    readonly tools?: ReadonlyArray<ToolDefinition> | undefined
   }) => Effect.Effect<Fitted, ContextWindowExceeded>
   /** Prompt tokens of a chat (OpenAI cookbook accounting). */
   readonly countPrompt: (
@@ -113,6 +117,13 @@ const REPLY_PRIMING = 3
 /** `<|start|>`, `<|message|>` (or the role separator) and `<|end|>` around every message. */
 const TOKENS_PER_MESSAGE = 3
 const TOKENS_PER_NAME = 1
+/**
+ * Tool calls and tool definitions are rendered into the prompt in a form OpenAI does not
+ * document: each call is counted as its name and arguments plus this, each tool as the JSON of
+ * its definition plus this (an estimate, close for typical tools).
+ */
+const TOKENS_PER_TOOL_CALL = 3
+const TOKENS_PER_TOOL = 3
 /** Unknown model ids we have already warned about; bounded so odd ids cannot grow it forever. */
 const MAX_WARNED = 1_000
 /** Below this length a text is counted directly: hashing it would cost about as much. */
@@ -210,10 +221,25 @@ const warmUp = (tk: Tokenizer.Tokenizer): void => {
 }
 
 /**
- * Drops messages until the prompt fits `limit` (pure; `fixed` is the system instruction and the
- * reply priming): the oldest first, never a system message or the newest user message; then
- * assistant and tool messages left leading, and tool results whose assistant call was dropped.
- * `Exceeded` with the tokens required when the pinned messages alone do not fit.
+ * The groups of a conversation: each message starts one, except a `tool` message after an
+ * assistant message (or after its other results), which joins that assistant's group, so tool
+ * calls and their results stay together. `group[i]`
+ * is the index of the first message of message `i`'s group.
+ */
+const groupsOf = (messages: ReadonlyArray<ChatMessage>): Int32Array => {
+  const group = new Int32Array(messages.length)
+  for (let i = 0; i < messages.length; i++) {
+    group[i] = i > 0 && messages[i]!.role === "tool" && messages[group[i - 1]!]!.role === "assistant" ? group[i - 1]! : i
+  }
+  return group
+}
+
+/**
+ * Drops messages until the prompt fits `limit` (pure; `fixed` is the system instruction, the
+ * tool definitions and the reply priming), a whole group at a time (an assistant message with
+ * the tool results that follow it): the oldest first, never a system message or the newest
+ * user message; then groups left leading before the first user message. `Exceeded` with the tokens required when the pinned messages
+ * alone do not fit.
  */
 const trim = (
   messages: ReadonlyArray<ChatMessage>,
@@ -226,7 +252,13 @@ const trim = (
   for (let i = 0; i < n; i++) {
     if (messages[i]!.role === "user") newestUser = i
   }
-  const pinned = (i: number) => i === newestUser || messages[i]!.role === "system"
+  const group = groupsOf(messages)
+  // A group is pinned when one of its messages is: a system message or the newest user message.
+  const pinnedGroup = new Uint8Array(n)
+  for (let i = 0; i < n; i++) {
+    if (i === newestUser || messages[i]!.role === "system") pinnedGroup[group[i]!] = 1
+  }
+  const pinned = (i: number) => pinnedGroup[group[i]!] === 1
   let total = fixed
   let required = total
   for (let i = 0; i < n; i++) {
@@ -236,29 +268,30 @@ const trim = (
   if (total <= limit) return { _tag: "Fitted", fitted: { messages, promptTokens: total, droppedMessages: 0, limit } }
   if (required > limit) return { _tag: "Exceeded", required }
   const dropped = new Uint8Array(n)
-  const drop = (i: number) => {
-    dropped[i] = 1
-    total -= costs[i]!
+  /** Drops the group starting at `start`; returns the index after it. */
+  const dropGroup = (start: number): number => {
+    let i = start
+    do {
+      dropped[i] = 1
+      total -= costs[i]!
+      i++
+    } while (i < n && group[i] === start)
+    return i
   }
   // Oldest first; stops before running out because the pinned messages alone fit.
-  for (let i = 0; i < n && total > limit; i++) {
-    if (!pinned(i)) drop(i)
+  for (let i = 0; i < n && total > limit;) {
+    i = pinned(i) ? i + 1 : dropGroup(i)
   }
-  // A trimmed conversation starts with a user turn: drop assistant and tool messages left
-  // leading once older turns are gone.
-  for (let i = 0; i < n; i++) {
+  // A trimmed conversation starts with a user turn: drop groups left leading once older turns
+  // are gone.
+  for (let i = 0; i < n;) {
     const role = messages[i]!.role
-    if (dropped[i] === 1 || role === "system") continue
-    if (role === "user") break
-    drop(i)
-  }
-  // Tool results whose assistant call was dropped go with it.
-  let previous = -1
-  for (let i = 0; i < n; i++) {
-    const role = messages[i]!.role
-    if (role === "system") continue
-    if (role === "tool" && dropped[i] === 0 && previous !== -1 && dropped[previous] === 1) drop(i)
-    previous = i
+    if (dropped[i] === 1 || role === "system") {
+      i++
+      continue
+    }
+    if (role === "user" || pinned(i)) break
+    i = dropGroup(group[i]!)
   }
   const kept = messages.filter((_, i) => dropped[i] === 0)
   return { _tag: "Fitted", fitted: { messages: kept, promptTokens: total, droppedMessages: n - kept.length, limit } }
@@ -351,6 +384,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
           }
           costs[i] = TOKENS_PER_MESSAGE + roleCount(roleTokens, tk, m.role) + content +
             (m.name === undefined ? 0 : tk.count(m.name) + TOKENS_PER_NAME)
+          if (m.toolCalls !== undefined) {
+            for (const call of m.toolCalls) {
+              costs[i] += TOKENS_PER_TOOL_CALL + tk.count(call.name) + (yield* textTokens(tk, call.arguments))
+            }
+          }
         }
         return costs
       })
@@ -365,7 +403,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
         ? requested
         : options.defaultReserveForReply ?? Models.defaultReserveForReply(info)
 
-    const fit: Service["fit"] = ({ messages, model, reserveForReply, system }) =>
+    /** Tokens of the tool definitions: the JSON of each (name, description, parameters). */
+    const toolTokens = (tk: Tokenizer.Tokenizer, tools: ReadonlyArray<ToolDefinition> | undefined): Effect.Effect<number> =>
+      tools === undefined || tools.length === 0 ? Effect.succeed(0) : Effect.reduce(tools, 0, (total, tool) =>
+        Effect.map(
+          textTokens(tk, JSON.stringify({ name: tool.name, description: tool.description, parameters: tool.parameters })),
+          (n) => total + TOKENS_PER_TOOL + n
+        ))
+
+    const fit: Service["fit"] = ({ messages, model, reserveForReply, system, tools }) =>
       Effect.gen(function*() {
         const { info } = yield* resolve(model)
         const tk = yield* tokenizer(info.encoding)
@@ -373,7 +419,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
         const limit = Math.max(0, info.contextWindow - reserved)
         // Each message is tokenized at most once; trimming only subtracts.
         const costs = yield* messageCosts(tk, messages)
-        const trimmed = trim(messages, costs, yield* fixedTokens(tk, system), limit)
+        const trimmed = trim(messages, costs, (yield* fixedTokens(tk, system)) + (yield* toolTokens(tk, tools)), limit)
         if (trimmed._tag === "Fitted") return trimmed.fitted
         return yield* new ContextWindowExceeded({
           model: Models.printableId(model),

@@ -385,9 +385,14 @@ const makePrepare = (options: Options) =>
     // What the wire profile cannot carry (tools on the gateway profile) is refused before any call.
     const transport = yield* Effect.serviceOption(Transport.GatewayTransport)
     const profile = Option.isSome(transport) ? transport.value.profile : undefined
+    // What the wire profile cannot carry (tools on the gateway profile) is refused before any call.
+    const transport = yield* Effect.serviceOption(Transport.GatewayTransport)
+    const profile = Option.isSome(transport) ? transport.value.profile : undefined
     return (input: ChatRequestInput, requestId: string): Effect.Effect<Stage.Prepared, GatewayError> =>
       Effect.gen(function*() {
         const request = yield* decodeRequest(input)
+        const unsupported = profile === undefined ? undefined : Transport.unsupportedBy(profile, request)
+        if (unsupported !== undefined) return yield* new InvalidRequest({ issues: [unsupported] })
         const unsupported = profile === undefined ? undefined : Transport.unsupportedBy(profile, request)
         if (unsupported !== undefined) return yield* new InvalidRequest({ issues: [unsupported] })
         const format = request.responseFormat === undefined ? undefined : yield* checkFormat(request.responseFormat)
@@ -407,7 +412,8 @@ const makePrepare = (options: Options) =>
           model: request.model,
           system: guarded.system,
           messages: guarded.messages,
-          reserveForReply: request.maxTokens
+          reserveForReply: request.maxTokens,
+          tools: request.tools
         })
         const outbound: OutboundRequest = {
           ...(format === undefined ? {} : { responseFormat: format }),
@@ -442,6 +448,13 @@ const makePrepare = (options: Options) =>
         return prepared
       })
   })
+
+/** A tool as plain data, for the request key. */
+const toolKey = (tool: Tool.AnyTool): Tool.ToolDefinition => ({
+  name: tool.name,
+  ...(tool.description === undefined ? {} : { description: tool.description }),
+  ...(tool.parameters === undefined ? {} : { parameters: tool.parameters })
+})
 
 /** A tool as plain data, for the request key. */
 const toolKey = (tool: Tool.AnyTool): Tool.ToolDefinition => ({
