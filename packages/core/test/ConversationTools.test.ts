@@ -40,7 +40,7 @@ const call = (index: number, id: string, name: string, args: unknown): ReadonlyA
  * A gateway whose upstream plays `script(round, request)`: the parts of each reply, as the
  * upstream stage emits them. Records every prepared request that reached it.
  */
-const scripted = (script: (round: number, request: Stage.Prepared) => ReadonlyArray<Part>) => {
+const scripted = (script: (round: number, request: Stage.Prepared) => ReadonlyArray<Part>, contextWindow = ContextWindow.layer()) => {
   const requests: Array<Stage.Prepared> = []
   const handler: Stage.Handler = (request) =>
     Stream.suspend(() => {
@@ -48,7 +48,7 @@ const scripted = (script: (round: number, request: Stage.Prepared) => ReadonlyAr
       return Stream.fromIterable(script(requests.length, request))
     })
   const layer = Gateway.layerWith(Effect.succeed(handler)).pipe(
-    Layer.provideMerge(Layer.mergeAll(SafetyFilter.layerDefault, ContextWindow.layer(), AuditLog.layerMemory))
+    Layer.provideMerge(Layer.mergeAll(SafetyFilter.layerDefault, contextWindow, AuditLog.layerMemory))
   )
   return { requests, layer }
 }
@@ -164,6 +164,25 @@ describe("Conversation tool loop", () => {
       // The call as the model sent it, and the issue as its result.
       expect(history[1]!.toolCalls).toEqual([{ id: "call_bad", name: "get_weather", arguments: "{\"town\":1}" }])
       expect(history[2]!.content).toContain("city: is missing")
+    }).pipe(Effect.provide(model.layer))
+  })
+
+  it.effect("a turn whose calls and results no longer fit the window is ContextWindowExceeded, not sent cut", () => {
+    const huge = Conversation.handler(getWeather, () => Effect.succeed("sunny ".repeat(3_000)))
+    const model = scripted(
+      (_, request) =>
+        request.outbound.messages.at(-1)!.role === "tool"
+          ? [new TextDelta({ text: "Sunny." }), finish("stop")]
+          : [...call(0, "call_0", "get_weather", { city: "Paris" }), finish("tool_calls")],
+      ContextWindow.layer({ models: { "tiny-model": { contextWindow: 2_000, maxOutputTokens: 500, encoding: "o200k_base" } } })
+    )
+    return Effect.gen(function*() {
+      const conversation = yield* Conversation.make({ model: "tiny-model" })
+      const error = yield* Effect.flip(Stream.runDrain(conversation.sendWithTools("Weather?", { handlers: [huge] })))
+      expect(error._tag).toBe("ContextWindowExceeded")
+      // Only the first round went out.
+      expect(model.requests).toHaveLength(1)
+      expect(yield* conversation.messages).toEqual([])
     }).pipe(Effect.provide(model.layer))
   })
 
