@@ -385,14 +385,9 @@ const makePrepare = (options: Options) =>
     // What the wire profile cannot carry (tools on the gateway profile) is refused before any call.
     const transport = yield* Effect.serviceOption(Transport.GatewayTransport)
     const profile = Option.isSome(transport) ? transport.value.profile : undefined
-    // What the wire profile cannot carry (tools on the gateway profile) is refused before any call.
-    const transport = yield* Effect.serviceOption(Transport.GatewayTransport)
-    const profile = Option.isSome(transport) ? transport.value.profile : undefined
     return (input: ChatRequestInput, requestId: string): Effect.Effect<Stage.Prepared, GatewayError> =>
       Effect.gen(function*() {
         const request = yield* decodeRequest(input)
-        const unsupported = profile === undefined ? undefined : Transport.unsupportedBy(profile, request)
-        if (unsupported !== undefined) return yield* new InvalidRequest({ issues: [unsupported] })
         const unsupported = profile === undefined ? undefined : Transport.unsupportedBy(profile, request)
         if (unsupported !== undefined) return yield* new InvalidRequest({ issues: [unsupported] })
         const format = request.responseFormat === undefined ? undefined : yield* checkFormat(request.responseFormat)
