@@ -451,13 +451,6 @@ const toolKey = (tool: Tool.AnyTool): Tool.ToolDefinition => ({
   ...(tool.parameters === undefined ? {} : { parameters: tool.parameters })
 })
 
-/** A tool as plain data, for the request key. */
-const toolKey = (tool: Tool.AnyTool): Tool.ToolDefinition => ({
-  name: tool.name,
-  ...(tool.description === undefined ? {} : { description: tool.description }),
-  ...(tool.parameters === undefined ? {} : { parameters: tool.parameters })
-})
-
 /** What the caller learns first: what the guard redacted and what the fitting dropped. */
 const prelude = (prepared: Stage.Prepared): ReadonlyArray<Part> => {
   const parts: Array<Part> = []
