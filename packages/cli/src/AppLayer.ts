@@ -11,9 +11,8 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodePath from "@effect/platform-node/NodePath"
-import { AuditLog, ContextWindow, CostMeter, Gateway, Models, ResponseCache, SafetyFilter } from "@llm-gateway/core"
+import { AuditLog, ContextWindow, CostMeter, Gateway, Models, ResponseCache, SafetyFilter, Telemetry } from "@llm-gateway/core"
 import type { Auth, Transport } from "@llm-gateway/core"
-import * as TelemetryOtlp from "@llm-gateway/core/TelemetryOtlp"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -166,6 +165,24 @@ const storesLayer = (
   )
 
 /**
+ * OTLP/HTTP JSON export of traces and metrics when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see
+ * `TelemetryOtlp.layerConfig`); the exporter's modules are loaded only then. Closed with the
+ * command's scope, also on failure and Ctrl-C, which flushes what is pending (within 3 seconds).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const telemetryLayer: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(Telemetry.config, (found) =>
+    Option.isNone(found) ? Layer.empty : Layer.unwrapEffect(
+      Effect.map(
+        Effect.promise(() => import("@llm-gateway/core/TelemetryOtlp")),
+        (TelemetryOtlp) => TelemetryOtlp.layerConfig().pipe(Layer.provide(NodeHttpClient.layerUndici))
+      )
+    ))
+)
+
+/**
  * The gateway over a transport, with every other concern at its CLI default.
  *
  * @since 0.1.0
@@ -202,9 +219,7 @@ export const layer = (
         }
       ),
       auditLayer(options.auditFile),
-      // Closed with the command's scope, also on failure and Ctrl-C: pending spans and metrics
-      // are flushed then (within 3 seconds).
-      TelemetryOtlp.layerConfig().pipe(Layer.provide(NodeHttpClient.layerUndici))
+      telemetryLayer
     )),
     // Merged so that services the transport brings along (the simulator's) stay reachable.
     Layer.provideMerge(transport)
