@@ -855,6 +855,14 @@ const fromResolved = (resolved: Resolved, warmUp = false): Service => {
         const counts = new Array<number>(k).fill(0)
         // Placeholders are numbered for this request only; the values stay in this closure.
         const numbering = numbered ? Placeholders.makeNumbering() : undefined
+        if (numbering !== undefined) {
+          // A history recorded as sent holds earlier placeholders: new values get other numbers.
+          if (input.system !== undefined) numbering.reserve(input.system)
+          for (const m of input.messages) {
+            numbering.reserve(m.content)
+            for (const call of m.toolCalls ?? []) numbering.reserve(call.arguments)
+          }
+        }
         const sent = (text: string, entry: GuardedText) =>
           numbering === undefined || entry.findings === undefined ? entry.text : numberedText(text, entry.findings, numbering)
         const system = input.system === undefined ? undefined : sent(input.system, guardText(input.system, counts))

@@ -85,6 +85,21 @@ describe("operators", () => {
     expect(guard(filter, "nothing personal here").restoration).toBeUndefined()
   })
 
+  it("placeholders already in the history (recorded as sent) keep their numbers from new values", () => {
+    const filter = make({ operators: { email: "placeholder" }, restore: true })
+    const guarded = Effect.runSync(filter.guardInput({
+      system: undefined,
+      messages: [
+        { role: "user", content: "my email is [EMAIL_1]" },
+        { role: "assistant", content: "Noted, [EMAIL_1]." },
+        { role: "user", content: "and my partner's is bob@example.org" }
+      ]
+    }))
+    expect(guarded.messages[2]!.content).toBe("and my partner's is [EMAIL_2]")
+    // [EMAIL_1]'s value is not in this request: it stays a placeholder.
+    expect(guarded.restoration!.restore("[EMAIL_1] and [EMAIL_2]")).toBe("[EMAIL_1] and bob@example.org")
+  })
+
   it("restore never yields a value the caller did not supply in this request (property)", () => {
     const filter = make({ operators: { email: "placeholder" }, restore: true })
     const emails = ["a@example.com", "b@example.org", "c@example.net", "d@example.io"]

@@ -16,6 +16,12 @@ export interface Numbering {
   readonly placeholderFor: (kind: string, value: string) => string
   /** How many placeholders were issued. */
   readonly size: () => number
+  /**
+   * Keeps the numbers of placeholders already written in `text` (a history recorded as sent)
+   * from being issued: a new value gets the next free number, never one the text already uses
+   * for another value.
+   */
+  readonly reserve: (text: string) => void
   /** The value behind a placeholder this numbering issued, or `undefined`. */
   readonly valueOf: (placeholder: string) => string | undefined
 }
@@ -24,14 +30,16 @@ export interface Numbering {
 export const makeNumbering = (): Numbering => {
   const byValue = new Map<string, string>()
   const byPlaceholder = new Map<string, string>()
+  // The last number used per label (two kinds may share one: `ip-v4`, `ip_v4`).
   const next = new Map<string, number>()
   const placeholderFor = (kind: string, value: string): string => {
     const key = `${kind}\u0000${value}`
     let placeholder = byValue.get(key)
     if (placeholder === undefined) {
-      const n = (next.get(kind) ?? 0) + 1
-      next.set(kind, n)
-      placeholder = `[${kind.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_${n}]`
+      const label = kind.toUpperCase().replace(/[^A-Z0-9]/g, "_")
+      const n = (next.get(label) ?? 0) + 1
+      next.set(label, n)
+      placeholder = `[${label}_${n}]`
       byValue.set(key, placeholder)
       byPlaceholder.set(placeholder, value)
     }
@@ -49,6 +57,15 @@ export const makeNumbering = (): Numbering => {
     },
     placeholderFor,
     size: () => byPlaceholder.size,
+    reserve: (text) => {
+      if (!text.includes("[")) return
+      for (const m of text.matchAll(placeholder)) {
+        const at = m[0].lastIndexOf("_")
+        const label = m[0].slice(1, at)
+        const n = Number(m[0].slice(at + 1, -1))
+        if (n > (next.get(label) ?? 0)) next.set(label, n)
+      }
+    },
     valueOf: (placeholder) => byPlaceholder.get(placeholder)
   }
 }
