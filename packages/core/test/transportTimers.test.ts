@@ -25,3 +25,13 @@ describe("transport timers", () => {
     expect(calls).toBeLessThanOrEqual(1)
   })
 })
+
+describe("readingMaxAge", () => {
+  it("is a twentieth of the shortest deadline, from 50 ms to 2 s", () => {
+    expect(Timers.readingMaxAge(30_000, 60_000)).toBe(1_500)
+    expect(Timers.readingMaxAge(Infinity, 10_000)).toBe(500)
+    expect(Timers.readingMaxAge(100)).toBe(50)
+    expect(Timers.readingMaxAge(0)).toBe(50)
+    expect(Timers.readingMaxAge(Infinity, Infinity)).toBe(2_000)
+  })
+})

@@ -66,19 +66,23 @@ const read = (clock: Clock.Clock): Reading =>
     cpu: process.cpuUsage()
   })
 
-/** How old a reading may be to start a measurement (see `recentReading`). */
-const readingMaxAge = 50
+/**
+ * How old a reading may be to start a measurement for deadlines of `ms` (`Infinity` when off):
+ * a twentieth of the shortest, from 50 ms to 2 s (see `recentReading`).
+ */
+export const readingMaxAge = (...ms: ReadonlyArray<number>): number =>
+  Math.min(2_000, Math.max(50, Math.min(...ms) / 20))
 
 /**
- * The last reading if it is at most `readingMaxAge` old, else a new one: the start of a
- * measurement, shared by the requests of a busy process. `process.cpuUsage` is a system call
- * that sums every thread's time; on a loaded two-core VM one call has taken milliseconds. A
- * measurement that starts from an earlier reading counts that stretch only where it makes a
- * deadline later, never earlier (at most `readingMaxAge`).
+ * The last reading if it is at most `maxAge` old, else a new one: the start of a measurement,
+ * shared by the requests of a busy process. `process.cpuUsage` is a system call that sums
+ * every thread's time; on a loaded two-core VM one call has taken milliseconds, the CPU time of
+ * a thousand streamed tokens. A measurement that starts from an earlier reading counts that
+ * stretch only where it makes a deadline later, never earlier, by at most `maxAge`.
  */
-const recentReading = (clock: Clock.Clock): Reading => {
+const recentReading = (clock: Clock.Clock, maxAge: number): Reading => {
   const age = clock.unsafeCurrentTimeMillis() - (lastReading?.wall ?? -Infinity)
-  return lastReading !== undefined && age >= 0 && age <= readingMaxAge ? lastReading : read(clock)
+  return lastReading !== undefined && age >= 0 && age <= maxAge ? lastReading : read(clock)
 }
 
 /** Time this process could run between two readings: event-loop idle time plus CPU time. */
@@ -92,10 +96,10 @@ const ranBetween = (from: Reading, to: Reading): number =>
  * `starvationTolerance` of the previous reading it answers 0 without reading (less cannot
  * matter) and that stretch counts in the next answer.
  */
-export const starvationMeter = (clock: Clock.Clock): () => number => {
+export const starvationMeter = (clock: Clock.Clock, maxAge: number = readingMaxAge(0)): () => number => {
   if (!isLiveClock(clock)) return () => 0
   let from = clock.unsafeCurrentTimeMillis()
-  let base = recentReading(clock)
+  let base = recentReading(clock, maxAge)
   return () => {
     if (clock.unsafeCurrentTimeMillis() - from < starvationTolerance) return 0
     const now = read(clock)
@@ -142,7 +146,7 @@ export const watchdog = (options: {
   const totalMs = Duration.toMillis(deadlines.total)
   if (!Number.isFinite(idleMs) && !Number.isFinite(firstTokenMs) && !Number.isFinite(totalMs)) return Effect.void
 
-  const starved = starvationMeter(clock)
+  const starved = starvationMeter(clock, readingMaxAge(idleMs, firstTokenMs))
   // Starvation credited to the first-token wait, and to the current idle wait (`idleFor`).
   let firstTokenCredit = 0
   let idleCredit = 0
@@ -206,7 +210,7 @@ export const responsiveSleep = (
     if (!isLiveClock(clock)) return Effect.zipRight(Effect.sleep(duration), ioTurn)
     const maxWallMs = Math.max(ms, Duration.toMillis(maxWall))
     const startedAt = clock.unsafeCurrentTimeMillis()
-    const base = recentReading(clock)
+    const base = recentReading(clock, readingMaxAge(ms))
     const wait = (sleepMs: number): Effect.Effect<void> =>
       Effect.flatMap(Effect.sleep(Duration.millis(sleepMs)), () => {
         const elapsed = clock.unsafeCurrentTimeMillis() - startedAt
