@@ -44,12 +44,14 @@ import { formatPath } from "./internal/issues.js"
  *   their values), or not a regular file.
  * - `version`: the file was written by another version of the format.
  * - `tooLarge`: the file, or what a save would write, exceeds the store's `maxBytes`.
- * - `io`: reading, writing or renaming failed.
+ * - `io`: reading, writing or renaming failed (for a shared store: it did not answer).
+ * - `conflict`: a shared store holds a history that is not the one this save continues
+ *   (another process rewrote it); nothing was written.
  *
  * @since 0.1.0
  * @category Schemas
  */
-export const StoreFailure = Schema.Literal("corrupt", "version", "tooLarge", "io")
+export const StoreFailure = Schema.Literal("corrupt", "version", "tooLarge", "io", "conflict")
 
 /**
  * Why a store could not be used (see the `StoreFailure` Schema).
@@ -81,6 +83,10 @@ export class ConversationStoreError extends Schema.TaggedError<ConversationStore
       ? "Open it with the version of the library that wrote it, or move it away to start afresh."
       : this.reason === "tooLarge"
       ? "Start a new conversation, or raise maxBytes."
+      : this.reason === "conflict"
+      ? "Load the conversation again and repeat the turn."
+      : this.store.startsWith("redis:")
+      ? "Check that Redis is up and reachable (LLM_GATEWAY_REDIS_URL)."
       : "Check that the path is writable and on a regular file system."
     return `The conversation store ${this.store} cannot be used: ${this.detail}. ${fix}`
   }

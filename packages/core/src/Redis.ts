@@ -26,14 +26,21 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { Redis as IORedis, type RedisOptions as IORedisOptions } from "ioredis"
 import { randomUUID } from "node:crypto"
+import type { ChatMessage } from "./Chat.js"
+import * as Conversation from "./Conversation.js"
+import * as ConversationStore from "./ConversationStore.js"
 import * as CostMeter from "./CostMeter.js"
 import { StoreUnavailable } from "./GatewayError.js"
+import { canonicalJson } from "./internal/canonicalJson.js"
+import * as Issues from "./internal/issues.js"
 import * as ResponseCache from "./ResponseCache.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +244,7 @@ const withFlights = (
  * @example
  * import { layerResponseCache } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
  *
  * const CacheLive = layerResponseCache(
  *   { url: Redacted.make("redis://127.0.0.1:6379") },
@@ -494,6 +502,7 @@ export const makeCostMeter = (
  * @example
  * import { layerCostMeter } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
  *
  * const MeterLive = layerCostMeter(
  *   { url: Redacted.make("redis://127.0.0.1:6379") },
@@ -507,6 +516,237 @@ export const layerCostMeter = (
   connection: ConnectionOptions,
   options: MeterOptions = {}
 ): Layer.Layer<CostMeter.CostMeter> => Layer.scoped(CostMeter.CostMeter, makeCostMeter(connection, options))
+
+// ---------------------------------------------------------------------------------------------
+// Conversation store
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Options of the shared conversation store: `timeToLive`, how long a conversation is kept after
+ * its last save (default: for ever); `maxBytes`, the largest stored conversation read or written
+ * (default `ConversationStore.defaultMaxBytes`).
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export interface ConversationOptions {
+  readonly timeToLive?: Duration.DurationInput | undefined
+  readonly maxBytes?: number | undefined
+}
+
+/**
+ * The version of the stored form of a conversation, `{ "v": 1, "revision": n, "conversation": … }`.
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const conversationVersion = 1
+
+const StoredConversation = Schema.Struct({
+  v: Schema.Literal(conversationVersion),
+  revision: Schema.NonNegativeInt,
+  conversation: Conversation.ConversationData
+})
+type StoredConversation = typeof StoredConversation.Type
+const decodeStoredConversation = Schema.decodeUnknownEither(StoredConversation)
+
+/** Writes `ARGV[2]` (expiring after `ARGV[3]` ms unless `"0"`) when the key still holds `ARGV[1]`. */
+const compareAndSetExpiringScript = `if (redis.call("GET", KEYS[1]) or "") ~= ARGV[1] then return 0 end
+if ARGV[3] == "0" then redis.call("SET", KEYS[1], ARGV[2]) else redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) end
+return 1`
+
+/** The messages of `longer` after `base` when `longer` starts with `base`, else `undefined`. */
+const appendedTo = (
+  base: ReadonlyArray<ChatMessage>,
+  longer: ReadonlyArray<ChatMessage>
+): ReadonlyArray<ChatMessage> | undefined => {
+  if (longer.length < base.length) return undefined
+  for (let i = 0; i < base.length; i++) {
+    if (base[i] !== longer[i] && canonicalJson(base[i]) !== canonicalJson(longer[i])) return undefined
+  }
+  return longer.slice(base.length)
+}
+
+/**
+ * The history to write for a save of `data` over `stored`, given what this store last saw
+ * (`base`); `undefined` for a conflict. A history that continues what is stored, or replaces a
+ * conversation this store never saw, is written as it is. Otherwise the turns the caller added
+ * since `base` go after what is stored, provided the stored history continues `base` too.
+ */
+const merge = (
+  data: Conversation.ConversationData,
+  stored: Option.Option<StoredConversation>,
+  base: { readonly stored: ReadonlyArray<ChatMessage>; readonly view: ReadonlyArray<ChatMessage> } | undefined
+): ReadonlyArray<ChatMessage> | undefined => {
+  if (Option.isNone(stored) || base === undefined) return data.messages
+  const current = stored.value.conversation.messages
+  if (appendedTo(current, data.messages) !== undefined) return data.messages
+  const ours = appendedTo(base.view, data.messages) ?? appendedTo(base.stored, data.messages)
+  return ours !== undefined && appendedTo(base.stored, current) !== undefined ? [...current, ...ours] : undefined
+}
+
+/**
+ * A `ConversationStore` on Redis: one key per conversation (`conversation:{id}`), holding the
+ * conversation with a format version and a revision, expiring `timeToLive` after its last save
+ * when one is set. Saves are compare-and-set (a script): a save that continues the history this
+ * store last loaded or saved goes in as is; when another process appended turns meanwhile, this
+ * save's new turns are appended after theirs, so two processes appending to one conversation
+ * never lose a turn. A history that continues neither what is stored nor what this store last
+ * saw (rewritten here or elsewhere) is a `ConversationStoreError` (`conflict`), and nothing is
+ * written. A conversation saved without being loaded by this store replaces what is stored. A stored value of another shape is `corrupt` (the fields named, never their
+ * values), of another format version `version`; Redis not answering in time is `io`.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const makeConversationStore = (
+  connection: ConnectionOptions,
+  options: ConversationOptions = {}
+): Effect.Effect<ConversationStore.Service, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const client = yield* acquireClient(connection)
+    const timeout = timeoutOf(connection)
+    const prefix = connection.prefix ?? connectionDefaults.prefix
+    const ttlMillis = options.timeToLive === undefined
+      ? 0
+      : Math.max(1, Math.round(Duration.toMillis(Duration.decode(options.timeToLive))))
+    const maxBytes = options.maxBytes ?? ConversationStore.defaultMaxBytes
+    const keyOf = (id: string) => `conversation:${id}`
+    const fail = (id: string, reason: ConversationStore.StoreFailure, detail: string) =>
+      new ConversationStore.ConversationStoreError({ store: `redis:${keyOf(id)}`, reason, detail })
+    const io = (id: string, operation: string) =>
+      Effect.mapError(() => fail(id, "io", `Redis did not answer the ${operation} in time`))
+    /**
+     * Per conversation, at this store's last load or save: the revision and history stored, and
+     * the history the caller had (`view`), which its next save continues.
+     */
+    const known = new Map<string, {
+      readonly revision: number
+      readonly stored: ReadonlyArray<ChatMessage>
+      readonly view: ReadonlyArray<ChatMessage>
+    }>()
+
+    const read = (id: string) =>
+      Effect.gen(function*() {
+        const text = yield* call("conversations", "read", timeout, () => client.get(keyOf(id))).pipe(io(id, "read"))
+        if (text === null) return { text, stored: Option.none<StoredConversation>() }
+        if (text.length > maxBytes) return yield* fail(id, "tooLarge", `it is larger than ${maxBytes} bytes (maxBytes)`)
+        let json: unknown
+        try {
+          json = JSON.parse(text)
+        } catch {
+          return yield* fail(id, "corrupt", "it is not JSON")
+        }
+        const version = typeof json === "object" && json !== null ? (json as { readonly v?: unknown }).v : undefined
+        if (version !== conversationVersion) {
+          return yield* typeof version === "number"
+            ? fail(id, "version", `its format version is ${version}; this library reads version ${conversationVersion}`)
+            : fail(id, "corrupt", "it is not a stored conversation (no version field)")
+        }
+        const decoded = decodeStoredConversation(json)
+        if (Either.isLeft(decoded)) {
+          const shown = Issues.paths(decoded.left)
+          return yield* fail(id, "corrupt", `invalid fields: ${shown.slice(0, 5).join(", ")}${shown.length > 5 ? ` and ${shown.length - 5} more` : ""}`)
+        }
+        if (decoded.right.conversation.id !== id) return yield* fail(id, "corrupt", "it holds another conversation's id")
+        return { text, stored: Option.some(decoded.right) }
+      })
+
+    const save = (data: Conversation.ConversationData) =>
+      Effect.gen(function*() {
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const { stored, text } = yield* read(data.id)
+          const messages = merge(data, stored, known.get(data.id))
+          if (messages === undefined) {
+            return yield* fail(data.id, "conflict", "its stored history is not the one this save continues")
+          }
+          const revision = Option.match(stored, { onNone: () => 0, onSome: (s) => s.revision + 1 })
+          const next: StoredConversation = { v: conversationVersion, revision, conversation: { ...data, messages } }
+          const body = JSON.stringify(next)
+          if (body.length > maxBytes) {
+            return yield* fail(data.id, "tooLarge", `the save would write ${body.length} characters, more than ${maxBytes} (maxBytes)`)
+          }
+          const written = yield* call("conversations", "write", timeout, () =>
+            client.eval(compareAndSetExpiringScript, 1, keyOf(data.id), text ?? "", body, ttlMillis)).pipe(io(data.id, "write"))
+          if (written === 1) {
+            known.set(data.id, { revision, stored: messages, view: data.messages })
+            return
+          }
+          yield* Effect.sleep(Duration.millis(Math.random() * Math.min(2 + attempt, 20)))
+        }
+        return yield* fail(data.id, "io", "other processes kept saving it; gave up after 50 attempts")
+      })
+
+    return ConversationStore.ConversationStore.of({
+      load: (id) =>
+        Effect.map(read(id), ({ stored }) =>
+          Option.map(stored, (s) => {
+            known.set(id, { revision: s.revision, stored: s.conversation.messages, view: s.conversation.messages })
+            return s.conversation
+          })),
+      save,
+      delete: (id) =>
+        call("conversations", "delete", timeout, () => client.del(keyOf(id))).pipe(
+          io(id, "delete"),
+          Effect.tap(() => Effect.sync(() => known.delete(id))),
+          Effect.asVoid
+        ),
+      list: Effect.gen(function*() {
+        // SCAN patterns are not prefixed by the client: the prefix is written out and cut off.
+        const ids: Array<string> = []
+        let cursor = "0"
+        do {
+          const [next, keys] = yield* call("conversations", "list", timeout, () =>
+            client.scan(cursor, "MATCH", `${escapeGlob(prefix)}conversation:*`, "COUNT", 1_000)).pipe(
+              io("*", "list")
+            )
+          cursor = next
+          for (const key of keys) ids.push(key.slice(prefix.length + "conversation:".length))
+        } while (cursor !== "0")
+        return [...new Set(ids)]
+      })
+    })
+  })
+
+/** A key prefix as a literal in a SCAN pattern. */
+const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
+
+/**
+ * The shared conversation store as a Layer (see `makeConversationStore`).
+ *
+ * @example
+ * import { layerConversationStore } from "@llm-gateway/core/Redis"
+ * import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+ *
+ * const ConversationsLive = layerConversationStore(
+ *   { url: Redacted.make("redis://127.0.0.1:6379") },
+ *   { timeToLive: "30 days" }
+ * )
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerConversationStore = (
+  connection: ConnectionOptions,
+  options: ConversationOptions = {}
+): Layer.Layer<ConversationStore.ConversationStore> =>
+  Layer.scoped(ConversationStore.ConversationStore, makeConversationStore(connection, options))
+
+/**
+ * The conversation store from the environment (see `config`): on Redis when
+ * `LLM_GATEWAY_REDIS_URL` is set, otherwise `ConversationStore.layerMemory`.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerConversationStoreConfig = (
+  options: ConversationOptions = {}
+): Layer.Layer<ConversationStore.ConversationStore, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(config, Option.match({
+    onNone: () => ConversationStore.layerMemory,
+    onSome: (connection) => layerConversationStore(connection, options)
+  })))
 
 // ---------------------------------------------------------------------------------------------
 // All stores
@@ -533,6 +773,7 @@ export interface StoresOptions {
  * import { layerRedis, platformRateLimit } from "@llm-gateway/core/Redis"
  * import * as Layer from "effect/Layer"
  * import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
  *
  * const Stores = layerRedis(
  *   { url: Redacted.make("redis://127.0.0.1:6379"), prefix: "my-app:" },

@@ -28,6 +28,7 @@ import * as AuditLog from "../src/AuditLog.js"
 import type { OutboundRequest } from "../src/Chat.js"
 import type { ChatChunk } from "../src/ChatChunk.js"
 import * as ContextWindow from "../src/ContextWindow.js"
+import * as ConversationStore from "../src/ConversationStore.js"
 import * as CostMeter from "../src/CostMeter.js"
 import * as Gateway from "../src/Gateway.js"
 import { ConnectionError, type TransportError } from "../src/GatewayError.js"
@@ -96,6 +97,13 @@ describe("Redis without a server", () => {
       Effect.provide(Redis.layerRedisConfig({ cache: { timeToLive: "1 hour" } })),
       withEnv({ LLM_GATEWAY_BUDGET_USD: "2" })
     ))
+
+  it.effect("without LLM_GATEWAY_REDIS_URL conversations stay in memory", () =>
+    Effect.gen(function*() {
+      const store = yield* ConversationStore.ConversationStore
+      yield* store.save({ id: "c", model: "gpt-4o-mini", messages: [] })
+      expect(yield* store.list).toEqual(["c"])
+    }).pipe(Effect.provide(Redis.layerConversationStoreConfig()), withEnv({})))
 
   it.effect("a malformed LLM_GATEWAY_REDIS_URL fails with a ConfigError naming it", () =>
     Effect.gen(function*() {
@@ -299,6 +307,127 @@ describe.skipIf(url === "")("Redis stores against a server", () => {
       }).pipe(Effect.scoped)
     }, 20_000)
   }
+
+  describe("conversation store", () => {
+    const user = (content: string) => ({ role: "user" as const, content })
+    const assistant = (content: string) => ({ role: "assistant" as const, content })
+    const conversation = (messages: ReadonlyArray<ReturnType<typeof user | typeof assistant>>) => ({
+      id: "support-42",
+      model: "gpt-4o-mini",
+      system: "Be brief.",
+      messages
+    })
+    const store = (prefix: string, options: Redis.ConversationOptions = {}) =>
+      Redis.makeConversationStore(connection(prefix), options)
+
+    it.live("saves, loads, lists and deletes; versioned values, with a TTL only when asked", () => {
+      const prefix = `llm-gateway-test:${randomUUID()}:`
+      return Effect.gen(function*() {
+        const kept = yield* store(prefix)
+        const expiring = yield* store(prefix, { timeToLive: "1 hour" })
+        expect(yield* kept.load("support-42")).toEqual(Option.none())
+        const data = conversation([user("Hi"), assistant("Hello")])
+        yield* kept.save(data)
+        yield* expiring.save({ ...data, id: "short-lived" })
+        expect(yield* kept.load("support-42")).toEqual(Option.some(data))
+        expect([...(yield* expiring.list)].sort()).toEqual(["short-lived", "support-42"])
+        const raw = new IORedis(url)
+        try {
+          expect(yield* Effect.promise(() => raw.pttl(`${prefix}conversation:support-42`))).toBe(-1)
+          const ttl = yield* Effect.promise(() => raw.pttl(`${prefix}conversation:short-lived`))
+          expect(ttl).toBeGreaterThan(0)
+          expect(ttl).toBeLessThanOrEqual(3_600_000)
+          const stored = JSON.parse((yield* Effect.promise(() => raw.get(`${prefix}conversation:support-42`)))!)
+          expect(stored).toMatchObject({ v: 1, revision: 0, conversation: data })
+        } finally {
+          raw.disconnect()
+        }
+        yield* kept.delete("short-lived")
+        yield* kept.delete("never-saved")
+        expect(yield* expiring.list).toEqual(["support-42"])
+      }).pipe(Effect.scoped)
+    })
+
+    it.live("two processes appending to one conversation at once both keep their turn", () => {
+      const prefix = `llm-gateway-test:${randomUUID()}:`
+      return Effect.gen(function*() {
+        const one = yield* store(prefix)
+        const two = yield* store(prefix)
+        const three = yield* store(prefix)
+        yield* one.save(conversation([user("Hi"), assistant("Hello")]))
+        const a = Option.getOrThrow(yield* one.load("support-42"))
+        const b = Option.getOrThrow(yield* two.load("support-42"))
+        // Each appends a turn to the history it loaded and saves, at the same time.
+        const aNext = [...a.messages, user("From one"), assistant("One's answer")]
+        const bNext = [...b.messages, user("From two"), assistant("Two's answer")]
+        yield* Effect.all([one.save({ ...a, messages: aNext }), two.save({ ...b, messages: bNext })], {
+          concurrency: "unbounded"
+        })
+        const merged = Option.getOrThrow(yield* three.load("support-42")).messages.map((m) => m.content)
+        expect(merged).toHaveLength(6)
+        expect(merged.slice(0, 2)).toEqual(["Hi", "Hello"])
+        // Whichever saved first, each turn stays whole and nothing is lost.
+        expect([merged.slice(2, 4), merged.slice(4, 6)].sort()).toEqual([
+          ["From one", "One's answer"],
+          ["From two", "Two's answer"]
+        ])
+        // Each goes on from its own history: the next turns land after everything stored.
+        yield* two.save({ ...b, messages: [...bNext, user("Again")] })
+        yield* one.save({ ...a, messages: [...aNext, user("Last")] })
+        const final = Option.getOrThrow(yield* three.load("support-42")).messages.map((m) => m.content)
+        expect(final.slice(0, 6)).toEqual(merged)
+        expect(final.slice(6)).toEqual(["Again", "Last"])
+      }).pipe(Effect.scoped)
+    })
+
+    it.live("a history rewritten by another process is a conflict, and nothing is written", () => {
+      const prefix = `llm-gateway-test:${randomUUID()}:`
+      return Effect.gen(function*() {
+        const one = yield* store(prefix)
+        const two = yield* store(prefix)
+        yield* one.save(conversation([user("Hi"), assistant("Hello")]))
+        // Two never loaded it: its save replaces the history.
+        yield* two.save(conversation([user("Something else entirely")]))
+        const error = yield* Effect.flip(one.save(conversation([user("Hi"), assistant("Hello"), user("More")])))
+        expect(error).toMatchObject({ _tag: "ConversationStoreError", reason: "conflict" })
+        expect(error.message).toContain("Load the conversation again")
+        expect(Option.getOrThrow(yield* two.load("support-42")).messages.map((m) => m.content)).toEqual([
+          "Something else entirely"
+        ])
+      }).pipe(Effect.scoped)
+    })
+
+    it.live("a stored value that is not a conversation, or of another version, is a typed error naming no value", () => {
+      const prefix = `llm-gateway-test:${randomUUID()}:`
+      return Effect.gen(function*() {
+        const s = yield* store(prefix)
+        const raw = new IORedis(url)
+        const put = (id: string, value: string) => Effect.promise(() => raw.set(`${prefix}conversation:${id}`, value))
+        try {
+          yield* put("a", "not json")
+          yield* put("b", JSON.stringify({ v: 2, revision: 0, conversation: {} }))
+          yield* put("c", JSON.stringify({ v: 1, revision: 0, conversation: { id: "c", model: "gpt-4o-mini", messages: [{ role: "user", content: 42 }] } }))
+          yield* put("d", JSON.stringify({ v: 1, revision: 0, conversation: { id: "secret-other-id", model: "gpt-4o-mini", messages: [] } }))
+        } finally {
+          raw.disconnect()
+        }
+        const errors = yield* Effect.all(["a", "b", "c", "d"].map((id) => Effect.flip(s.load(id))))
+        expect(errors.map((e) => e.reason)).toEqual(["corrupt", "version", "corrupt", "corrupt"])
+        expect(errors[2]!.detail).toContain("conversation.messages.0.content")
+        expect(errors.map((e) => e.message).join(" ")).not.toContain("secret-other-id")
+        // A save over an unreadable value fails the same way and leaves it alone.
+        expect(yield* Effect.flip(s.save({ id: "a", model: "gpt-4o-mini", messages: [] }))).toMatchObject({ reason: "corrupt" })
+      }).pipe(Effect.scoped)
+    })
+
+    it.live("Redis not answering is an io error, in time", () =>
+      Effect.gen(function*() {
+        const s = yield* Redis.makeConversationStore({ url: Redacted.make("redis://127.0.0.1:1"), timeout: "200 millis" })
+        const error = yield* Effect.flip(s.load("support-42"))
+        expect(error).toMatchObject({ _tag: "ConversationStoreError", reason: "io" })
+        expect(error.message).toContain("LLM_GATEWAY_REDIS_URL")
+      }).pipe(Effect.scoped))
+  })
 
   it.live("two meters on one ledger never hold more than the budget together", () => {
     const prefix = `llm-gateway-test:${randomUUID()}:`

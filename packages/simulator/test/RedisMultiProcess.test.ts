@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Redis from "@llm-gateway/core/Redis"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
@@ -39,35 +39,33 @@ interface WorkerResult {
   readonly audited: number
 }
 
+/** Starts one worker: `ready` once it is connected, `go()` lets it send, `done` its result. */
+const startWorker = (job: Job) => {
+  const child = spawn(process.execPath, ["--conditions=@llm-gateway/source", "--import", "tsx", worker, JSON.stringify(job)], {
+    cwd: root,
+    stdio: ["pipe", "pipe", "inherit"]
+  })
+  let out = ""
+  let markReady: () => void = () => {}
+  const ready = new Promise<void>((r) => (markReady = r))
+  const done = new Promise<WorkerResult>((resolve, reject) => {
+    child.stdout!.on("data", (data) => {
+      out += data
+      if (out.startsWith("ready\n")) markReady()
+    })
+    child.on("exit", (code, signal) => {
+      if (code !== 0) return reject(new Error(`worker exited with ${code ?? signal}`))
+      resolve(JSON.parse(out.slice("ready\n".length)))
+    })
+  })
+  return { child, ready, done, go: () => child.stdin!.write("go\n") }
+}
+
 /** Starts the workers, waits until all are ready, lets them go together, collects their results. */
 const runWorkers = async (jobs: ReadonlyArray<Job>, whileRunning?: (finished: () => boolean) => Promise<void>) => {
-  const children: Array<ChildProcess> = []
-  const results = jobs.map((job) =>
-    new Promise<{ ready: Promise<void>; done: Promise<WorkerResult> }>((resolveStart) => {
-      const child = spawn(process.execPath, ["--conditions=@llm-gateway/source", "--import", "tsx", worker, JSON.stringify(job)], {
-        cwd: root,
-        stdio: ["pipe", "pipe", "inherit"]
-      })
-      children.push(child)
-      let out = ""
-      let markReady: () => void = () => {}
-      const ready = new Promise<void>((r) => (markReady = r))
-      const done = new Promise<WorkerResult>((resolve, reject) => {
-        child.stdout!.on("data", (data) => {
-          out += data
-          if (out.startsWith("ready\n")) markReady()
-        })
-        child.on("exit", (code) => {
-          if (code !== 0) return reject(new Error(`worker exited with ${code}`))
-          resolve(JSON.parse(out.slice("ready\n".length)))
-        })
-      })
-      resolveStart({ ready, done })
-    })
-  )
-  const started = await Promise.all(results)
+  const started = jobs.map(startWorker)
   await Promise.all(started.map((s) => s.ready))
-  for (const child of children) child.stdin!.write("go\n")
+  for (const s of started) s.go()
   let finished = false
   const running = whileRunning?.(() => finished)
   const done = await Promise.all(started.map((s) => s.done)).finally(() => (finished = true))
@@ -179,6 +177,37 @@ describe.skipIf(redisUrl === undefined || redisUrl === "")("4 processes against 
         expect(span).toBeGreaterThanOrEqual(2_500)
         // eslint-disable-next-line no-console
         console.log(`rate limit: 40 requests from 4 processes over ${span} ms at ${limit}/s`)
+      }))
+  }, 120_000)
+
+  it("a leader killed mid-request: the other process takes over when its lease expires, not before", async () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    // The first request of this body hangs (headers after 20 s); the next one is answered.
+    const scenario = { name: "shared", reply, attempts: [{ status: 503, delayMs: 20_000 }] }
+    await withSimulator({ scenarios: [scenario] }, (server) =>
+      Effect.promise(async () => {
+        const job = jobOf(server, url, prefix, { contents: ["Asked by two processes"], flightLeaseMillis: 1_000 })
+        const leader = startWorker(job)
+        const leaderExit = leader.done.catch((error: Error) => error.message)
+        await leader.ready
+        leader.go()
+        while (Effect.runSync(server.countRequests({ path: chat })) < 1) await new Promise((r) => setTimeout(r, 20))
+        const follower = startWorker(job)
+        await follower.ready
+        follower.go()
+        // The follower waits while the leader lives (its lease renewed several times over)...
+        await new Promise((r) => setTimeout(r, 2_500))
+        const killedAt = Date.now()
+        leader.child.kill("SIGKILL")
+        expect(await leaderExit).toContain("SIGKILL")
+        // ...and goes upstream itself once the dead leader's lease lapsed.
+        const result = await follower.done
+        expect(result.outcomes).toMatchObject([{ ok: true, cached: false }])
+        const times = Effect.runSync(server.requests).filter((r) => r.path === chat).map((r) => r.at)
+        expect(times).toHaveLength(2)
+        expect(times[1]!).toBeGreaterThanOrEqual(killedAt)
+        // eslint-disable-next-line no-console
+        console.log(`killed leader: the follower went upstream ${times[1]! - killedAt} ms after the kill (lease 1000 ms)`)
       }))
   }, 120_000)
 

@@ -29,6 +29,8 @@ export interface Job {
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
   /** Sends the requests one after another, this many milliseconds apart, instead of at once. */
   readonly spacingMillis?: number | undefined
+  /** The cache's flight lease (default 5 seconds). */
+  readonly flightLeaseMillis?: number | undefined
 }
 
 export interface Outcome {
@@ -46,7 +48,7 @@ const pricing = { sim: { promptPerMillion: 0, completionPerMillion: 62_500 } }
 const stores = Redis.layerRedis(
   { url: Redacted.make(job.redisUrl), prefix: job.prefix, timeout: "500 millis" },
   {
-    cache: { timeToLive: "1 hour", flightLease: "5 seconds" },
+    cache: { timeToLive: "1 hour", flightLease: Duration.millis(job.flightLeaseMillis ?? 5_000) },
     meter: { budgetUsd: job.budgetUsd, pricing }
   }
 )
