@@ -26,6 +26,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import { FinishReason, type OutboundRequest, RedactionCount, Usage, UsageSource } from "./Chat.js"
+import * as BoundedFile from "./internal/boundedFile.js"
 import { canonicalJson } from "./internal/canonicalJson.js"
 import { ensureDirectory as ensureDirectoryLevels } from "./internal/directory.js"
 import { sha256Hex, sha256HexJoined } from "./internal/hash.js"
@@ -343,32 +344,16 @@ type Loaded =
  * type and size first (a FIFO would block `open`), then reads at most that much.
  */
 const loadBounded = (fs: FileSystem.FileSystem, file: string, maxEntryBytes: number): Effect.Effect<Loaded, unknown> =>
-  Effect.gen(function*() {
-    const info = yield* Effect.either(fs.stat(file))
-    if (info._tag === "Left") {
-      const error = info.left
-      if (error._tag === "SystemError" && error.reason === "NotFound") return { _tag: "Missing" } as const
-      return yield* Effect.fail(error)
+  Effect.map(BoundedFile.readText(fs, file, maxEntryBytes), (read): Loaded => {
+    switch (read._tag) {
+      case "Missing":
+      case "Text":
+        return read
+      case "NotAFile":
+        return { _tag: "Unusable", why: "is not a regular file" }
+      case "TooLarge":
+        return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` }
     }
-    if (info.right.type !== "File") return { _tag: "Unusable", why: "is not a regular file" } as const
-    if (Number(info.right.size) > maxEntryBytes) {
-      return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
-    }
-    return yield* Effect.scoped(Effect.gen(function*() {
-      const handle = yield* fs.open(file, { flag: "r" })
-      const buffer = new Uint8Array(Math.min(Number(info.right.size), maxEntryBytes) + 1)
-      let filled = 0
-      while (filled < buffer.length) {
-        const read = Number(yield* handle.read(buffer.subarray(filled)))
-        if (read === 0) break
-        filled += read
-      }
-      // It grew after the stat (replaced meanwhile): still never past the bound.
-      if (filled > maxEntryBytes) {
-        return { _tag: "Unusable", why: `is larger than maxEntryBytes (${maxEntryBytes})` } as const
-      }
-      return { _tag: "Text", text: new TextDecoder("utf-8").decode(buffer.subarray(0, filled)) } as const
-    }))
   })
 
 /** Removes one directory entry if it is an abandoned temporary file or an expired, unusable or corrupt entry. */

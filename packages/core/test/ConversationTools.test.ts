@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -40,7 +41,10 @@ const call = (index: number, id: string, name: string, args: unknown): ReadonlyA
  * A gateway whose upstream plays `script(round, request)`: the parts of each reply, as the
  * upstream stage emits them. Records every prepared request that reached it.
  */
-const scripted = (script: (round: number, request: Stage.Prepared) => ReadonlyArray<Part>, contextWindow = ContextWindow.layer()) => {
+const scripted = (
+  script: (round: number, request: Stage.Prepared) => ReadonlyArray<Part>,
+  contextWindow: Layer.Layer<ContextWindow.ContextWindow, ConfigError.ConfigError> = ContextWindow.layer()
+) => {
   const requests: Array<Stage.Prepared> = []
   const handler: Stage.Handler = (request) =>
     Stream.suspend(() => {
