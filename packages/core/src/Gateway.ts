@@ -546,12 +546,17 @@ export const makeWith = (
     const meter = yield* Effect.serviceOption(CostMeter.CostMeter)
 
     const observe = yield* Observe.gateway
+    // Whether a request may come with values to restore (the policy restores placeholders).
+    const restoring = (yield* SafetyFilter.SafetyFilter).restores === true
 
     /**
      * The audit stage, outermost: exactly one entry per request whatever the exit; inside the
-     * request's span when the `Telemetry` service is present.
+     * request's span when the `Telemetry` service is present. `onPrepared` learns the request.
      */
-    const stream = (input: ChatRequestInput): Stream.Stream<Part, GatewayError> =>
+    const audited = (
+      input: ChatRequestInput,
+      onPrepared?: (prepared: Stage.Prepared) => void
+    ): Stream.Stream<Part, GatewayError> =>
       observe(input, Stream.suspend(() => {
         // Scratch state of this stage, for this request only.
         let startedAt = 0
@@ -582,20 +587,34 @@ export const makeWith = (
           startedAt = yield* Clock.currentTimeMillis
           requestId = (yield* RequestIds).next(startedAt)
           prepared = yield* Observe.prepared(prepare(input, requestId))
-          const observed = Stream.concat(
+          onPrepared?.(prepared)
+          return Stream.concat(
             Stream.fromIterable(prelude(prepared)),
             StructuredReply.decode(prepared.responseFormat, handler(prepared))
-          ).pipe(Stream.mapChunks((chunk) => {
+          )
+        })).pipe(
+          Stream.mapChunks((chunk) => {
             for (const part of chunk) parts.add(part)
             return chunk
-          }))
-          // Restored last, after the audit's view of the parts: only this caller sees its values.
-          const restoration = restorations.get(prepared)
-          return restoration === undefined ? observed : RestoreParts.restore(observed, restoration)
-        })).pipe(
+          }),
           Stream.ensuringWith((exit) => append(exit as Exit.Exit<unknown, GatewayError>))
         )
       }))
+
+    /**
+     * The caller's values put back last, outside the audit and the request's span (neither sees
+     * them), with this request's restoration; without `restore` in the policy, no stage at all.
+     */
+    const stream = (input: ChatRequestInput): Stream.Stream<Part, GatewayError> =>
+      !restoring ? audited(input) : Stream.suspend(() => {
+        let restoration: SafetyFilter.Restoration | undefined
+        return RestoreParts.restore(
+          audited(input, (prepared) => {
+            restoration = restorations.get(prepared)
+          }),
+          () => restoration
+        )
+      })
 
     const complete = (input: ChatRequestInput): Effect.Effect<Completion, GatewayError> =>
       Effect.suspend(() => {

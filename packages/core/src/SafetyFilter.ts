@@ -158,6 +158,11 @@ export interface Service {
    * every cache key, so a reply stored under one policy is never replayed under another.
    */
   readonly fingerprint: string
+  /**
+   * Whether `guardInput` may return a `restoration` (the policy restores placeholders): the
+   * gateway adds its restore step only then. Absent means no.
+   */
+  readonly restores?: boolean | undefined
 }
 
 /**
@@ -846,6 +851,7 @@ const fromResolved = (resolved: Resolved, warmUp = false): Service => {
 
   return SafetyFilter.of({
     fingerprint: fingerprintOf(resolved),
+    restores: resolved.restore,
     redact: engine.redact,
     outputRedactor: output.rules.length === 0
       ? Effect.sync(() => engine.stream())

@@ -9,8 +9,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import * as AuditLog from "../src/AuditLog.js"
 import type { ChatRequestInput, OutboundRequest } from "../src/Chat.js"
 import type { ChatChunk } from "../src/ChatChunk.js"
@@ -21,6 +23,7 @@ import { SafetyViolation, type TransportError } from "../src/GatewayError.js"
 import type { Part } from "../src/Part.js"
 import * as ResponseCache from "../src/ResponseCache.js"
 import * as SafetyFilter from "../src/SafetyFilter.js"
+import * as Telemetry from "../src/Telemetry.js"
 import { GatewayTransport } from "../src/Transport.js"
 
 /** The reply `text` cut at `cuts`, one chunk per piece, then finish and usage. */
@@ -116,6 +119,46 @@ describe("placeholder restore through the gateway", () => {
       expect(text).toBe("To carol@example.net, not [EMAIL_2] nor [PHONE_1]")
       expect(parts[parts.length - 1]!._tag).toBe("Finish")
     }).pipe(Effect.provide(gatewayWith(policy, echo.layer)))
+  })
+
+  it.effect("spans (content captured) and logs never hold a restored value", () => {
+    // Everything any span or log line was given, as text.
+    const seen: Array<string> = []
+    const tracer = Tracer.make({
+      span: (name, parent, context, links, startTime, kind) => {
+        const span: Tracer.Span = {
+          _tag: "Span",
+          name,
+          spanId: `s${seen.length}`,
+          traceId: "t",
+          parent,
+          context,
+          status: { _tag: "Started", startTime },
+          attributes: new Map(),
+          links,
+          sampled: true,
+          kind,
+          end: () => {},
+          attribute: (key, value) => void seen.push(`${key}=${JSON.stringify(value)}`),
+          event: (event, _time, attributes) => void seen.push(`${event} ${JSON.stringify(attributes ?? {})}`),
+          addLinks: () => {}
+        }
+        return span
+      },
+      context: (f) => f()
+    })
+    const logger = Logger.make(({ annotations, message }) => void seen.push(JSON.stringify([message, [...annotations]])))
+    const echo = transportOf(() => chunked("Sent to [EMAIL_1]."))
+    return Effect.gen(function*() {
+      const done = yield* Gateway.complete(ask("send it to erin@example.com"))
+      expect(done.text).toBe("Sent to erin@example.com.")
+      expect(seen.join("\n")).toContain("Sent to [EMAIL_1].")
+      expect(seen.join("\n")).not.toContain("erin@example.com")
+    }).pipe(
+      Effect.provide(gatewayWith(policy, echo.layer).pipe(Layer.provideMerge(Telemetry.layer({ captureContent: true })))),
+      Effect.withTracer(tracer),
+      Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+    )
   })
 
   it.effect("without restore the caller sees the placeholders", () => {

@@ -29,16 +29,31 @@ const restoredFinish = (finish: Finish, restoration: Restoration): Finish => {
   return new Finish({ ...fields, alternatives, ...(refusal === undefined ? {} : { refusal }) })
 }
 
-/** `self` with the placeholders of `restoration` restored; text parts keep their order. */
-export const restore = <E, R>(self: Stream.Stream<Part, E, R>, restoration: Restoration): Stream.Stream<Part, E, R> =>
+/**
+ * `self` with the placeholders of its request's restoration restored; text parts keep their
+ * order. `restorationOf` is asked at the first part (the request is prepared by then); without
+ * one, parts pass as they are.
+ */
+export const restore = <E, R>(
+  self: Stream.Stream<Part, E, R>,
+  restorationOf: () => Restoration | undefined
+): Stream.Stream<Part, E, R> =>
   Stream.suspend(() => {
     // Scratch state of this reply only.
-    const restorer = restoration.stream()
+    let restoration: Restoration | undefined
+    let restorer: ReturnType<Restoration["stream"]> | undefined
+    let asked = false
     const flush = (out: Array<Part>): void => {
-      const held = restorer.end()
+      const held = restorer?.end() ?? ""
       if (held.length > 0) out.push(new TextDelta({ text: held }))
     }
     const map = (parts: Chunk.Chunk<Part>): Chunk.Chunk<Part> => {
+      if (!asked) {
+        asked = true
+        restoration = restorationOf()
+        restorer = restoration?.stream()
+      }
+      if (restoration === undefined || restorer === undefined) return parts
       const out: Array<Part> = []
       for (const part of parts) {
         if (part._tag === "TextDelta") {
