@@ -350,7 +350,7 @@ export const defaultBlockRules: ReadonlyArray<BlockRule> = Rules.defaultBlockRul
  * - `"replace"` (the default): the recognizer's marker, `[EMAIL]`.
  * - `"placeholder"`: in the prompt, a numbered placeholder `[EMAIL_1]`, the same for the same
  *   value throughout one request (numbered in order of first appearance, system instruction
- *   first, so a conversation that resends its history keeps its numbers); with
+ *   first; numbers a history already holds are not issued again); with
  *   `Policy.restore`, the caller's values are put back into the reply. In the reply and in
  *   `redact`, the kind's marker.
  * - `"mask"` or `{ type: "mask", keepLast, char }`: letters and digits replaced by `char`
