@@ -173,6 +173,9 @@ const acceptedLength = (r: Compiled, m: RegExpExecArray): number =>
   // pattern such as `[A-Z]+(?![A-Z])` consistent between whole and streamed text.)
   m[0].length === 0 || m[0].length >= r.maxLength ? 0 : r.accept(m[0])
 
+/** Up to this many characters a stream's scan first looks which recognizers can start in them. */
+const presentMaxChars = 256
+
 /** Anchored tries in one search after which one searching RegExp takes over. */
 const anchoredTries = 8
 
@@ -279,6 +282,49 @@ const searchNext = (
   starts[i] = NONE
 }
 
+/** Arrays a stream's scans reuse (one slot per recognizer). */
+interface Scratch {
+  readonly starts: Array<number>
+  readonly ends: Array<number>
+}
+
+/**
+ * Which recognizers may start a match at some character of `text[from, to)`: bit `i` for
+ * recognizer `i` (all bits from the 31st on). A table per character code, filled from
+ * `isStart` as characters are first seen; one pass over the text instead of one per recognizer.
+ */
+const startsPresent = (recs: ReadonlyArray<Compiled>): (text: string, from: number, to: number) => number => {
+  const k = recs.length
+  if (k > 31) return () => -1
+  const maskOf = (code: number): number => {
+    let mask = 0
+    for (let i = 0; i < k; i++) if (recs[i]!.isStart(code)) mask |= 1 << i
+    return mask
+  }
+  const ascii = new Int32Array(128).fill(-1)
+  const other = new Map<number, number>()
+  return (text, from, to) => {
+    let present = 0
+    for (let j = from; j < to; j++) {
+      const code = text.charCodeAt(j)
+      let mask: number | undefined
+      if (code < 128) {
+        mask = ascii[code]!
+        if (mask === -1) mask = ascii[code] = maskOf(code)
+      } else {
+        mask = other.get(code)
+        if (mask === undefined) {
+          mask = maskOf(code)
+          if (other.size < 65_536) other.set(code, mask)
+        }
+      }
+      present |= mask
+    }
+    workCounter.steps += to - from
+    return present
+  }
+}
+
 /**
  * Redacts `text` from `from` up to `limit` (matches start before `limit`; one may end after
  * it), appending the output to `out` and counting matches per recognizer in `counts`. Below
@@ -292,11 +338,15 @@ const scan = (
   limit: number,
   out: Array<string>,
   counts: Array<number>,
-  findings?: Array<Finding>
+  findings?: Array<Finding>,
+  present = -1,
+  scratch?: Scratch
 ): number => {
   const k = recs.length
-  const starts = new Array<number>(k).fill(UNKNOWN)
-  const ends = new Array<number>(k).fill(0)
+  const starts = scratch?.starts ?? new Array<number>(k)
+  const ends = scratch?.ends ?? new Array<number>(k).fill(0)
+  // A recognizer none of whose start characters occur below `limit` has no match there.
+  for (let i = 0; i < k; i++) starts[i] = i > 30 || (present & (1 << i)) !== 0 ? UNKNOWN : NONE
   let p = from
   for (;;) {
     let best = -1
@@ -411,8 +461,10 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
     return out.length === 1 ? out[0]! : out.join("")
   }
 
+  const present = startsPresent(recs)
   const stream = (): Stream => {
     const counts = new Array<number>(recs.length).fill(0)
+    const scratch: Scratch = { starts: new Array<number>(recs.length), ends: new Array<number>(recs.length).fill(0) }
     // `buffer` holds up to `contextLength` characters already emitted (for lookbehind), then
     // the text not yet emitted, which starts at `pos`.
     let buffer = ""
@@ -435,7 +487,18 @@ export const makeEngine = (specs: ReadonlyArray<RecognizerSpec>): Engine => {
         // Nothing new is final: the held-back text is not looked at again.
         if (limit <= pos) return ""
         const out: Array<string> = []
-        const cut = scan(recs, text, pos, limit, out, counts)
+        // Short pushes (a token) are gated by one pass over their characters; long ones search.
+        const cut = scan(
+          recs,
+          text,
+          pos,
+          limit,
+          out,
+          counts,
+          undefined,
+          limit - pos <= presentMaxChars ? present(text, pos, limit) : -1,
+          scratch
+        )
         let keep = Math.max(0, cut - contextLength)
         if (keep > 0 && isLowSurrogate(buffer.charCodeAt(keep))) keep--
         if (keep > 0) {
