@@ -467,6 +467,180 @@ export const firstSent = (
 }
 
 /**
+ * The history of one conversation and what is known of its tokens: messages (append-only,
+ * changed only by `commit`, which is synchronous, under the conversation's lock), the indices of
+ * its user messages, running sums of message tokens per encoding, and the frame (system
+ * instruction's tokens, prompt limit) per model and reply size.
+ */
+const makeHistory = (
+  contextWindow: ContextWindow.Service,
+  system: string | undefined,
+  initial: ReadonlyArray<ChatMessage>
+) => {
+  const messages: Array<ChatMessage> = []
+  const starts: Array<number> = []
+  /** Running sums of message tokens per encoding: `prefix[i]` is the tokens of messages 0..i-1. */
+  const tallies = new Map<string, Array<number>>()
+  const frames = new Map<string, Frame>()
+
+  /** Appends messages: synchronous, so a turn is appended entirely or not at all. */
+  const commit = (turn: ReadonlyArray<ChatMessage>): void => {
+    for (const m of turn) {
+      if (m.role === "user") starts.push(messages.length)
+      messages.push(m)
+    }
+  }
+  commit(initial)
+
+  /** Tokens one message adds to a prompt (chat overhead included). */
+  const messageCost = (model: string, message: ChatMessage): Effect.Effect<number> =>
+    Effect.zipWith(
+      contextWindow.countPrompt(model, undefined, [message]),
+      contextWindow.countPrompt(model, undefined, []),
+      (one, none) => one - none
+    )
+
+  /**
+   * The running sums for `model`'s encoding, extended to the current history (counting only
+   * what is new), and the length of the history they cover.
+   */
+  const tally = (model: string): Effect.Effect<readonly [ReadonlyArray<number>, number]> =>
+    Effect.gen(function*() {
+      const { encoding } = yield* contextWindow.modelInfo(model)
+      let prefix = tallies.get(encoding)
+      if (prefix === undefined) {
+        prefix = [0]
+        tallies.set(encoding, prefix)
+      }
+      const from = prefix.length - 1
+      const upTo = messages.length
+      if (from >= upTo) return [prefix, upTo] as const
+      const costs: Array<number> = []
+      for (let i = from; i < upTo; i++) costs.push(yield* messageCost(model, messages[i]!))
+      // Another fiber (`tokens`) may have extended it meanwhile: then its sums stand.
+      if (prefix.length - 1 === from) {
+        for (const cost of costs) prefix.push(prefix[prefix.length - 1]! + cost)
+      }
+      return [prefix, upTo] as const
+    })
+
+  /** The system instruction's tokens and the prompt limit for `model` and a reply of `maxTokens`. */
+  const frame = (model: string, maxTokens: number | undefined): Effect.Effect<Frame, GatewayError> => {
+    const key = `${model}\u0000${maxTokens ?? ""}`
+    const known = frames.get(key)
+    if (known !== undefined) return Effect.succeed(known)
+    return Effect.map(
+      contextWindow.fit({ model, system, messages: [], reserveForReply: maxTokens }),
+      (fitted) => {
+        const found = { fixed: fitted.promptTokens, limit: fitted.limit }
+        if (frames.size >= maxFrames) frames.clear()
+        frames.set(key, found)
+        return found
+      }
+    )
+  }
+
+  return { messages, starts, commit, messageCost, tally, frame }
+}
+
+type History = ReturnType<typeof makeHistory>
+
+/** What a turn is sent with: the gateway, the history, and the request fields every round shares. */
+interface TurnContext {
+  readonly gateway: Gateway.Service
+  readonly history: History
+  readonly model: string
+  readonly base: Omit<ChatRequestInput, "messages" | "prompt">
+}
+
+/**
+ * One round's request: the history that fits (the oldest whole turns left out first), the user
+ * message and what the turn added so far, and, from the gateway's dry run, those messages as it
+ * sends them (rendered, redacted) and what was left out as a `ContextTrimmed`.
+ */
+const prepareRound = (
+  turn: TurnContext,
+  input: Input,
+  user: ChatMessage | undefined,
+  pending: ReadonlyArray<ChatMessage>
+) =>
+  Effect.gen(function*() {
+    const { history, model } = turn
+    const { fixed, limit } = yield* history.frame(model, turn.base.maxTokens)
+    const [prefix, n] = yield* history.tally(model)
+    // A template's rendered length is unknown here: the gateway's fit trims further if needed.
+    let current = 0
+    for (const message of user === undefined ? pending : [user, ...pending]) current += yield* history.messageCost(model, message)
+    const first = firstSent(prefix, history.starts, n, limit - fixed - current)
+    const request: ChatRequestInput = {
+      ...turn.base,
+      messages: [...history.messages.slice(first), ...(user === undefined ? [] : [user]), ...pending],
+      ...(user === undefined ? { prompt: input as TemplatePrompt } : {})
+    }
+    // The stream prepares the same request the same way.
+    const prepared = yield* turn.gateway.prepare(request)
+    const sent = prepared.outbound.messages
+    const ours = sent.slice(sent.length - 1 - pending.length)
+    if (ours.length !== 1 + pending.length || ours[0]!.role !== "user") {
+      // The window kept the user message but not all of this turn's calls and results.
+      return yield* new ContextWindowExceeded({
+        model: Models.printableId(model),
+        limit: prepared.contextLimit,
+        required: fixed + current
+      })
+    }
+    const dropped = first + prepared.droppedMessages
+    const trimmed: ReadonlyArray<Part> = dropped === 0 ? [] : [
+      new ContextTrimmed({ droppedMessages: dropped, promptTokens: prepared.promptTokens, limit: prepared.contextLimit })
+    ]
+    return { request, ours, trimmed }
+  })
+
+/**
+ * One turn: a round per request. A reply with tool calls runs them (`tools`) and goes on with
+ * another round carrying the calls and their results. The turn is recorded on the last round's
+ * `Finish`, before the caller sees it, as the last round's dry run shows it was sent.
+ */
+const runTurn = <E, R>(
+  turn: TurnContext,
+  input: Input,
+  tools: ToolRunner<E, R> | undefined
+): Stream.Stream<Part, GatewayError | ToolLoopError | E, R> => {
+  // Round 1 sends the input as given; later rounds the user message as the gateway sent it.
+  let user: ChatMessage | undefined = typeof input === "string" ? { role: "user", content: input } : undefined
+  const pending: Array<ChatMessage> = []
+  const round = (index: number): Stream.Stream<Part, GatewayError | ToolLoopError | E, R> =>
+    Stream.unwrap(Effect.map(prepareRound(turn, input, user, pending), ({ ours, request, trimmed }) => {
+      user = ours[0]!
+      const reply = replyCollector()
+      const parts = turn.gateway.stream(request).pipe(
+        Stream.mapChunks((chunk) => {
+          let out = chunk
+          for (const part of chunk) {
+            if (part._tag === "ContextTrimmed") {
+              // Reported by `trimmed`, with the turns this conversation left out.
+              out = Chunk.filter(chunk, (p) => p._tag !== "ContextTrimmed")
+            } else if (reply.add(part) && (tools === undefined || !reply.hasCalls())) {
+              turn.history.commit([...ours, reply.answer()])
+            }
+          }
+          return out
+        })
+      )
+      const next = tools === undefined ? Stream.empty : Stream.unwrap(Effect.suspend(() => {
+        if (!reply.hasCalls()) return Effect.succeed(Stream.empty)
+        if (index > tools.maxRounds) return Effect.fail(new ToolRoundsExceeded({ maxRounds: tools.maxRounds }))
+        return Effect.map(tools.run(reply.calls()), (results) => {
+          pending.splice(0, pending.length, ...ours.slice(1), reply.callMessage(), ...results)
+          return round(index + 1)
+        })
+      }))
+      return Stream.concat(Stream.fromIterable(trimmed), Stream.concat(parts, next))
+    }))
+  return round(1)
+}
+
+/**
  * Builds a conversation around the `Gateway` and the `ContextWindow` in the context. The
  * options are validated (`InvalidRequest` names the fields that are wrong).
  *
@@ -494,196 +668,46 @@ export const make = (
         issues: [`messages.${systemAt}.role: a conversation's system instruction is its own option (system), not a message`]
       })
     }
-
-    // The history: append-only, changed only by `commit` (synchronous, under the lock).
-    const messages: Array<ChatMessage> = [...decoded.right.messages]
-    const starts: Array<number> = []
-    messages.forEach((m, i) => {
-      if (m.role === "user") starts.push(i)
-    })
+    const history = makeHistory(contextWindow, system, decoded.right.messages)
     const lock = yield* Effect.makeSemaphore(1)
-    /** Running sums of message tokens per encoding: `prefix[i]` is the tokens of messages 0..i-1. */
-    const tallies = new Map<string, Array<number>>()
-    const frames = new Map<string, Frame>()
-
-    const encodingOf = (m: string) => Effect.map(contextWindow.modelInfo(m), (info) => info.encoding)
-
-    /** Tokens one message adds to a prompt (chat overhead included). */
-    const messageCost = (m: string, message: ChatMessage): Effect.Effect<number> =>
-      Effect.zipWith(
-        contextWindow.countPrompt(m, undefined, [message]),
-        contextWindow.countPrompt(m, undefined, []),
-        (one, none) => one - none
-      )
-
-    /**
-     * The running sums for `m`'s encoding, extended to the current history (counting only what
-     * is new), and the length of the history they cover.
-     */
-    const tally = (m: string): Effect.Effect<readonly [ReadonlyArray<number>, number]> =>
-      Effect.gen(function*() {
-        const encoding = yield* encodingOf(m)
-        let prefix = tallies.get(encoding)
-        if (prefix === undefined) {
-          prefix = [0]
-          tallies.set(encoding, prefix)
-        }
-        const from = prefix.length - 1
-        const upTo = messages.length
-        if (from >= upTo) return [prefix, upTo] as const
-        const costs: Array<number> = []
-        for (let i = from; i < upTo; i++) costs.push(yield* messageCost(m, messages[i]!))
-        // Another fiber (`tokens`) may have extended it meanwhile: then its sums stand.
-        if (prefix.length - 1 === from) {
-          for (const cost of costs) prefix.push(prefix[prefix.length - 1]! + cost)
-        }
-        return [prefix, upTo] as const
-      })
-
-    /** The system instruction's tokens and the prompt limit for `m` and a reply of `maxTokens`. */
-    const frame = (m: string, maxTokens: number | undefined): Effect.Effect<Frame, GatewayError> => {
-      const key = `${m}\u0000${maxTokens ?? ""}`
-      const known = frames.get(key)
-      if (known !== undefined) return Effect.succeed(known)
-      return Effect.map(
-        contextWindow.fit({ model: m, system, messages: [], reserveForReply: maxTokens }),
-        (fitted) => {
-          const found = { fixed: fitted.promptTokens, limit: fitted.limit }
-          if (frames.size >= maxFrames) frames.clear()
-          frames.set(key, found)
-          return found
-        }
-      )
-    }
-
-    /** Appends a turn: synchronous, so it happens entirely or not at all. */
-    const commit = (turn: ReadonlyArray<ChatMessage>): void => {
-      for (const m of turn) {
-        if (m.role === "user") starts.push(messages.length)
-        messages.push(m)
-      }
-    }
-
     /** Holds the conversation for the rest of the scope; waiting for it can be interrupted. */
     const hold: Effect.Effect<void, never, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
       Effect.zipRight(restore(lock.take(1)), Effect.addFinalizer(() => lock.release(1)))
     )
-
-    /**
-     * One turn: a round per request. Each round sends the history that fits, the user message
-     * and what this turn added so far (the assistant's tool calls and their results); a reply
-     * with tool calls runs them (`tools`) and goes on with another round. The turn is recorded
-     * on the last round's `Finish`, as the last round's dry run shows it was sent.
-     */
-    const turn = <E, R>(
-      input: Input,
-      sendOptions: SendOptions,
-      tools: ToolRunner<E, R> | undefined
-    ): Stream.Stream<Part, GatewayError | ToolLoopError | E, R> =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        yield* hold
-        const m = sendOptions.model ?? model
-        const { fixed, limit } = yield* frame(m, sendOptions.maxTokens)
-        const base = {
-          model: m,
+    const turn = <E, R>(input: Input, send: SendOptions, tools: ToolRunner<E, R> | undefined) =>
+      Stream.unwrapScoped(Effect.as(hold, runTurn({
+        gateway,
+        history,
+        model: send.model ?? model,
+        base: {
+          model: send.model ?? model,
           ...(system === undefined ? {} : { systemInstruction: system }),
-          ...(sendOptions.temperature === undefined ? {} : { temperature: sendOptions.temperature }),
-          ...(sendOptions.maxTokens === undefined ? {} : { maxTokens: sendOptions.maxTokens }),
-          ...(sendOptions.cache === undefined ? {} : { cache: sendOptions.cache }),
+          ...(send.temperature === undefined ? {} : { temperature: send.temperature }),
+          ...(send.maxTokens === undefined ? {} : { maxTokens: send.maxTokens }),
+          ...(send.cache === undefined ? {} : { cache: send.cache }),
           ...(tools === undefined ? {} : tools.request)
         }
-        // Round 1 sends the input as given; later rounds the user message as the gateway sent it.
-        let user: ChatMessage | undefined = typeof input === "string" ? { role: "user", content: input } : undefined
-        const pending: Array<ChatMessage> = []
-
-        const round = (index: number): Stream.Stream<Part, GatewayError | ToolLoopError | E, R> =>
-          Stream.unwrap(Effect.gen(function*() {
-            const [prefix, n] = yield* tally(m)
-            // A template's rendered length is unknown here: the gateway's fit trims further if needed.
-            let current = 0
-            for (const message of user === undefined ? pending : [user, ...pending]) current += yield* messageCost(m, message)
-            const first = firstSent(prefix, starts, n, limit - fixed - current)
-            const request: ChatRequestInput = {
-              ...base,
-              messages: [...messages.slice(first), ...(user === undefined ? [] : [user]), ...pending],
-              ...(user === undefined ? { prompt: input as TemplatePrompt } : {})
-            }
-            // The dry run shows this turn as the gateway sends it (rendered, redacted); the
-            // stream below prepares the same request the same way.
-            const prepared = yield* gateway.prepare(request)
-            const sent = prepared.outbound.messages
-            const ours = sent.slice(sent.length - 1 - pending.length)
-            if (ours.length !== 1 + pending.length || ours[0]!.role !== "user") {
-              // The window kept the user message but not all of this turn's calls and results.
-              return yield* new ContextWindowExceeded({
-                model: Models.printableId(m),
-                limit: prepared.contextLimit,
-                required: fixed + current
-              })
-            }
-            user = ours[0]!
-            const dropped = first + prepared.droppedMessages
-            const trimmed: ReadonlyArray<Part> = dropped === 0 ? [] : [
-              new ContextTrimmed({ droppedMessages: dropped, promptTokens: prepared.promptTokens, limit: prepared.contextLimit })
-            ]
-            const reply = replyCollector()
-            const parts = gateway.stream(request).pipe(
-              Stream.mapChunks((chunk) => {
-                let out = chunk
-                for (const part of chunk) {
-                  if (part._tag === "ContextTrimmed") {
-                    // Reported above, with the turns this conversation left out.
-                    out = Chunk.filter(chunk, (p) => p._tag !== "ContextTrimmed")
-                  } else if (reply.add(part) && (tools === undefined || !reply.hasCalls())) {
-                    // The last Finish: the turn is recorded before the caller sees it.
-                    commit([...ours, reply.answer()])
-                  }
-                }
-                return out
-              })
-            )
-            const next = tools === undefined ? Stream.empty : Stream.unwrap(Effect.suspend(() => {
-              if (!reply.hasCalls()) return Effect.succeed(Stream.empty)
-              if (index > tools.maxRounds) return Effect.fail(new ToolRoundsExceeded({ maxRounds: tools.maxRounds }))
-              return Effect.map(tools.run(reply.calls()), (results) => {
-                pending.splice(0, pending.length, ...ours.slice(1), reply.callMessage(), ...results)
-                return round(index + 1)
-              })
-            }))
-            return Stream.concat(Stream.fromIterable(trimmed), Stream.concat(parts, next))
-          }))
-        return round(1)
-      }))
-
-    const send = (input: Input, sendOptions: SendOptions = {}): Stream.Stream<Part, GatewayError> =>
-      turn<never, never>(input, sendOptions, undefined) as Stream.Stream<Part, GatewayError>
-
-    const sendWithTools = <const H extends ReadonlyArray<ToolHandler<any, any>>>(
-      input: Input,
-      options: ToolLoopOptions<H>
-    ): Stream.Stream<Part, GatewayError | ToolLoopError | ErrorOf<H[number]>, ContextOf<H[number]>> =>
-      Stream.unwrap(Effect.map(
-        Effect.context<ContextOf<H[number]>>(),
-        (context) => turn(input, options, toolRunner(options, context))
-      ))
-
-    const tokens = (m: string = model): Effect.Effect<number, GatewayError> =>
-      Effect.zipWith(tally(m), frame(m, undefined), ([prefix, n], { fixed }) => fixed + prefix[n]!)
+      }, input, tools)))
 
     return {
       id,
       model,
       system,
-      messages: Effect.sync(() => messages.slice()),
+      messages: Effect.sync(() => history.messages.slice()),
       data: Effect.sync((): ConversationData => ({
         id,
         model,
         ...(system === undefined ? {} : { system }),
-        messages: messages.slice()
+        messages: history.messages.slice()
       })),
-      tokens,
-      send,
-      sendWithTools
+      tokens: (m = model) =>
+        Effect.zipWith(history.tally(m), history.frame(m, undefined), ([prefix, n], { fixed }) => fixed + prefix[n]!),
+      // Without tools a turn fails only as the gateway does.
+      send: (input, send = {}) => turn<never, never>(input, send, undefined) as Stream.Stream<Part, GatewayError>,
+      sendWithTools: <const H extends ReadonlyArray<ToolHandler<any, any>>>(input: Input, options: ToolLoopOptions<H>) =>
+        Stream.unwrap(
+          Effect.map(Effect.context<ContextOf<H[number]>>(), (context) => turn(input, options, toolRunner(options, context)))
+        )
     }
   })
 
