@@ -447,6 +447,9 @@ const maxFrames = 16
  * it and everything after it fit `budget` tokens; 0 when the whole history fits, `n` when no
  * turn does. `prefix[i]` is the tokens of messages `0..i-1`; `starts` the indices of user
  * messages, ascending. O(log n).
+ *
+ * @since 0.1.0
+ * @category Utils
  */
 export const firstSent = (
   prefix: ReadonlyArray<number>,
