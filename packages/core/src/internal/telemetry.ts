@@ -369,7 +369,7 @@ const complete = (record: RequestRecord, meter: Option.Option<CostMeter.Service>
         )
       )
       if (finish.cost.totalUsd > 0) {
-        metrics.push(Metric.incrementBy(Metric.tagged(Telemetry.cost, A.requestModel, model), finish.cost.totalUsd))
+        metrics.push(Metric.incrementBy(Metric.tagged(Telemetry.cost, A.requestModel, bounded(A.requestModel, model)), finish.cost.totalUsd))
       }
     }
     // Only a request that reached the budget changes what is left of it.
@@ -390,8 +390,25 @@ const complete = (record: RequestRecord, meter: Option.Option<CostMeter.Service>
     span.end(record.clock.unsafeCurrentTimeNanos(), spanExit(exit))
   })
 
+/**
+ * Metric series live as long as the process, so the label values a caller or a gateway chooses
+ * (model names) are bounded: past `maxModelLabels` distinct values per label, a new one is
+ * recorded as `_other`. Span attributes keep the real value.
+ */
+const maxModelLabels = 100
+const seenModels = new Map<string, Set<string>>()
+const bounded = (key: string, value: string): string => {
+  if (key !== A.requestModel && key !== A.responseModel) return value
+  let seen = seenModels.get(key)
+  if (seen === undefined) seenModels.set(key, seen = new Set())
+  if (seen.has(value)) return value
+  if (seen.size >= maxModelLabels) return "_other"
+  seen.add(value)
+  return value
+}
+
 const labels = (record: Record<string, string>): Array<MetricLabel.MetricLabel> =>
-  Object.entries(record).map(([key, value]) => MetricLabel.make(key, value))
+  Object.entries(record).map(([key, value]) => MetricLabel.make(key, bounded(key, value)))
 
 const withLabels = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>, extra: Array<MetricLabel.MetricLabel>) =>
   Metric.taggedWithLabels(metric, extra)
