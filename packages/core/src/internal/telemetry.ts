@@ -397,7 +397,7 @@ const complete = (record: RequestRecord, meter: Option.Option<CostMeter.Service>
  */
 const maxModelLabels = 100
 const seenModels = new Map<string, Set<string>>()
-const bounded = (key: string, value: string): string => {
+export const bounded = (key: string, value: string): string => {
   if (key !== A.requestModel && key !== A.responseModel) return value
   let seen = seenModels.get(key)
   if (seen === undefined) seenModels.set(key, seen = new Set())
