@@ -19,9 +19,7 @@
  * @since 0.1.0
  */
 import * as Persistence from "@effect/experimental/Persistence"
-import * as PersistenceRedis from "@effect/experimental/Persistence/Redis"
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import * as RateLimiterRedis from "@effect/experimental/RateLimiter/Redis"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -30,6 +28,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { Redis as IORedis, type RedisOptions as IORedisOptions } from "ioredis"
@@ -98,31 +97,54 @@ export const ioredisOptions = (options: ConnectionOptions): IORedisOptions => {
     keyPrefix: options.prefix ?? connectionDefaults.prefix,
     commandTimeout: timeout,
     connectTimeout: Math.max(timeout, 1_000),
+    // The ready check's INFO is bound by commandTimeout too: on a busy host it timed out, and
+    // ioredis then dropped the connection (and every queued command) to reconnect.
+    enableReadyCheck: false,
     maxRetriesPerRequest: 1,
     retryStrategy: (times) => Math.min(50 * times, 1_000)
   }
 }
 
-/** A client of our own, quiet while Redis is down (logged once per outage), closed with the scope. */
+/**
+ * A client with an `error` listener: without one, `ioredis` prints "Unhandled error event" on
+ * stderr at every reconnection attempt while Redis is down. The failure reaches callers as
+ * their command's typed error (`StoreUnavailable`, a cache miss, an unthrottled request); the
+ * connection's own error is logged once per outage, at debug level, through the Effect logger.
+ * Closed with the scope.
+ */
 const acquireClient = (options: ConnectionOptions): Effect.Effect<IORedis, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const client = new IORedis(ioredisOptions(options))
-      let down = false
-      client.on("error", () => {
-        if (!down) {
+  Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const client = new IORedis(ioredisOptions(options))
+        const run = Runtime.runFork(runtime)
+        let down = false
+        client.on("error", (error: unknown) => {
+          if (down) return
           down = true
-          // eslint-disable-next-line no-console
-          console.warn("[llm-gateway] Redis: the connection failed; retrying in the background")
-        }
-      })
-      client.on("ready", () => {
-        down = false
-      })
-      return client
-    }),
-    (client) => Effect.sync(() => client.disconnect())
-  )
+          run(
+            Effect.logDebug("Redis: the connection failed; retrying in the background").pipe(
+              Effect.annotateLogs({ "redis.error": errorCode(error) })
+            )
+          )
+        })
+        client.on("ready", () => {
+          down = false
+        })
+        return client
+      }),
+      (client) => Effect.sync(() => client.disconnect())
+    ))
+
+/** A short name for a connection error (`ECONNREFUSED`, `Command timed out`), never more than 100 characters. */
+const errorCode = (error: unknown): string => {
+  const code = typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
+    ? error.code
+    : error instanceof Error
+    ? error.message
+    : "unknown"
+  return code.slice(0, 100)
+}
 
 const timeoutOf = (options: ConnectionOptions): Duration.Duration =>
   Duration.sum(Duration.decode(options.timeout ?? connectionDefaults.timeout), Duration.millis(100))
@@ -237,6 +259,64 @@ const withFlights = (
 }
 
 /**
+ * `@effect/experimental`'s `BackingPersistence` over our own client (its `Persistence/Redis`
+ * makes a client without an error listener, see `acquireClient`): JSON values under
+ * `{storeId}:{key}`, expiring after a time to live rounded up to whole milliseconds (Redis
+ * refuses a fractional `PX`).
+ */
+const makeBackingPersistence = (client: IORedis): Persistence.BackingPersistence =>
+  Persistence.BackingPersistence.of({
+    [Persistence.BackingPersistenceTypeId]: Persistence.BackingPersistenceTypeId,
+    make: (storeId) =>
+      Effect.sync(() => {
+        const keyOf = (key: string) => `${storeId}:${key}`
+        const attempt = <A>(method: string, run: () => Promise<A>) =>
+          Effect.tryPromise({ try: run, catch: (error) => Persistence.PersistenceBackingError.make(method, error) })
+        const parse = (method: string) => (text: string | null) =>
+          text === null ? Effect.succeedNone : Effect.try({
+            try: () => Option.some(JSON.parse(text) as unknown),
+            catch: (error) => Persistence.PersistenceBackingError.make(method, error)
+          })
+        const set = (key: string, value: unknown, ttl: Option.Option<Duration.Duration>) =>
+          Effect.try({
+            try: () => JSON.stringify(value),
+            catch: (error) => Persistence.PersistenceBackingError.make("set", error)
+          }).pipe(
+            Effect.flatMap((text) =>
+              attempt("set", () =>
+                Option.isNone(ttl)
+                  ? client.set(keyOf(key), text)
+                  : client.set(keyOf(key), text, "PX", Math.max(1, Math.ceil(Duration.toMillis(ttl.value)))))
+            ),
+            Effect.asVoid
+          )
+        return {
+          get: (key) => Effect.flatMap(attempt("get", () => client.get(keyOf(key))), parse("get")),
+          getMany: (keys) =>
+            Effect.flatMap(attempt("getMany", () => client.mget(keys.map(keyOf))), Effect.forEach(parse("getMany"))),
+          set,
+          setMany: (entries) => Effect.forEach(entries, ([key, value, ttl]) => set(key, value, ttl), { discard: true }),
+          remove: (key) => Effect.asVoid(attempt("remove", () => client.del(keyOf(key)))),
+          clear: Effect.asVoid(attempt("clear", () => deleteMatching(client, `${storeId}:`)))
+        }
+      })
+  })
+
+/**
+ * Deletes the keys under the client's prefix that start with `start`. SCAN patterns are not
+ * prefixed by the client, so the prefix is written out, and cut off the keys found.
+ */
+const deleteMatching = async (client: IORedis, start: string): Promise<void> => {
+  const prefix = client.options.keyPrefix ?? ""
+  let cursor = "0"
+  do {
+    const [next, keys] = await client.scan(cursor, "MATCH", `${escapeGlob(prefix + start)}*`, "COUNT", 1_000)
+    cursor = next
+    if (keys.length > 0) await client.del(...keys.map((key) => key.slice(prefix.length)))
+  } while (cursor !== "0")
+}
+
+/**
  * The response cache on Redis, shared by every process: `ResponseCache.layerPersistence` over
  * `@effect/experimental`'s `Persistence/Redis` (entries expire after `timeToLive`), with
  * single-flight across processes (see `CacheOptions`). Storage faults read as a miss.
@@ -244,6 +324,7 @@ const withFlights = (
  * @example
  * import { layerResponseCache } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
  *
  * const CacheLive = layerResponseCache(
@@ -261,12 +342,12 @@ export const layerResponseCache = (
   Layer.scoped(
     ResponseCache.ResponseCache,
     Effect.gen(function*() {
-      const backing = yield* Layer.build(PersistenceRedis.layer(ioredisOptions(connection)))
+      const client = yield* acquireClient(connection)
       const inner = yield* ResponseCache.makePersistence({ storeId: "response-cache", timeToLive: options.timeToLive }).pipe(
-        Effect.provide(backing)
+        Effect.provideService(Persistence.BackingPersistence, makeBackingPersistence(client))
       )
       const bounded: ResponseCache.Service = {
-        // The ecosystem store has no timeout of its own beyond ioredis' command timeout.
+        // Bounded here too: the persistence layer has no timeout of its own.
         get: (key) =>
           inner.get(key).pipe(Effect.timeoutTo({
             duration: timeoutOf(connection),
@@ -275,7 +356,6 @@ export const layerResponseCache = (
           })),
         set: (key, reply) => inner.set(key, reply).pipe(Effect.timeout(timeoutOf(connection)), Effect.ignore)
       }
-      const client = yield* acquireClient(connection)
       return withFlights(bounded, client, options, timeoutOf(connection))
     })
   )
@@ -284,46 +364,119 @@ export const layerResponseCache = (
 // Rate limiter
 // ---------------------------------------------------------------------------------------------
 
+/** The time per token in whole milliseconds (Redis refuses a fractional `PX`): rounded up, never faster than asked. */
+const wholeMillis = (rate: Duration.Duration): number => Math.max(1, Math.ceil(Duration.toMillis(rate)))
+
 /**
- * The Redis store's scripts take the time per token in whole milliseconds (Redis refuses a
- * fractional `PX`, which would let every request through): rounded up, never faster than asked.
+ * Fixed window (`RateLimiterStore.fixedWindow`): adds `ARGV[1]` tokens to the count, the window
+ * growing by `ARGV[2]` ms per token; past the limit `ARGV[3]` (`""`: none) nothing is added.
+ * Returns the count and the window's time to live.
  */
-const wholeMillis = (rate: Duration.Duration): Duration.Duration =>
-  Duration.millis(Math.max(1, Math.ceil(Duration.toMillis(rate))))
+const fixedWindowScript = `local tokens = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local current = tonumber(redis.call("GET", KEYS[1]))
+if not current then
+  redis.call("SET", KEYS[1], tokens, "PX", refill * tokens)
+  return { tokens, refill * tokens }
+end
+local ttl = redis.call("PTTL", KEYS[1])
+if ttl < 0 then ttl = 0 end
+if limit and current + tokens > limit then return { current + tokens, ttl } end
+redis.call("SET", KEYS[1], current + tokens, "PX", ttl + refill * tokens)
+return { current + tokens, ttl + refill * tokens }`
+
+/**
+ * Token bucket (`RateLimiterStore.tokenBucket`): refills one token per `ARGV[2]` ms up to the
+ * limit `ARGV[3]` at time `ARGV[4]`, then takes `ARGV[1]` tokens (below zero only when
+ * `ARGV[5]` is `"1"`). Returns what remains. Both keys expire once the bucket would be full again.
+ */
+const tokenBucketScript = `local tokens = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local refilledAt = KEYS[1] .. ":refill"
+local current = tonumber(redis.call("GET", KEYS[1]))
+local last = tonumber(redis.call("GET", refilledAt))
+if not current or not last then
+  current = limit
+  last = now
+end
+local added = math.floor((now - last) / refill)
+if added > 0 then
+  current = math.min(current + added, limit)
+  last = last + added * refill
+end
+local left = current - tokens
+local kept = left
+if left < 0 and ARGV[5] ~= "1" then kept = current end
+local ttl = math.max(1, (limit - kept + 1) * refill)
+redis.call("SET", KEYS[1], kept, "PX", ttl)
+redis.call("SET", refilledAt, last, "PX", ttl)
+return left`
+
+/**
+ * `@effect/experimental`'s `RateLimiterStore` over our own client (its `RateLimiter/Redis`
+ * makes a client without an error listener, see `acquireClient`), each call bounded by the
+ * timeout. Keys: `rate-limit:{key}`.
+ */
+const makeRateLimiterStore = (client: IORedis, timeout: Duration.Duration): RateLimiter.RateLimiterStore["Type"] => {
+  const attempt = <A>(algorithm: string, run: () => Promise<A>) =>
+    Effect.tryPromise({
+      try: run,
+      catch: (cause) => new RateLimiter.RateLimitStoreError({ message: `Redis failed the ${algorithm} command`, cause })
+    }).pipe(
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () => new RateLimiter.RateLimitStoreError({ message: "Redis did not answer in time" })
+      })
+    )
+  return {
+    fixedWindow: (options) =>
+      attempt("fixed window", () =>
+        client.eval(
+          fixedWindowScript,
+          1,
+          `rate-limit:${options.key}`,
+          options.tokens,
+          wholeMillis(options.refillRate),
+          options.limit ?? ""
+        ) as Promise<[number, number]>),
+    tokenBucket: (options) =>
+      Effect.clockWith((clock) =>
+        attempt("token bucket", () =>
+          client.eval(
+            tokenBucketScript,
+            1,
+            `rate-limit:${options.key}`,
+            options.tokens,
+            wholeMillis(options.refillRate),
+            options.limit,
+            clock.unsafeCurrentTimeMillis(),
+            options.allowOverflow ? "1" : "0"
+          ) as Promise<number>)
+      )
+  }
+}
 
 /**
  * The `RateLimiter` that the gateway's rate limit (`Gateway.Options.rateLimit`,
- * `Stage.rateLimit`) reads from the context, counted on Redis
- * (`@effect/experimental`'s `RateLimiter/Redis`): the limit holds across all processes
- * sharing the key. A store that does not answer lets the request through (logged). The time
- * per request (`window / limit`) is rounded up to whole milliseconds, so a limit above one
- * request per millisecond counts as one per millisecond.
+ * `Stage.rateLimit`) reads from the context: `@effect/experimental`'s `RateLimiter` over a
+ * store on Redis (fixed window and token bucket, each one script): the limit holds across all
+ * processes sharing the key. A store that does not answer lets the request through (logged).
+ * The time per request (`window / limit`) is rounded up to whole milliseconds, so a limit above
+ * one request per millisecond counts as one per millisecond.
  *
  * @since 0.1.0
  * @category Layers
  */
 export const layerRateLimiter = (connection: ConnectionOptions): Layer.Layer<RateLimiter.RateLimiter> =>
-  // Suspended: a malformed URL is reported when the Layer is built, not when it is declared.
-  Layer.suspend(() => makeRateLimiterLayer(connection))
-
-const makeRateLimiterLayer = (connection: ConnectionOptions): Layer.Layer<RateLimiter.RateLimiter> => {
-  const timeout = timeoutOf(connection)
-  const storeError = () => new RateLimiter.RateLimitStoreError({ message: "Redis did not answer in time" })
-  const bounded = Layer.effect(
-    RateLimiter.RateLimiterStore,
-    Effect.map(RateLimiter.RateLimiterStore, (store) => ({
-      fixedWindow: (options) =>
-        store.fixedWindow({ ...options, refillRate: wholeMillis(options.refillRate) }).pipe(
-          Effect.timeoutFail({ duration: timeout, onTimeout: storeError })
-        ),
-      tokenBucket: (options) =>
-        store.tokenBucket({ ...options, refillRate: wholeMillis(options.refillRate) }).pipe(
-          Effect.timeoutFail({ duration: timeout, onTimeout: storeError })
-        )
-    }))
-  ).pipe(Layer.provide(RateLimiterRedis.layerStore({ ...ioredisOptions(connection), prefix: "rate-limit:" })))
-  return RateLimiter.layer.pipe(Layer.provide(bounded))
-}
+  RateLimiter.layer.pipe(
+    Layer.provide(Layer.scoped(
+      RateLimiter.RateLimiterStore,
+      Effect.map(acquireClient(connection), (client) => makeRateLimiterStore(client, timeoutOf(connection)))
+    ))
+  )
 
 /**
  * The platform's default client rate limit: 300 requests per minute per token. Give it a `key`
@@ -502,6 +655,7 @@ export const makeCostMeter = (
  * @example
  * import { layerCostMeter } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
  *
  * const MeterLive = layerCostMeter(
@@ -717,6 +871,7 @@ const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, (c) => `
  * @example
  * import { layerConversationStore } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
  *
  * const ConversationsLive = layerConversationStore(
@@ -773,6 +928,7 @@ export interface StoresOptions {
  * import { layerRedis, platformRateLimit } from "@llm-gateway/core/Redis"
  * import * as Layer from "effect/Layer"
  * import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
  *
  * const Stores = layerRedis(
@@ -874,11 +1030,12 @@ export const layerRedisConfig = (
   }))
 
 /**
- * `@effect/experimental`'s Redis `BackingPersistence` with the same connection settings
- * (prefix, timeouts), for your own persisted caches next to the gateway's.
+ * A Redis `BackingPersistence` (`@effect/experimental`'s interface) with the same connection
+ * settings (prefix, timeouts, quiet while Redis is down), for your own persisted caches next to
+ * the gateway's.
  *
  * @since 0.1.0
  * @category Layers
  */
 export const layerBackingPersistence = (connection: ConnectionOptions): Layer.Layer<Persistence.BackingPersistence> =>
-  PersistenceRedis.layer(ioredisOptions(connection))
+  Layer.scoped(Persistence.BackingPersistence, Effect.map(acquireClient(connection), makeBackingPersistence))

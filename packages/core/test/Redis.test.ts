@@ -4,6 +4,7 @@
  * Layers built side by side stand for two processes (each has its own connection and owner id).
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as RateLimiter from "@effect/experimental/RateLimiter"
 import * as ConfigProvider from "effect/ConfigProvider"
 import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -132,6 +133,54 @@ describe("Redis without a server", () => {
       expect(CostMeter.decodeLedger("{\"v\":2}")).toEqual(Option.none())
       expect(CostMeter.decodeLedger("not json")).toEqual(Option.none())
     }))
+
+  it("while Redis is down, every store fails in its own typed way and ioredis prints nothing", () => {
+    // A process of its own, so that anything ioredis prints on stderr or stdout is seen.
+    const script = `
+      import * as Redis from "@llm-gateway/core/Redis"
+      import { CostMeter, ResponseCache } from "@llm-gateway/core"
+      import * as RateLimiter from "@effect/experimental/RateLimiter"
+      import * as ConversationStore from "@llm-gateway/core/ConversationStore"
+      import * as Effect from "effect/Effect"
+      import * as Layer from "effect/Layer"
+      import * as Redacted from "effect/Redacted"
+      const connection = { url: Redacted.make("redis://127.0.0.1:1"), timeout: "200 millis" }
+      const stores = Layer.mergeAll(
+        Redis.layerRedis(connection, { cache: { timeToLive: "1 minute" }, meter: { budgetUsd: 1 } }),
+        Redis.layerConversationStore(connection)
+      )
+      const program = Effect.gen(function*() {
+        const outcomes = []
+        for (let round = 0; round < 3; round++) {
+          const cache = yield* ResponseCache.ResponseCache
+          outcomes.push((yield* cache.get("k"))._tag)
+          const meter = yield* CostMeter.CostMeter
+          outcomes.push((yield* Effect.flip(meter.reserve("gpt-4o-mini", 10, 10)))._tag)
+          const limiter = yield* RateLimiter.RateLimiter
+          outcomes.push((yield* Effect.flip(limiter.consume({ key: "k", limit: 10, window: "1 second" })))._tag)
+          const conversations = yield* ConversationStore.ConversationStore
+          outcomes.push((yield* Effect.flip(conversations.load("c"))).reason)
+          yield* Effect.sleep("400 millis")
+        }
+        process.stdout.write("outcomes: " + JSON.stringify(outcomes) + "\\n")
+      })
+      await Effect.runPromise(Effect.provide(program, stores))
+    `
+    const run = spawnSync(process.execPath, [
+      "--conditions=@llm-gateway/source",
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      script
+    ], { cwd: fileURLToPath(new URL("..", import.meta.url)), encoding: "utf8" })
+    expect(run.stderr).not.toContain("ioredis")
+    expect(run.status).toBe(0)
+    const line = run.stdout.split("\n").find((l) => l.startsWith("outcomes: ")) ?? "outcomes: null"
+    expect(JSON.parse(line.slice("outcomes: ".length))).toEqual(
+      Array(3).fill(["None", "StoreUnavailable", "RateLimiterError", "io"]).flat()
+    )
+  }, 60_000)
 
   it.live("an unreachable Redis fails a reservation closed, in time, with StoreUnavailable", () =>
     Effect.gen(function*() {
@@ -307,6 +356,34 @@ describe.skipIf(url === "")("Redis stores against a server", () => {
       }).pipe(Effect.scoped)
     }, 20_000)
   }
+
+  it.live("the rate limit counts across instances (fixed window and token bucket, fractional rates), keys expire", () => {
+    const prefix = `llm-gateway-test:${randomUUID()}:`
+    return Effect.gen(function*() {
+      const one = yield* Layer.build(Redis.layerRateLimiter(connection(prefix)))
+      const two = yield* Layer.build(Redis.layerRateLimiter(connection(prefix)))
+      const consume = (context: Context.Context<RateLimiter.RateLimiter>, options: Parameters<RateLimiter.RateLimiter["consume"]>[0]) =>
+        Effect.either(Effect.flatMap(RateLimiter.RateLimiter, (l) => l.consume(options)).pipe(Effect.provide(context)))
+      // 7 per minute: 8571.43 ms per request, a fractional PX were it not rounded up.
+      const fixed = { key: "fixed", limit: 7, window: "1 minute", onExceeded: "fail" } as const
+      const bucket = { ...fixed, key: "bucket", limit: 3, algorithm: "token-bucket" } as const
+      const fixedOutcomes = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => i), (i) => consume(i % 2 === 0 ? one : two, fixed))
+      expect(fixedOutcomes.map(Either.isRight)).toEqual([true, true, true, true, true, true, true, false])
+      const bucketOutcomes = yield* Effect.forEach([one, two, one, two], (c) => consume(c, bucket))
+      expect(bucketOutcomes.map(Either.isRight)).toEqual([true, true, true, false])
+      expect(Either.getLeft(bucketOutcomes[3]!)).toEqual(Option.some(expect.objectContaining({ reason: "Exceeded" })))
+      const raw = new IORedis(url)
+      try {
+        const ttl = (key: string) => Effect.promise(() => raw.pttl(`${prefix}rate-limit:${key}`))
+        expect(yield* ttl("fixed")).toBeGreaterThan(0)
+        expect(yield* ttl("fixed")).toBeLessThanOrEqual(7 * 8_572)
+        expect(yield* ttl("bucket")).toBeGreaterThan(0)
+        expect(yield* ttl("bucket:refill")).toBeGreaterThan(0)
+      } finally {
+        raw.disconnect()
+      }
+    }).pipe(Effect.scoped)
+  })
 
   describe("conversation store", () => {
     const user = (content: string) => ({ role: "user" as const, content })
