@@ -1,20 +1,24 @@
 /**
- * Redis: the response cache, the single-flight of identical requests, the cost budgets and the
- * client rate limit shared by every process of a deployment, on one Redis server.
+ * Redis: the response cache, the single-flight of identical requests, the cost budgets, the
+ * client rate limit and the conversations shared by every process of a deployment, on one Redis
+ * server.
  *
  * A separate entry point (`@llm-gateway/core/Redis`), not re-exported by the package's index:
  * importing `@llm-gateway/core` never loads `ioredis`, an optional peer dependency that only
  * users of this module install (`npm install ioredis`).
  *
- * The stores are the Effect ecosystem's own where they fit (`@effect/experimental`'s
- * `Persistence/Redis` under `ResponseCache.layerPersistence`, and `RateLimiter/Redis` under
- * the `RateLimiter` the gateway's rate limit reads), and direct `ioredis` calls where they do
- * not (the flight locks and the budget ledger). Every key lives under one prefix (default
- * `llm-gateway:`); values are redacted replies, ledger totals and counters, never a prompt or a
+ * The cache and the rate limit plug into the Effect ecosystem's own machinery
+ * (`@effect/experimental`'s `Persistence` under `ResponseCache.layerPersistence`, and its
+ * `RateLimiter`), with the backing store and the limiter store written here on our own
+ * `ioredis` client (the ecosystem's Redis modules make clients without an error listener);
+ * the flight leases, the budget ledger and the conversations are direct `ioredis` calls. Every
+ * key lives under one prefix (default `llm-gateway:`); values are redacted replies, ledger
+ * totals, counters and conversations as the `Conversation` recorded them (redacted), never a
  * secret. Every call has a timeout (`timeout`, default 1 second). When Redis does not answer:
  * the cache reads as a miss and stores nothing, identical requests go upstream on their own, the
- * rate limit lets requests through (each logged at warning level), and the budget fails closed
- * with `StoreUnavailable`; the audit log is not on Redis, so every request is still audited.
+ * rate limit lets requests through (each logged at warning level), the budget fails closed with
+ * `StoreUnavailable`, and the conversation store fails with `ConversationStoreError`; the audit
+ * log is not on Redis, so every request is still audited.
  *
  * @since 0.1.0
  */
@@ -318,14 +322,12 @@ const deleteMatching = async (client: IORedis, start: string): Promise<void> => 
 
 /**
  * The response cache on Redis, shared by every process: `ResponseCache.layerPersistence` over
- * `@effect/experimental`'s `Persistence/Redis` (entries expire after `timeToLive`), with
- * single-flight across processes (see `CacheOptions`). Storage faults read as a miss.
+ * a Redis `BackingPersistence` (entries expire after `timeToLive`), with single-flight across
+ * processes (see `CacheOptions`). Storage faults read as a miss.
  *
  * @example
  * import { layerResponseCache } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
-import * as Runtime from "effect/Runtime"
-import * as Schema from "effect/Schema"
  *
  * const CacheLive = layerResponseCache(
  *   { url: Redacted.make("redis://127.0.0.1:6379") },
@@ -655,8 +657,6 @@ export const makeCostMeter = (
  * @example
  * import { layerCostMeter } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
-import * as Runtime from "effect/Runtime"
-import * as Schema from "effect/Schema"
  *
  * const MeterLive = layerCostMeter(
  *   { url: Redacted.make("redis://127.0.0.1:6379") },
@@ -871,8 +871,6 @@ const escapeGlob = (text: string): string => text.replace(/[*?[\]\\]/g, (c) => `
  * @example
  * import { layerConversationStore } from "@llm-gateway/core/Redis"
  * import * as Redacted from "effect/Redacted"
-import * as Runtime from "effect/Runtime"
-import * as Schema from "effect/Schema"
  *
  * const ConversationsLive = layerConversationStore(
  *   { url: Redacted.make("redis://127.0.0.1:6379") },
@@ -928,8 +926,6 @@ export interface StoresOptions {
  * import { layerRedis, platformRateLimit } from "@llm-gateway/core/Redis"
  * import * as Layer from "effect/Layer"
  * import * as Redacted from "effect/Redacted"
-import * as Runtime from "effect/Runtime"
-import * as Schema from "effect/Schema"
  *
  * const Stores = layerRedis(
  *   { url: Redacted.make("redis://127.0.0.1:6379"), prefix: "my-app:" },
