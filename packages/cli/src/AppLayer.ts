@@ -192,7 +192,12 @@ export const layer = (
   transport: Layer.Layer<Transport.GatewayTransport | Auth.Auth, ConfigError.ConfigError>,
   options: Options = {}
 ): Layer.Layer<
-  Gateway.Gateway | CostMeter.CostMeter | AuditLog.MemoryAuditLog | Transport.GatewayTransport | Auth.Auth,
+  | Gateway.Gateway
+  | ContextWindow.ContextWindow
+  | CostMeter.CostMeter
+  | AuditLog.MemoryAuditLog
+  | Transport.GatewayTransport
+  | Auth.Auth,
   ConfigError.ConfigError | AuditLog.AuditFileError | AuditLog.AuditLogLocked | ResponseCache.CacheDirectoryError
 > =>
   Gateway.layer({ systemInstruction: options.systemInstruction }).pipe(

@@ -73,6 +73,24 @@ const quiet = Options.boolean("quiet").pipe(
   Options.withAlias("q"),
   Options.withDescription("Print only the reply: no notes, spinner or warnings on stderr (errors still go there)")
 )
+const conversation = Options.text("conversation").pipe(
+  Options.withDescription(
+    "Continue the conversation kept in this JSON file (created when absent): earlier turns are sent along, and this turn is added once the reply finished cleanly"
+  ),
+  Options.optional
+)
+const tools = Options.text("tools").pipe(
+  Options.withDescription(
+    "Declare the tools in this JSON file (an array of {name, description, parameters}, or OpenAI's {type: \"function\", function}); calls the model makes are printed, not run"
+  ),
+  Options.optional
+)
+const schema = Options.text("schema").pipe(
+  Options.withDescription(
+    "Ask for a reply that is one JSON value valid against the JSON Schema in this file (structured output; strict mode: every object with additionalProperties false and all properties required)"
+  ),
+  Options.optional
+)
 const message = Args.text({ name: "message" }).pipe(
   Args.withDescription("The user message; omit it to read it from stdin (or when --template is given)"),
   Args.optional
@@ -104,6 +122,9 @@ export const spec: Argv.Spec = {
       (v) => Argv.isNumber(v) && Number(v) >= 0 && Number(v) < 1e15
     ),
     "--jsonl": Argv.switchFlag,
+    "--conversation": Argv.valueFlag("a conversation file (JSON)"),
+    "--tools": Argv.valueFlag("a JSON file of tools"),
+    "--schema": Argv.valueFlag("a JSON Schema file"),
     "--quiet": Argv.switchFlag,
     "-q": Argv.switchFlag
   }
@@ -131,6 +152,9 @@ export interface ChatArgs {
   readonly budget: Option.Option<number>
   readonly jsonl: boolean
   readonly quiet: boolean
+  readonly conversation: Option.Option<string>
+  readonly tools: Option.Option<string>
+  readonly schema: Option.Option<string>
   readonly message: Option.Option<string>
 }
 
@@ -181,6 +205,9 @@ export const command = Command.make(
     budget,
     profile,
     baseUrl,
+    conversation,
+    tools,
+    schema,
     message
   },
   (args) => Effect.flatMap(Effect.promise(() => import("./internal/chat.js")), (chat) => chat.run(args))
@@ -191,6 +218,9 @@ export const command = Command.make(
     [`echo "Summarise this" | llm-gateway chat --quiet`, "reads the message from stdin and prints only the reply"],
     [`llm-gateway chat --template 'Hi $name' --var name=Ann --system 'Be brief.' --json`, "one JSON object"],
     [`llm-gateway chat --jsonl "Hello"`, "one JSON object per streamed part"],
+    [`llm-gateway chat --conversation chat.json "My name is Ann."`, "a conversation kept in chat.json across runs"],
+    [`llm-gateway chat --profile openai --tools tools.json "Weather in Oslo?"`, "declares tools; prints the calls"],
+    [`llm-gateway chat --schema person.json "Who wrote Dune?"`, "a reply that is JSON of that schema"],
     [`llm-gateway chat --cache-dir .llm-cache --budget 0.05 "Hello"`, "file cache shared across runs, a 5-cent budget"],
     [`llm-gateway chat --profile openai --base-url https://api.openai.com/v1 "Hello"`, "an OpenAI-compatible gateway (LLM_GATEWAY_API_KEY)"]
   ],

@@ -2,15 +2,22 @@
  * What `llm-gateway chat` does once its arguments are parsed; loaded only when `chat` runs, so
  * `--help` and the other commands never load the pipeline.
  */
-import type { Part } from "@llm-gateway/core"
-import { Gateway } from "@llm-gateway/core"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import type { Chat, Part } from "@llm-gateway/core"
+import { ConversationStore, Gateway, StructuredOutput, Tool } from "@llm-gateway/core"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as HashMap from "effect/HashMap"
+import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { stat } from "node:fs/promises"
+import { readFile, stat } from "node:fs/promises"
 import * as AppLayer from "../AppLayer.js"
 import * as Backend from "../Backend.js"
 import { type ChatArgs, toRequest } from "../ChatCommand.js"
@@ -86,6 +93,80 @@ const resolveMessage = (args: ChatArgs): Effect.Effect<Option.Option<string>, Us
   }))
 }
 
+/** The largest `--tools` or `--schema` file read. */
+export const maxDeclarationBytes = 1024 * 1024
+
+/** The id of the conversation a `--conversation` file holds for the CLI. */
+export const conversationId = "default"
+
+/**
+ * The JSON in the file a flag names: a missing, unreadable, oversized or non-JSON file is an
+ * `InputError` (exit 3) naming the flag and the file.
+ */
+const readJsonFile = (flag: string, path: string): Effect.Effect<unknown, InputError> => {
+  const named = `${flag} ${Output.oneLine(path)}`
+  return Effect.tryPromise({
+    try: async () => {
+      const info = await stat(path)
+      if (!info.isFile()) throw new InputError(`${named} is not a regular file`)
+      if (info.size > maxDeclarationBytes) throw new InputError(`${named} is larger than ${maxDeclarationBytes / 1024 / 1024} MiB`)
+      const text = await readFile(path, "utf8")
+      try {
+        return JSON.parse(text) as unknown
+      } catch {
+        throw new InputError(`${named} is not valid JSON`)
+      }
+    },
+    catch: (error) => {
+      if (error instanceof InputError) return error
+      const code = (error as { readonly code?: unknown }).code
+      return new InputError(code === "ENOENT" ? `${named} does not exist` : `${named} cannot be read (${Output.oneLine(String(code ?? error))})`)
+    }
+  })
+}
+
+/** The paths of a decode's issues with what was expected (the `actual …` part left out), at most 5. */
+const issueList = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const lines = issues.slice(0, 5).map((issue) =>
+    `${issue.path.length === 0 ? "(top)" : issue.path.map(String).join(".")}: ${issue.message.replace(/,\s*actual[\s\S]*$/, "")}`
+  )
+  return Output.oneLine([...lines, ...(issues.length > 5 ? [`and ${issues.length - 5} more`] : [])].join("; "))
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * The tools of a `--tools` file: a non-empty array of `{name, description, parameters}`, or of
+ * OpenAI's `{type: "function", function: {...}}`; anything else is an `InputError` naming the
+ * fields.
+ */
+export const loadTools = (path: string): Effect.Effect<ReadonlyArray<Tool.ToolDefinition>, InputError> =>
+  Effect.flatMap(readJsonFile("--tools", path), (json) => {
+    const named = `--tools ${Output.oneLine(path)}`
+    if (!Array.isArray(json) || json.length === 0) {
+      return Effect.fail(new InputError(`${named} must hold a non-empty JSON array of tools ({name, description, parameters})`))
+    }
+    const unwrapped = json.map((tool) => isRecord(tool) && tool["type"] === "function" && isRecord(tool["function"]) ? tool["function"] : tool)
+    const decoded = Schema.decodeUnknownEither(Schema.Array(Tool.ToolDefinition), { errors: "all", onExcessProperty: "error" })(unwrapped)
+    if (Either.isLeft(decoded)) return Effect.fail(new InputError(`${named} is not a list of tools: ${issueList(decoded.left)}`))
+    const issues = Tool.requestIssues(decoded.right, undefined)
+    return issues.length > 0
+      ? Effect.fail(new InputError(`${named}: ${Output.oneLine(issues.map((i) => `${i.path.slice(1).map(String).join(".")}: ${i.message}`).join("; "))}`))
+      : Effect.succeed(decoded.right)
+  })
+
+/**
+ * The response format of a `--schema` file: its JSON Schema object, named by its `title` when
+ * that is a valid name, else `reply`.
+ */
+export const loadSchema = (path: string): Effect.Effect<StructuredOutput.ResponseFormat, InputError> =>
+  Effect.flatMap(readJsonFile("--schema", path), (json) => {
+    if (!isRecord(json)) return Effect.fail(new InputError(`--schema ${Output.oneLine(path)} must hold a JSON Schema object`))
+    const title = json["title"]
+    return Effect.succeed({ name: typeof title === "string" && /^[a-zA-Z0-9_-]{1,64}$/.test(title) ? title : "reply", jsonSchema: json })
+  })
+
 /** `--audit-file` at a directory would fail deep in the file layer; say it plainly first. */
 const checkAuditPath = (path: string): Effect.Effect<void, InputError> =>
   Effect.promise(() => stat(path).then((info) => info.isDirectory(), () => false)).pipe(
@@ -113,6 +194,88 @@ const finishLine = (part: Part.Finish): string =>
     Output.usd(part.cost.totalUsd)
   }${part.cached ? "; from the cache" : ""}]`
 
+/**
+ * One turn of the conversation kept in `path` (created when absent): the earlier turns go
+ * along, and the file is saved after a clean finish only, so a failed or interrupted turn
+ * leaves it as it was. `--system` names the instruction of a new conversation; an existing one
+ * keeps its own, and a different `--system` is refused.
+ */
+const conversationTurn = (args: ChatArgs, path: string, message: Option.Option<string>) =>
+  Stream.unwrap(Effect.gen(function*() {
+    const system = Option.getOrUndefined(args.system)
+    const conversation = yield* ConversationStore.open({ id: conversationId, model: args.model, system })
+    if (system !== undefined && conversation.system !== system) {
+      return yield* Effect.fail(
+        new UsageProblem(
+          `the conversation in ${Output.oneLine(path)} has another system instruction; --system applies when the file is created`
+        )
+      )
+    }
+    const input = Option.isSome(args.template)
+      ? {
+        template: args.template.value,
+        variables: Object.fromEntries(Option.getOrElse(args.variables, () => HashMap.empty<string, string>()))
+      }
+      : Option.getOrElse(message, () => "")
+    const turn = conversation.send(input, {
+      model: args.model,
+      temperature: Option.getOrUndefined(args.temperature),
+      maxTokens: Option.getOrUndefined(args.maxTokens),
+      ...(args.noCache ? { cache: false } : {})
+    })
+    return Stream.concat(turn, Stream.drain(Stream.fromEffect(ConversationStore.save(conversation))))
+  })).pipe(
+    Stream.provideSomeLayer(
+      ConversationStore.layerFile({ path }).pipe(Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
+    )
+  )
+
+/** What `--json` prints: the reply collected from its parts. */
+const collect = <E, R>(parts: Stream.Stream<Part.Part, E, R>) =>
+  Effect.suspend(() => {
+    let text = ""
+    const toolCalls: Array<Record<string, unknown>> = []
+    const redactions: { input: ReadonlyArray<Chat.RedactionCount>; output: ReadonlyArray<Chat.RedactionCount> } = {
+      input: [],
+      output: []
+    }
+    let finish: Part.Finish | undefined
+    return parts.pipe(
+      Stream.runForEach((part) =>
+        Effect.sync(() => {
+          switch (part._tag) {
+            case "TextDelta":
+              text += part.text
+              break
+            case "RedactionNotice":
+              redactions[part.direction] = part.redactions
+              break
+            case "ToolCall":
+              toolCalls.push({ id: part.id, name: part.name, arguments: part.arguments })
+              break
+            case "ToolCallError":
+              toolCalls.push({ id: part.id, name: part.name, error: part.message })
+              break
+            case "Finish":
+              finish = part
+              break
+          }
+        })
+      ),
+      Effect.map(() => ({
+        text,
+        finishReason: finish?.reason,
+        usage: finish?.usage,
+        usageSource: finish?.usageSource,
+        cost: finish?.cost,
+        cached: finish?.cached,
+        redactions,
+        ...(toolCalls.length === 0 ? {} : { toolCalls }),
+        ...(finish?.value === undefined ? {} : { value: finish.value })
+      }))
+    )
+  })
+
 /** Runs one chat request and writes the reply (or the error) to the terminal. */
 export const run = (args: ChatArgs) => {
   let backend: Backend.Backend | undefined
@@ -121,11 +284,30 @@ export const run = (args: ChatArgs) => {
     if (args.json && args.jsonl) {
       return yield* Effect.fail(new UsageProblem(`--json and --jsonl cannot be combined. See 'llm-gateway chat --help'.`))
     }
+    if (Option.isSome(args.conversation) && (Option.isSome(args.tools) || Option.isSome(args.schema))) {
+      return yield* Effect.fail(
+        new UsageProblem(`--conversation cannot be combined with --tools or --schema. See 'llm-gateway chat --help'.`)
+      )
+    }
+    if (Option.isSome(args.conversation) && Option.isSome(args.template) && Option.isSome(args.message)) {
+      return yield* Effect.fail(
+        new UsageProblem(`with --conversation, give a message or --template, not both. See 'llm-gateway chat --help'.`)
+      )
+    }
     const message = yield* resolveMessage(args)
     if (Option.isSome(args.auditFile)) yield* checkAuditPath(args.auditFile.value)
+    const tools = Option.isSome(args.tools) ? yield* loadTools(args.tools.value) : undefined
+    const responseFormat = Option.isSome(args.schema) ? yield* loadSchema(args.schema.value) : undefined
     backend = yield* Backend.detect
     const simulator = backend._tag === "Simulator"
-    const request = toRequest({ ...args, message })
+    const request: Chat.ChatRequestInput = {
+      ...toRequest({ ...args, message }),
+      ...(tools === undefined ? {} : { tools }),
+      ...(responseFormat === undefined ? {} : { responseFormat })
+    }
+    const source = Option.isSome(args.conversation)
+      ? conversationTurn(args, args.conversation.value, message)
+      : Gateway.stream(request)
     const assumed = yield* AppLayer.assumptions(args.model)
     // `sim:<scenario>` ids choose a simulator scenario; they are not models to warn about.
     const scenarioId = simulator && args.model.startsWith("sim:")
@@ -136,23 +318,9 @@ export const run = (args: ChatArgs) => {
       )
     }
     const body = args.json
-      ? Gateway.complete(request).pipe(
-        Effect.flatMap((c) =>
-          Output.stdout(
-            JSON.stringify({
-              text: c.text,
-              finishReason: c.finishReason,
-              usage: c.usage,
-              usageSource: c.usageSource,
-              cost: c.cost,
-              cached: c.cached,
-              redactions: c.redactions
-            }) + "\n"
-          )
-        )
-      )
+      ? Effect.flatMap(collect(source), (reply) => Output.stdout(JSON.stringify(reply) + "\n"))
       : args.jsonl
-      ? Gateway.stream(request).pipe(Stream.runForEach((part) => Output.stdout(JSON.stringify(part) + "\n")))
+      ? source.pipe(Stream.runForEach((part) => Output.stdout(JSON.stringify(part) + "\n")))
       : Effect.scoped(Effect.gen(function*() {
         const spinner = yield* Effect.acquireRelease(
           Effect.sync(() =>
@@ -161,7 +329,7 @@ export const run = (args: ChatArgs) => {
           (s) => Effect.sync(() => s.stop())
         )
         let wroteText = false
-        yield* Gateway.stream(request).pipe(
+        yield* source.pipe(
           Stream.runForEach((part) => {
             spinner.stop()
             if (part._tag === "TextDelta") {
