@@ -142,6 +142,29 @@ describe("Conversation", () => {
     }).pipe(Effect.provide(gatewayWith(transport.layer)))
   })
 
+  it.effect("a send waiting for the conversation can be interrupted, and the conversation stays usable", () => {
+    const transport = scripted((request) => Stream.fromIterable(replyChunks([`after ${request.messages.length - 1}`])))
+    return Effect.gen(function*() {
+      const conversation = yield* Conversation.make({ model: "gpt-4o-mini" })
+      const started = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const first = yield* conversation.send("first").pipe(
+        Stream.tap(() => Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(gate))),
+        Stream.runDrain,
+        Effect.fork
+      )
+      yield* Deferred.await(started)
+      const waiting = yield* Effect.fork(Stream.runDrain(conversation.send("never sent")))
+      yield* Effect.repeatN(Effect.yieldNow(), 20)
+      yield* Fiber.interrupt(waiting)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(first)
+      yield* Stream.runDrain(conversation.send("third"))
+      expect((yield* conversation.messages).map((m) => m.content)).toEqual(["first", "after 0", "third", "after 2"])
+      expect(transport.calls).toHaveLength(2)
+    }).pipe(Effect.provide(gatewayWith(transport.layer)))
+  })
+
   it.effect("leaves out the oldest whole turns that do not fit, reports them, keeps them in the history", () => {
     const echo = makeEcho()
     const long = (i: number) => `Turn ${i}: ` + "lorem ipsum dolor sit amet ".repeat(20)
