@@ -186,7 +186,7 @@ describe.skipIf(redisUrl === undefined || redisUrl === "")("4 processes against 
     const scenario = { name: "shared", reply, attempts: [{ status: 503, delayMs: 20_000 }] }
     await withSimulator({ scenarios: [scenario] }, (server) =>
       Effect.promise(async () => {
-        const job = jobOf(server, url, prefix, { contents: ["Asked by two processes"], flightLeaseMillis: 1_000 })
+        const job = jobOf(server, url, prefix, { contents: ["Asked by two processes"], flightLeaseMillis: 3_000 })
         const leader = startWorker(job)
         const leaderExit = leader.done.catch((error: Error) => error.message)
         await leader.ready
@@ -195,8 +195,8 @@ describe.skipIf(redisUrl === undefined || redisUrl === "")("4 processes against 
         const follower = startWorker(job)
         await follower.ready
         follower.go()
-        // The follower waits while the leader lives (its lease renewed several times over)...
-        await new Promise((r) => setTimeout(r, 2_500))
+        // The follower waits while the leader lives, longer than one lease (renewed meanwhile)...
+        await new Promise((r) => setTimeout(r, 4_500))
         const killedAt = Date.now()
         leader.child.kill("SIGKILL")
         expect(await leaderExit).toContain("SIGKILL")
@@ -207,7 +207,7 @@ describe.skipIf(redisUrl === undefined || redisUrl === "")("4 processes against 
         expect(times).toHaveLength(2)
         expect(times[1]!).toBeGreaterThanOrEqual(killedAt)
         // eslint-disable-next-line no-console
-        console.log(`killed leader: the follower went upstream ${times[1]! - killedAt} ms after the kill (lease 1000 ms)`)
+        console.log(`killed leader: the follower went upstream ${times[1]! - killedAt} ms after the kill (lease 3000 ms)`)
       }))
   }, 120_000)
 
