@@ -1,7 +1,7 @@
 // Redis stores: the latency one request adds when the response cache, the cost meter and the
 // rate limiter live on Redis (`@llm-gateway/core/Redis`, a Redis server on 127.0.0.1) instead
 // of in memory. Two gateways, alike but for their stores, answer the same short reply from a
-// loopback server; each request is new (a cache miss: cache read, flight lock, budget hold and
+// loopback server; each request is new (a cache miss: cache read, flight lease, budget hold and
 // settlement, rate-limit count, cache write), and the two alternate request by request so that
 // load moves both alike. Reports p50 and p99 of each and the p50 difference. Needs
 // `redis-server` on the PATH (started here on a free port, stopped at the end).
@@ -123,7 +123,7 @@ export const run = async ({ quick }) => {
       name,
       rows: [row("cache miss (upstream call)", "Redis miss", samples), row("cache hit", "Redis hit", hit)],
       notes: [
-        "a miss makes 10 Redis round trips (cache read and flight lock, twice: before and after the in-process join; budget read and compare-and-set for the hold and for the settlement; rate-limit count; cache write; lock release); a hit makes one. No target: the figure is what sharing costs on this machine"
+        "a miss makes 9 Redis round trips (cache read; flight lease taken; budget read and compare-and-set for the hold and for the settlement; rate-limit count; cache write; lease released), plus a lease renewal per third of flightLease while a reply streams; a hit makes one. No target: the figure is what sharing costs on this machine"
       ]
     }
   } finally {
