@@ -46,6 +46,14 @@ export interface RecognizerSpec {
   readonly replace?: (match: string) => string
 }
 
+/**
+ * Patterns every match of which holds a character of a class (the email pattern an `@`, the
+ * IPv6 one a `:`), registered by the module that made the pattern. Keyed by the pattern object,
+ * so a recognizer built with another pattern has none. The scan then searches only where such
+ * a character is within `maxLength`: prose without an `@` costs the email pattern nothing.
+ */
+export const requiredCharacter = new WeakMap<RegExp, RegExp>()
+
 /** Where a match was found in the input: offsets in UTF-16 code units, never the value. */
 export interface Finding {
   readonly kind: string
@@ -67,6 +75,8 @@ interface Compiled {
   readonly gate: RegExp | undefined
   /** Whether the pattern is Unicode-aware (never starts inside a surrogate pair). */
   readonly unicode: boolean
+  /** Finds the characters every match holds one of (`requiredCharacter`), if known. */
+  readonly required: RegExp | undefined
   readonly accept: (match: string) => number
   readonly replace: ((match: string) => string) | undefined
 }
@@ -127,6 +137,25 @@ const startGate = (cls: RegExp | undefined): RegExp | undefined => {
   }
 }
 
+const requiredGate = (pattern: RegExp): RegExp | undefined => {
+  const cls = requiredCharacter.get(pattern)
+  return cls === undefined ? undefined : new RegExp(cls.source, cls.flags.replace(/[gy]/g, "") + "g")
+}
+
+/**
+ * Where the first required character (see `requiredCharacter`) at or after `at` is, or the end
+ * of the text. A match holding it starts at most `maxLength - 1` before it.
+ */
+const requiredAt = (r: Compiled, text: string, at: number): number => {
+  const gate = r.required!
+  gate.lastIndex = at
+  const m = gate.exec(text)
+  // A Unicode-aware class may report a pair that `at` is inside of at the pair's start.
+  const found = m === null ? text.length : Math.max(at, m.index)
+  workCounter.steps += found - at + 1
+  return found
+}
+
 const compile = (spec: RecognizerSpec): Compiled => {
   const validate = spec.validate
   const sticky = new RegExp(spec.pattern.source, spec.pattern.flags.replace(/[gy]/g, "") + "y")
@@ -140,6 +169,7 @@ const compile = (spec: RecognizerSpec): Compiled => {
     isStart: charPredicate(spec.start ?? spec.alphabet),
     gate: startGate(spec.start ?? spec.alphabet),
     unicode: sticky.unicode || sticky.flags.includes("v"),
+    required: requiredGate(spec.pattern),
     replace: spec.replace,
     accept: validate === undefined
       ? (match) => match.length
@@ -226,7 +256,16 @@ const findNext = (
   const n = text.length
   let at = from
   let tries = 0
+  // The next required character: below it by `maxLength - 1` or more no match can start.
+  let q = -1
   while (at < limit) {
+    // Like a search, looking for it reads on to the end of the text (see `nextStart`).
+    if (r.required !== undefined && at > q && n - limit <= limit - at) {
+      q = requiredAt(r, text, at)
+      if (q >= n) break
+      at = Math.max(at, q - r.maxLength + 1)
+      if (at >= limit) break
+    }
     if (tries >= anchoredTries && n - limit <= limit - at) {
       searchNext(r, text, at, limit, i, starts, ends)
       return
@@ -266,7 +305,14 @@ const searchNext = (
 ): void => {
   let at = from
   const regex = r.regex
+  let q = -1
   while (at < limit) {
+    if (r.required !== undefined && at > q) {
+      q = requiredAt(r, text, at)
+      if (q >= text.length) break
+      at = Math.max(at, q - r.maxLength + 1)
+      if (at >= limit) break
+    }
     regex.lastIndex = at
     const m = regex.exec(text)
     workCounter.steps += (m === null ? text.length : m.index) - at + 1

@@ -22,7 +22,7 @@ import {
   Metadata,
   parsePhoneNumberFromString
 } from "libphonenumber-js/max"
-import type { RecognizerSpec } from "./redaction.js"
+import { type RecognizerSpec, requiredCharacter } from "./redaction.js"
 import { ianaTlds, tldListDate } from "./tlds.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -36,6 +36,7 @@ const emailPattern = new RegExp(
   String.raw`(?<!${localChar}|\])[\p{L}\p{N}_]${localChar}{0,63}@(?:${label}\.){1,6}(?:\p{L}[\p{L}\p{M}]{1,62}|xn--[a-z0-9\-]{1,59})(?![\p{L}\p{N}\p{M}_\-]|[.:][\p{L}\p{N}\[]|:[\/~])`,
   "u"
 )
+requiredCharacter.set(emailPattern, /@/)
 
 /**
  * Practical addresses: a local part of up to 64 letters, digits, marks and `_.%+'-` (starting
@@ -281,6 +282,11 @@ const validIpv6 = (candidate: string): boolean => {
   return groups.length >= 2 && (hexDigits >= 4 || extraGroups > 0)
 }
 
+const ipv6Pattern =
+  /(?<![\p{L}\p{N}_:.\]])(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\p{L}\p{N}_:]|\.[\d\[])/u
+// at least two groups after the first: every match holds a ":"
+requiredCharacter.set(ipv6Pattern, /:/)
+
 /**
  * IPv6 addresses, full (`2001:0db8:0000:0000:0000:ff00:0042:8329`), compressed
  * (`2001:db8::ff00:42:8329`, `fe80::1`) or with an IPv4 tail (`::ffff:192.0.2.1`). Times
@@ -289,8 +295,7 @@ const validIpv6 = (candidate: string): boolean => {
 export const ipv6: RecognizerSpec = {
   kind: "ip",
   marker: "[IP]",
-  pattern:
-    /(?<![\p{L}\p{N}_:.\]])(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\p{L}\p{N}_:]|\.[\d\[])/u,
+  pattern: ipv6Pattern,
   // 4 + 7 * 5 + 15 + lookahead 2
   maxLength: 56,
   alphabet: /[0-9A-Fa-f:.]/,
