@@ -69,6 +69,15 @@ describe("ConversationStore", () => {
       expect(yield* again.list).toEqual(["b"])
     }))
 
+  it.effect("file: concurrent saves of one store all land (each read-modify-write in turn)", () =>
+    Effect.gen(function*() {
+      const path = Path.join(tempDir(), "c.json")
+      const store = yield* fileStore(path)
+      const ids = Array.from({ length: 20 }, (_, i) => `c${i}`)
+      yield* Effect.forEach(ids, (id) => store.save(sample(id)), { concurrency: "unbounded", discard: true })
+      expect([...(yield* store.list)].sort()).toEqual([...ids].sort())
+    }))
+
   it.effect("file: a save replaces the file by rename (a new inode), leaving no temporary file", () =>
     Effect.gen(function*() {
       const dir = tempDir()
