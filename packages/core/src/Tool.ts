@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import * as JSONSchema from "effect/JSONSchema"
+import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
@@ -134,12 +135,31 @@ export const DeclaredTool: Schema.Schema<Tool> = Schema.declare(isTool, {
 })
 
 /**
- * A tool in a request: one made by `make` or a plain definition.
+ * A tool in a request: one made by `make` (kept as it is, with its Schema, once its name and
+ * parameters are checked) or a plain definition.
  *
  * @since 0.1.0
  * @category Schemas
  */
-export const AnyTool = Schema.Union(DeclaredTool, ToolDefinition)
+export const AnyTool: Schema.Schema<AnyTool, typeof ToolDefinition.Encoded | Tool> = Schema.declare(
+  [ToolDefinition],
+  {
+    decode: (definition) => (input, options) =>
+      isTool(input)
+        ? ParseResult.map(
+          ParseResult.decodeUnknown(definition)({
+            name: input.name,
+            ...(input.description === undefined ? {} : { description: input.description }),
+            parameters: input.parameters
+          }, options),
+          () => input
+        )
+        : ParseResult.decodeUnknown(definition)(input, options),
+    encode: (definition) => (input, options) =>
+      isTool(input) ? ParseResult.succeed(input) : ParseResult.encodeUnknown(definition)(input, options)
+  },
+  { identifier: "AnyTool" }
+)
 
 /**
  * A tool in a request: one made by `make` or a plain definition.

@@ -209,6 +209,28 @@ export const Reply = Schema.Union(Schema.String, Schema.Array(Schema.String))
 export type Reply = typeof Reply.Type
 
 /**
+ * One tool call a scenario answers with: the tool's `name` (default: the request's tool at the
+ * same position) and its `arguments`, a JSON value, or a string sent as the arguments' text as
+ * it is (malformed JSON included). Without `arguments`, an example of the tool's parameters
+ * whose strings hold the echo.
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const ToolCallSpec = Schema.Struct({
+  name: Schema.optional(Schema.String),
+  arguments: Schema.optional(Schema.Unknown)
+})
+
+/**
+ * One decoded tool call of a scenario.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type ToolCallSpec = typeof ToolCallSpec.Type
+
+/**
  * One scenario. Every field but `name` is optional:
  *
  * - `reply`: the text or tokens of choice 0. Without it the simulator echoes the newest user
@@ -228,6 +250,13 @@ export type Reply = typeof Reply.Type
  *   (structured output: the `openai` body's `response_format`, or the schema line of the
  *   instruction the gateway profile appends to `systemInstruction`), strings holding the echo;
  *   `{"reply": "You said: …"}` when the request has no schema.
+ * - `toolCalls`: answer with tool calls instead of text while the request's last message is
+ *   not a tool result: `"first"` (the request's first tool), `"all"` (each of its tools, in
+ *   parallel) or a list of `ToolCallSpec`. Streamed as real gateways do: one call after the
+ *   other by `index`, `id` and `name` in the first fragment only, the arguments' JSON text cut
+ *   into pieces of 1 to 8 characters, then `finish_reason: "tool_calls"`. Once the request
+ *   ends with tool results, the reply is `reply`, or `Tool results: …` quoting them. A request
+ *   without tools (or with `tool_choice: "none"`) gets text.
  *
  * @since 0.1.0
  * @category Schemas
@@ -250,7 +279,8 @@ export const Scenario = Schema.Struct({
   keepAliveMs: Schema.optional(Schema.Int.pipe(Schema.positive())),
   retryMs: Schema.optional(Count),
   lineEnding: Schema.optional(Schema.Literal("lf", "crlf", "cr")),
-  jsonReply: Schema.optional(Schema.Boolean)
+  jsonReply: Schema.optional(Schema.Boolean),
+  toolCalls: Schema.optional(Schema.Union(Schema.Literal("first", "all"), Schema.Array(ToolCallSpec)))
 })
 
 /**
@@ -460,6 +490,17 @@ export const builtins: ReadonlyArray<Scenario> = [
     name: "json",
     description: "Answers with JSON that fits the request's schema (structured output), strings holding the echo.",
     jsonReply: true
+  },
+  {
+    name: "tools",
+    description:
+      "Calls the request's first tool (arguments from its parameters, streamed in pieces), then answers with text once the tool's result comes back.",
+    toolCalls: "first"
+  },
+  {
+    name: "tools-parallel",
+    description: "Calls every tool of the request at once (parallel calls), then answers with text once the results come back.",
+    toolCalls: "all"
   },
   {
     name: "slow",

@@ -11,7 +11,7 @@ import { concat } from "./internal/bytes.js"
 import * as JsonExample from "./internal/jsonExample.js"
 import * as Prng from "./internal/prng.js"
 import * as Tokens from "./internal/tokens.js"
-import type { Attempt, Reply, Scenario } from "./Scenario.js"
+import type { Attempt, Reply, Scenario, ToolCallSpec } from "./Scenario.js"
 
 /**
  * Which endpoint a request came to: the gateway profile (`POST /api/v2/ai/llm/gateway/invoke`,
@@ -32,6 +32,21 @@ export interface ScriptMessage {
   readonly role: string
   readonly content: string
   readonly name?: string | undefined
+  /** The id of the call a `tool` message answers. */
+  readonly toolCallId?: string | undefined
+  /** The calls of an assistant message. */
+  readonly toolCalls?: ReadonlyArray<{ readonly id: string; readonly name: string }> | undefined
+}
+
+/**
+ * A tool a request declared, as the simulator reads it.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ScriptTool {
+  readonly name: string
+  readonly parameters?: Readonly<Record<string, unknown>> | undefined
 }
 
 /**
@@ -53,6 +68,9 @@ export interface ScriptRequest {
   readonly maxTokens: number | undefined
   /** The JSON Schema the reply must fit (structured output), when the request gave one. */
   readonly responseSchema?: Readonly<Record<string, unknown>> | undefined
+  /** The tools the request declared, and whether it allows calling them (`tool_choice` not `none`). */
+  readonly tools?: ReadonlyArray<ScriptTool> | undefined
+  readonly toolsAllowed?: boolean | undefined
 }
 
 /**
@@ -201,6 +219,49 @@ export const echoReply = (messages: ReadonlyArray<ScriptMessage>): string => {
     if (message.role === "user") return `You said: ${message.content}`
   }
   return "Hello from the llm-gateway simulator."
+}
+
+/**
+ * The reply to a request that ends with tool results: `Tool results: …` quoting each of them.
+ *
+ * @since 0.1.0
+ * @category Utils
+ */
+export const toolResultsReply = (messages: ReadonlyArray<ScriptMessage>): string => {
+  const results: Array<string> = []
+  for (let i = messages.length - 1; i >= 0 && messages[i]!.role === "tool"; i--) results.unshift(messages[i]!.content)
+  return `Tool results: ${results.join("; ")}`
+}
+
+/**
+ * The tool calls a scenario answers `request` with (id, name, arguments' JSON text), or
+ * `undefined` when it answers with text: no `toolCalls` in the scenario, no tools (or
+ * `tool_choice: "none"`) in the request, or a request that ends with tool results.
+ *
+ * @since 0.1.0
+ * @category Scenarios
+ */
+export const toolCallsFor = (
+  scenario: Scenario,
+  request: Pick<ScriptRequest, "messages" | "tools" | "toolsAllowed">,
+  prng: Prng.Prng
+): ReadonlyArray<{ readonly id: string; readonly name: string; readonly arguments: string }> | undefined => {
+  const spec = scenario.toolCalls
+  const tools = request.tools ?? []
+  const last = request.messages[request.messages.length - 1]
+  if (spec === undefined || tools.length === 0 || request.toolsAllowed === false || last?.role === "tool") return undefined
+  const echo = echoReply(request.messages)
+  const specs = spec === "first" ? [{}] : spec === "all" ? tools.map(() => ({})) : spec
+  return specs.map((call: ToolCallSpec, i) => {
+    const tool = call.name === undefined ? tools[i % tools.length]! : tools.find((t) => t.name === call.name)
+    const name = call.name ?? tool!.name
+    const args = call.arguments === undefined
+      ? JSON.stringify(JsonExample.example(tool?.parameters ?? { type: "object", properties: {} }, echo))
+      : typeof call.arguments === "string"
+      ? call.arguments
+      : JSON.stringify(call.arguments)
+    return { id: `call_${prng.hex8()}${prng.hex8()}`, name, arguments: args }
+  })
 }
 
 /**
@@ -400,7 +461,14 @@ const renderReply = (
 
   // Choices: choice 0 is the reply (or the echo), the others the alternatives.
   const n = Math.max(request.n ?? 1, scenario.n ?? 1)
-  const mainTokens = tokensOf(scenario.reply ?? (scenario.jsonReply === true ? jsonReply(request) : echoReply(request.messages)))
+  const mainTokens = tokensOf(
+    scenario.reply ??
+      (scenario.jsonReply === true
+        ? jsonReply(request)
+        : request.messages[request.messages.length - 1]?.role === "tool"
+        ? toolResultsReply(request.messages)
+        : echoReply(request.messages))
+  )
   const choices: Array<Choice> = []
   let cutByMaxTokens = false
   for (let index = 0; index < n; index++) {
@@ -450,6 +518,11 @@ const renderReply = (
     "content-type": faults.contentType ?? (request.stream ? "text/event-stream; charset=utf-8" : "application/json"),
     ...(request.stream ? { "cache-control": "no-cache" } : {}),
     ...lowerKeys(scenario.headers)
+  }
+
+  const calls = toolCallsFor(scenario, request, prng)
+  if (calls !== undefined) {
+    return renderToolCalls({ scenario, request, prng, calls, id, created, headers, headersMs, firstTokenMs, tokenMs })
   }
 
   const terminal = terminalFault(faults)
@@ -575,6 +648,109 @@ const renderReply = (
     headersDelayMs: headersMs,
     chunks: split(withKeepAlive, scenario, prng),
     end,
+    chunked: true,
+    outcome: "reply",
+    revokeToken: false
+  }
+}
+
+/**
+ * A reply of tool calls, as the OpenAI API streams it: a role chunk, then each call in turn,
+ * its `id`, `type` and `name` in the first fragment only, its arguments' text cut into pieces
+ * of 1 to 8 characters (with `tokenMs` between pieces), then `finish_reason: "tool_calls"`,
+ * the usage chunk and `[DONE]`. Without `stream`, one completion whose message holds the calls.
+ */
+const renderToolCalls = (options: {
+  readonly scenario: Scenario
+  readonly request: ScriptRequest
+  readonly prng: Prng.Prng
+  readonly calls: ReadonlyArray<{ readonly id: string; readonly name: string; readonly arguments: string }>
+  readonly id: string
+  readonly created: number
+  readonly headers: Record<string, string>
+  readonly headersMs: number
+  readonly firstTokenMs: number
+  readonly tokenMs: number
+}): Script => {
+  const { calls, prng, request, scenario } = options
+  const completionTokens = calls.reduce((sum, call) => sum + Tokens.count(call.name) + Tokens.count(call.arguments), 0)
+  const usage = scenario.usage === "omit"
+    ? undefined
+    : scenario.usage === undefined || scenario.usage === "computed"
+    ? usageOf(promptTokens(request), completionTokens)
+    : usageOf(scenario.usage.prompt_tokens, scenario.usage.completion_tokens, scenario.usage.total_tokens)
+  const wireCall = (call: (typeof calls)[number], index: number, args: string) => ({
+    index,
+    id: call.id,
+    type: "function",
+    function: { name: call.name, arguments: args }
+  })
+  const base = {
+    id: options.id,
+    created: options.created,
+    model: request.model,
+    system_fingerprint: "fp_simulator"
+  }
+  if (!request.stream) {
+    const completion = {
+      ...base,
+      object: "chat.completion",
+      choices: [{
+        index: 0,
+        message: { role: "assistant", content: null, tool_calls: calls.map((call, i) => wireCall(call, i, call.arguments)) },
+        logprobs: null,
+        finish_reason: "tool_calls"
+      }],
+      ...(usage === undefined ? {} : { usage })
+    }
+    return {
+      status: 200,
+      headers: options.headers,
+      headersDelayMs: options.headersMs + options.firstTokenMs,
+      chunks: [{ delayMs: 0, bytes: encoder.encode(JSON.stringify(completion)) }],
+      end: { _tag: "Close" },
+      chunked: false,
+      outcome: "reply",
+      revokeToken: false
+    }
+  }
+  const eol = scenario.lineEnding === "crlf" ? "\r\n" : scenario.lineEnding === "cr" ? "\r" : "\n"
+  const data = (delta: Record<string, unknown>, finishReason: string | null, extra?: Record<string, unknown>) =>
+    encoder.encode(
+      `data: ${
+        JSON.stringify({
+          ...base,
+          object: "chat.completion.chunk",
+          choices: extra === undefined ? [{ index: 0, delta, logprobs: null, finish_reason: finishReason }] : [],
+          ...extra
+        })
+      }${eol}${eol}`
+    )
+  const segments: Array<Segment> = []
+  let clock = options.firstTokenMs
+  segments.push({ at: clock, bytes: data({ role: "assistant", content: null }, null) })
+  calls.forEach((call, index) => {
+    segments.push({ at: clock, bytes: data({ tool_calls: [wireCall(call, index, "")] }, null) })
+    for (let at = 0; at < call.arguments.length;) {
+      const size = prng.int(1, 8)
+      clock += options.tokenMs
+      segments.push({
+        at: clock,
+        bytes: data({ tool_calls: [{ index, function: { arguments: call.arguments.slice(at, at + size) } }] }, null)
+      })
+      at += size
+    }
+  })
+  segments.push({ at: clock, bytes: data({}, "tool_calls") })
+  if (request.includeUsage && usage !== undefined) segments.push({ at: clock, bytes: data({}, null, { usage }) })
+  segments.push({ at: clock, bytes: encoder.encode(`data: [DONE]${eol}${eol}`) })
+  const withKeepAlive = scenario.keepAliveMs === undefined ? segments : keepAlive(segments, scenario.keepAliveMs, eol)
+  return {
+    status: 200,
+    headers: options.headers,
+    headersDelayMs: options.headersMs,
+    chunks: split(withKeepAlive, scenario, prng),
+    end: { _tag: "Close" },
     chunked: true,
     outcome: "reply",
     revokeToken: false

@@ -220,7 +220,22 @@ const WireMessage = Schema.Struct({
     Schema.String,
     Schema.Array(Schema.Struct({ type: Schema.String, text: Schema.optional(Schema.String) }))
   ))),
-  name: Schema.optional(Schema.String)
+  name: Schema.optional(Schema.String),
+  tool_call_id: Schema.optional(Schema.String),
+  tool_calls: Schema.optional(Schema.NullOr(Schema.Array(Schema.Struct({
+    id: Schema.String,
+    type: Schema.optional(Schema.String),
+    function: Schema.Struct({ name: Schema.String, arguments: Schema.String })
+  }))))
+})
+
+const WireTool = Schema.Struct({
+  type: Schema.Literal("function"),
+  function: Schema.Struct({
+    name: Schema.String,
+    description: Schema.optional(Schema.String),
+    parameters: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+  })
 })
 
 const GatewayBody = Schema.Struct({
@@ -246,7 +261,12 @@ const OpenAiBody = Schema.Struct({
   response_format: Schema.optional(Schema.NullOr(Schema.Struct({
     type: Schema.String,
     json_schema: Schema.optional(Schema.Struct({ schema: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })) }))
-  })))
+  }))),
+  tools: Schema.optional(Schema.NullOr(Schema.Array(WireTool))),
+  tool_choice: Schema.optional(Schema.NullOr(Schema.Union(
+    Schema.Literal("auto", "none", "required"),
+    Schema.Struct({ type: Schema.Literal("function"), function: Schema.Struct({ name: Schema.String }) })
+  )))
 })
 
 const contentText = (content: typeof WireMessage.Type["content"]): string =>
@@ -257,7 +277,43 @@ const contentText = (content: typeof WireMessage.Type["content"]): string =>
     : content.map((part) => part.text ?? "").join("")
 
 const messagesOf = (messages: typeof WireMessage.Type[]): Array<Script.ScriptMessage> =>
-  messages.map((m) => ({ role: m.role, content: contentText(m.content), ...(m.name === undefined ? {} : { name: m.name }) }))
+  messages.map((m) => ({
+    role: m.role,
+    content: contentText(m.content),
+    ...(m.name === undefined ? {} : { name: m.name }),
+    ...(m.tool_call_id === undefined ? {} : { toolCallId: m.tool_call_id }),
+    ...(m.tool_calls === undefined || m.tool_calls === null
+      ? {}
+      : { toolCalls: m.tool_calls.map((call) => ({ id: call.id, name: call.function.name })) })
+  }))
+
+/**
+ * What the OpenAI API says of a conversation whose tool messages do not answer the calls
+ * before them: every call of an assistant message must be answered by a `tool` message with
+ * its id right after it, and a `tool` message must answer such a call.
+ */
+const toolSequenceIssue = (messages: ReadonlyArray<Script.ScriptMessage>): string | undefined => {
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!
+    if (m.role === "tool") {
+      return `messages.${i}: messages with role 'tool' must be a response to a preceding message with 'tool_calls'`
+    }
+    if (m.toolCalls === undefined || m.toolCalls.length === 0) continue
+    const open = new Set(m.toolCalls.map((call) => call.id))
+    let j = i + 1
+    for (; j < messages.length && messages[j]!.role === "tool"; j++) {
+      const id = messages[j]!.toolCallId
+      if (id === undefined || !open.delete(id)) {
+        return `messages.${j}: tool_call_id does not answer a call of messages.${i}`
+      }
+    }
+    if (open.size > 0) {
+      return `messages.${i}: an assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'`
+    }
+    i = j - 1
+  }
+  return undefined
+}
 
 // Field paths only: the values are the caller's prompt.
 const describeIssues = (error: ParseResult.ParseError): string =>
@@ -517,10 +573,18 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         const body = Schema.decodeUnknownEither(OpenAiBody)(json.right)
         if (Either.isLeft(body)) return immediate(errorFor(profile, 400, `Invalid request body: ${describeIssues(body.left)}`))
         const b = body.right
+        const messages = messagesOf([...b.messages])
+        const toolIssue = toolSequenceIssue(messages)
+        if (toolIssue !== undefined) return immediate(errorFor(profile, 400, `Invalid request body: ${toolIssue}`))
         scriptRequest = {
           profile,
           model: b.model,
-          messages: messagesOf([...b.messages]),
+          messages,
+          tools: (b.tools ?? []).map((tool) => ({
+            name: tool.function.name,
+            ...(tool.function.parameters === undefined ? {} : { parameters: tool.function.parameters })
+          })),
+          toolsAllowed: b.tool_choice !== "none",
           system: undefined,
           stream: b.stream === true,
           includeUsage: b.stream_options?.include_usage === true,

@@ -89,7 +89,7 @@ const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "obj
 const schemaIssues = (error: ParseResult.ParseError): Array<string> => {
   try {
     const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-    const lines = issues.slice(0, maxIssues).map((issue) => {
+    const lines = [...new Set(issues.map((issue) => {
       const what = issue._tag === "Missing"
         ? "is missing"
         : issue._tag === "Unexpected"
@@ -99,9 +99,9 @@ const schemaIssues = (error: ParseResult.ParseError): Array<string> => {
         : "does not match the tool's Schema"
       const line = `${formatPath(issue.path, "arguments")}: ${what}`
       return line.length > maxIssueLength ? `${line.slice(0, maxIssueLength - 3)}...` : line
-    })
-    if (issues.length > maxIssues) lines.push(`and ${issues.length - maxIssues} more`)
-    return lines
+    }))]
+    // A union reports each member that did not match: one line per path and kind is enough.
+    return lines.length > maxIssues ? [...lines.slice(0, maxIssues), `and ${lines.length - maxIssues} more`] : lines
   } catch {
     return ["arguments: could not be decoded"]
   }
