@@ -428,7 +428,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, ConfigError.
           contextWindow: info.contextWindow,
           reservedForReply: reserved
         })
-      }).pipe(Effect.withSpan("ContextWindow.fit", { attributes: { model: Models.printableId(model) } }))
+      }).pipe(Effect.withSpan("ContextWindow.fit", { attributes: { model: Models.printableId(model) }, captureStackTrace: false }))
 
     const countPrompt: Service["countPrompt"] = (model, system, messages) =>
       Effect.gen(function*() {
