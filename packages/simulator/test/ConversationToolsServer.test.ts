@@ -1,8 +1,9 @@
 /**
  * Core's Conversation tool loop over the whole Gateway and real sockets, against the simulator's
- * HTTP server on 127.0.0.1 (openai profile): a reply with two parallel tool calls, split across
- * network chunks, then the answer. Checks what reached the wire in each round: the tools
- * declared, the assistant's calls and the tool results with matching ids.
+ * HTTP server on 127.0.0.1 (openai profile): replies with two parallel tool calls split across
+ * events (exact bytes, and the simulator's own tool scenario), then the answer. Checks what
+ * reached the wire in each round: the tools declared, the assistant's calls and the tool
+ * results with matching ids.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
@@ -37,7 +38,7 @@ const event = (delta: Record<string, unknown>, finish: string | null = null) =>
       id: "chatcmpl-tools",
       object: "chat.completion.chunk",
       created: 1_700_000_000,
-      model: "sim:tools",
+      model: "sim:scripted-tools",
       choices: [{ index: 0, delta, finish_reason: finish }]
     })
   }\n\n`
@@ -55,20 +56,43 @@ const toolCallsReply = [
 ].join("")
 
 /**
- * The first request of a body is answered with the tool calls (a scripted attempt with status
- * 200); the handler then swaps the scenario for the answer, so the second round gets text.
+ * Exact bytes, the fragments of the two calls interleaved: the first request of a body is
+ * answered with the tool calls (a scripted attempt with status 200); the handler then swaps the
+ * scenario for the answer, so the second round gets text.
  */
 const firstRound: Scenario.Scenario = {
-  name: "tools",
+  name: "scripted-tools",
   attempts: [{ status: 200, contentType: "text/event-stream", body: toolCallsReply }]
 }
-const secondRound: Scenario.Scenario = { name: "tools", reply: "Paris is sunny and Oslo is cold." }
+const secondRound: Scenario.Scenario = { name: "scripted-tools", reply: "Paris is sunny and Oslo is cold." }
 
 const getWeather = Tool.make({
   name: "get_weather",
   description: "The current weather of a city",
   parameters: Schema.Struct({ city: Schema.String })
 })
+
+/** The whole gateway over real sockets to `server` (openai profile). */
+const gatewayOver = (server: SimulatorServer.Service) =>
+  Gateway.layer({ profile: "openai" }).pipe(
+    Layer.provideMerge(Layer.mergeAll(
+      SafetyFilter.layerDefault,
+      ContextWindow.layer(),
+      ResponseCache.layerMemory({ capacity: 10, timeToLive: "1 hour" }),
+      CostMeter.layerMemory({}),
+      AuditLog.layerMemory
+    )),
+    Layer.provide(
+      Transport.layer({ profile: "openai", baseUrl: server.openAiBaseUrl }).pipe(
+        Layer.provide(Auth.layerStatic(SimulatorApp.defaultApiKey)),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+    )
+  )
+
+/** The chat requests that reached the server, as parsed JSON bodies. */
+const wireBodies = (server: SimulatorServer.Service) =>
+  Effect.map(server.requests, (all) => all.filter((r) => r.path === "/v1/chat/completions").map((r) => r.body as any))
 
 describe("Conversation tool loop against the simulator server (openai profile, real sockets)", () => {
   it.effect("two rounds: the calls, then the results with matching ids, then the answer", () =>
@@ -81,27 +105,13 @@ describe("Conversation tool loop against the simulator server (openai profile, r
           yield* server.register(secondRound)
           return { city, sky: city === "Paris" ? "sunny" : "cold", desk: EMAIL }
         }))
-      const transport = Transport.layer({ profile: "openai", baseUrl: server.openAiBaseUrl }).pipe(
-        Layer.provide(Auth.layerStatic(SimulatorApp.defaultApiKey)),
-        Layer.provide(NodeHttpClient.layerUndici)
-      )
-      const gateway = Gateway.layer({ profile: "openai" }).pipe(
-        Layer.provideMerge(Layer.mergeAll(
-          SafetyFilter.layerDefault,
-          ContextWindow.layer(),
-          ResponseCache.layerMemory({ capacity: 10, timeToLive: "1 hour" }),
-          CostMeter.layerMemory({}),
-          AuditLog.layerMemory
-        )),
-        Layer.provide(transport)
-      )
       const { history, parts } = yield* Effect.gen(function*() {
-        const conversation = yield* Conversation.make({ model: "sim:tools", system: "Use the tools." })
+        const conversation = yield* Conversation.make({ model: "sim:scripted-tools", system: "Use the tools." })
         const parts = yield* Stream.runCollect(
           conversation.sendWithTools("Weather in Paris and Oslo?", { handlers: [weather], concurrency: "unbounded" })
         ).pipe(Effect.map(Chunk.toArray))
         return { history: yield* conversation.messages, parts }
-      }).pipe(Effect.provide(gateway))
+      }).pipe(Effect.provide(gatewayOver(server)))
 
       // The arguments, assembled from the split deltas and decoded with the Schema.
       expect(handled.map(({ city, id, name }) => ({ city, id, name }))).toEqual([
@@ -111,7 +121,7 @@ describe("Conversation tool loop against the simulator server (openai profile, r
       const finishes = parts.filter((p): p is Part.Finish => p._tag === "Finish").map((p) => p.reason)
       expect(finishes).toEqual(["tool_calls", "stop"])
 
-      const wire = (yield* server.requests).filter((r) => r.path === "/v1/chat/completions").map((r) => r.body as any)
+      const wire = yield* wireBodies(server)
       expect(wire).toHaveLength(2)
       // Round 1: the tool declared, the system instruction and the question.
       expect(wire[0].tools).toEqual([{ type: "function", function: expect.objectContaining({ name: "get_weather" }) }])
@@ -134,4 +144,50 @@ describe("Conversation tool loop against the simulator server (openai profile, r
       expect(history.slice(2, 4).map((m) => m.toolCallId)).toEqual(["call_paris", "call_oslo"])
       expect(history[4]!.content).toBe("Paris is sunny and Oslo is cold.")
     }).pipe(Effect.provide(SimulatorServer.layerServer({ scenarios: [firstRound] }))))
+
+  it.effect("with the simulator's tool scenario: its call ids come back on the results, round after round", () =>
+    Effect.gen(function*() {
+      const server = yield* SimulatorServer.SimulatorServer
+      const weather = Conversation.handler(getWeather, ({ city }) => Effect.succeed(`${city}: 21 °C`))
+      const history = yield* Effect.gen(function*() {
+        const conversation = yield* Conversation.make({ model: "sim:weather-calls" })
+        yield* Stream.runDrain(conversation.sendWithTools("Weather in Paris and Oslo?", { handlers: [weather] }))
+        // A second turn: the first one goes along as recorded.
+        yield* Stream.runDrain(conversation.sendWithTools("And tomorrow?", { handlers: [weather] }))
+        return yield* conversation.messages
+      }).pipe(Effect.provide(gatewayOver(server)))
+
+      const wire = yield* wireBodies(server)
+      expect(wire).toHaveLength(4)
+      for (const [round, body] of wire.entries()) {
+        expect(body.tools.map((t: any) => t.function.name)).toEqual(["get_weather"])
+        // Every assistant message's calls are answered by tool messages with the same ids, in order.
+        const messages = body.messages
+        messages.forEach((m: any, i: number) => {
+          if (m.role !== "assistant" || m.tool_calls === undefined) return
+          const ids = m.tool_calls.map((c: any) => c.id)
+          expect(messages.slice(i + 1, i + 1 + ids.length).map((r: any) => [r.role, r.tool_call_id])).toEqual(
+            ids.map((id: string) => ["tool", id])
+          )
+        })
+        expect(messages.at(-1).role, `round ${round}`).toBe(round % 2 === 0 ? "user" : "tool")
+      }
+      // Round 2 answers the calls streamed in round 1.
+      const calls = wire[1].messages.at(-3).tool_calls
+      expect(calls.map((c: any) => JSON.parse(c.function.arguments).city)).toEqual(["Paris", "Oslo"])
+      expect(wire[1].messages.slice(-2).map((m: any) => m.content)).toEqual(["Paris: 21 °C", "Oslo: 21 °C"])
+      // The recorded history is what the last request carried, and the answer.
+      expect(history.map((m) => m.role)).toEqual([
+        "user", "assistant", "tool", "tool", "assistant", "user", "assistant", "tool", "tool", "assistant"
+      ])
+      expect(wire[3].messages.slice(0, 5).map((m: any) => m.role)).toEqual(["user", "assistant", "tool", "tool", "assistant"])
+      expect(wire[3].messages.slice(0, 5).map((m: any) => m.content ?? "")).toEqual(history.slice(0, 5).map((m) => m.content))
+      expect(history[4]!.content).toBe("Both cities are mild.")
+    }).pipe(Effect.provide(SimulatorServer.layerServer({
+      scenarios: [{
+        name: "weather-calls",
+        toolCalls: [{ name: "get_weather", arguments: { city: "Paris" } }, { name: "get_weather", arguments: { city: "Oslo" } }],
+        reply: "Both cities are mild."
+      }]
+    }))))
 })
