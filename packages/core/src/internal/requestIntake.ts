@@ -259,7 +259,6 @@ export const intake = (input: unknown, limits: InputLimits): Intake => {
 
   /**
    * A JSON value (a JSON Schema) copied as plain data
-
 : at most `maxJsonDepth` deep and
    * `limits.maxMessageChars` characters of keys and strings; anything else is an issue.
    */
