@@ -226,19 +226,16 @@ const withFlights = (
    * Takes the lease if it is free: `true` when taken, and then released with the scope. The
    * claim is uninterruptible, so a lease taken is always released.
    */
+  const release = (key: string, token: string) =>
+    call("cache", "release", timeout, () => client.eval(releaseScript, 1, leaseKey(key), token)).pipe(Effect.ignore)
   const claim = (key: string, token: string) =>
     Effect.uninterruptible(
       Effect.tap(
-        call("cache", "claim", timeout, () => client.set(leaseKey(key), token, "PX", leaseMillis, "NX")),
-        (taken) =>
-          taken === "OK"
-            ? Effect.zipRight(
-              Effect.addFinalizer(() =>
-                call("cache", "release", timeout, () => client.eval(releaseScript, 1, leaseKey(key), token)).pipe(Effect.ignore)
-              ),
-              keep(key, token)
-            )
-            : Effect.void
+        call("cache", "claim", timeout, () => client.set(leaseKey(key), token, "PX", leaseMillis, "NX")).pipe(
+          // A claim that timed out may still have been applied: free it (sent after it, so run after it).
+          Effect.tapError(() => Effect.forkDaemon(release(key, token)))
+        ),
+        (taken) => taken === "OK" ? Effect.zipRight(Effect.addFinalizer(() => release(key, token)), keep(key, token)) : Effect.void
       )
     ).pipe(Effect.map((taken) => taken === "OK"))
 
