@@ -15,6 +15,12 @@
  * under 130 for the others), plus 64 characters of already-emitted context for lookbehind.
  * Nothing longer than `maxLength` can match, so no match is ever cut in two.
  *
+ * Per kind, `Policy.operators` replaces the marker by a numbered placeholder (`[EMAIL_1]`,
+ * which `Policy.restore` puts back into the caller's reply after the cache and the audit), a
+ * mask (`**** **** **** 1234`) or a keyed HMAC pseudonym. `Policy.output` lets block rules judge
+ * the reply sentence by sentence: `fail` ends it with `SafetyViolation{direction: "output"}`,
+ * `mask` replaces the match by `[BLOCKED]`. See docs/safety.md.
+ *
  * @example
  * import * as Effect from "effect/Effect"
  * import * as SafetyFilter from "@llm-gateway/core/SafetyFilter"
