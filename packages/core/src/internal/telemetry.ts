@@ -286,7 +286,7 @@ const spanExit = (exit: Exit.Exit<unknown, unknown>): Exit.Exit<unknown, unknown
     ? Exit.die(new Error("Defect"))
     : exit
 
-/** Span attributes and metrics of a request that ended with `exit`; ends the span. */
+/** Span attributes and metrics of a request that ended with `exit`. */
 const complete = (record: RequestRecord, meter: Option.Option<CostMeter.Service>, exit: Exit.Exit<unknown, unknown>) =>
   Effect.gen(function*() {
     const { finish, span } = record
@@ -387,7 +387,6 @@ const complete = (record: RequestRecord, meter: Option.Option<CostMeter.Service>
     if (record.settings.captureContent) {
       span.event(Telemetry.contentEvent, record.clock.unsafeCurrentTimeNanos(), contentAttributes(record))
     }
-    span.end(record.clock.unsafeCurrentTimeNanos(), spanExit(exit))
   })
 
 /**
@@ -471,8 +470,9 @@ export const gateway: Effect.Effect<
         ({ context, record }) => Channel.provideContext(Stream.toChannel(Stream.mapChunks(stream, observeParts(record))), context),
         ({ record }, exit) =>
           complete(record, meter, exit).pipe(
-            // Telemetry must never change how a request ends.
-            Effect.catchAllCause((cause) => Effect.logDebug("Telemetry: recording the request failed", Cause.pretty(cause)))
+            // Telemetry must never change how a request ends, and the span ends whatever happened.
+            Effect.catchAllCause((cause) => Effect.logDebug("Telemetry: recording the request failed", Cause.pretty(cause))),
+            Effect.zipRight(Effect.sync(() => record.span.end(record.clock.unsafeCurrentTimeNanos(), spanExit(exit))))
           )
       )
     )
