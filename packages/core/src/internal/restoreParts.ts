@@ -67,15 +67,16 @@ export const restore = <E, R>(
       }
       return Chunk.unsafeFromArray(out)
     }
-    const rest = (): Chunk.Chunk<Part> => {
+    /** What is still held, written before the stream ends (on a failure too: it is safe text). */
+    const rest = (): Channel.Channel<Chunk.Chunk<Part>> => {
       const out: Array<Part> = []
       flush(out)
-      return Chunk.unsafeFromArray(out)
+      return out.length === 0 ? Channel.void : Channel.write(Chunk.unsafeFromArray(out))
     }
     const channel: Channel.Channel<Chunk.Chunk<Part>, Chunk.Chunk<Part>, E, E, unknown, unknown> = Channel.readWithCause({
       onInput: (parts: Chunk.Chunk<Part>) => Channel.zipRight(Channel.write(map(parts)), channel),
-      onFailure: (cause) => Channel.zipRight(Channel.write(rest()), Channel.failCause(cause)),
-      onDone: () => Channel.write(rest())
+      onFailure: (cause) => Channel.zipRight(Channel.suspend(rest), Channel.failCause(cause)),
+      onDone: () => Channel.suspend(rest)
     })
     return Stream.pipeThroughChannel(self, channel)
   })
