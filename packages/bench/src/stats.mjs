@@ -25,6 +25,32 @@ export const interleave = async (cases, { rounds, warmup }) => {
   return samples
 }
 
+/**
+ * Like `interleave` for synchronous cases of one call each (`cases` maps a name to a function):
+ * within a round the cases take turns in blocks of `block` calls until each made `calls`, so that
+ * a burst of load from other processes falls on all of them alike. Returns the mean µs per call
+ * of each case in each round.
+ */
+export const interleaveCalls = (cases, { rounds, warmup, calls, block }) => {
+  const names = Object.keys(cases)
+  const samples = Object.fromEntries(names.map((name) => [name, []]))
+  for (let round = 0; round < warmup + rounds; round++) {
+    const spent = Object.fromEntries(names.map((name) => [name, 0]))
+    for (let done = 0; done < calls; done += block) {
+      const n = Math.min(block, calls - done)
+      for (let i = 0; i < names.length; i++) {
+        const name = names[(round + done / block + i) % names.length]
+        const f = cases[name]
+        const start = performance.now()
+        for (let j = 0; j < n; j++) f()
+        spent[name] += performance.now() - start
+      }
+    }
+    if (round >= warmup) for (const name of names) samples[name].push((spent[name] * 1000) / calls)
+  }
+  return samples
+}
+
 /** Median, min and max of the per-round ratios a/b. */
 export const pairedRatio = (a, b) => {
   const ratios = a.map((value, i) => value / b[i])
