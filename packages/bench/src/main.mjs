@@ -1,7 +1,7 @@
 // `pnpm bench [--quick]`: builds the packages, runs every benchmark side by side with its peer,
 // prints a table of paired ratios and exits non-zero when a case gave a wrong answer.
 import { spawnSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { cpus, loadavg, totalmem } from "node:os"
 import { fileURLToPath } from "node:url"
 import * as BulkDecode from "./bulkDecode.mjs"
@@ -90,11 +90,16 @@ if (!quick && !failed && only === undefined) {
     new URL("../../../docs/performance.svg", import.meta.url),
     svgChart(chart, `llm-gateway vs peers, ${startedAt.toISOString().slice(0, 10)}, ${cpus().length} cores`)
   )
+  // What people wrote below the marker (what was tried, what the profiles show) is kept.
+  const page = new URL("../../../docs/performance.md", import.meta.url)
+  const marker = "<!-- Below this line is written by hand; pnpm bench keeps it. -->"
+  const previous = existsSync(page) ? readFileSync(page, "utf8") : ""
+  const kept = previous.includes(marker) ? previous.slice(previous.indexOf(marker)) : `${marker}\n`
   writeFileSync(
-    new URL("../../../docs/performance.md", import.meta.url),
+    page,
     `# Performance\n\nWritten by \`pnpm bench\` (a full run, ${minutes} minutes, started ${startedAt.toISOString()}); ratios are paired within each interleaved round, ours ÷ peer, so lower is better. Every case checks the answer it measured (equal events, counts, text) and the run fails on a wrong one.\n\n` +
       `Machine: ${machine}. Load average (1 / 5 / 15 min) ${load(loadBefore)} at the start and ${load(loadAfter)} at the end: other work shared the cores, so absolute figures move with it; the paired ratios move much less.\n\n` +
-      `Run it with \`pnpm bench\` (about ${minutes} minutes; rewrites this page and the chart), \`pnpm bench --quick\` (under three minutes, smaller sizes and fewer rounds, prints only) or \`pnpm bench --only=<name>\`; the sources are in packages/bench/src, one module per item, and each states what it measures.\n\n![Paired ratios of every benchmark, ours ÷ peer, log scale](performance.svg)\n\n${lines.join("\n")}\n`
+      `Run it with \`pnpm bench\` (about ${minutes} minutes; rewrites this page and the chart), \`pnpm bench --quick\` (under three minutes, smaller sizes and fewer rounds, prints only) or \`pnpm bench --only=<name>\`; the sources are in packages/bench/src, one module per item, and each states what it measures.\n\n![Paired ratios of every benchmark, ours ÷ peer, log scale](performance.svg)\n\n${lines.join("\n")}\n\n${kept}`
   )
 }
 process.exit(failed ? 1 : 0)
