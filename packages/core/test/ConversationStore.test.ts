@@ -1,5 +1,5 @@
 import { NodeContext } from "@effect/platform-node"
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -17,7 +17,15 @@ import * as ResponseCache from "../src/ResponseCache.js"
 import * as SafetyFilter from "../src/SafetyFilter.js"
 import { GatewayTransport } from "../src/Transport.js"
 
-const tempDir = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "conversation-store-"))
+const made: Array<string> = []
+const tempDir = () => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "conversation-store-"))
+  made.push(dir)
+  return dir
+}
+afterAll(() => {
+  for (const dir of made) Fs.rmSync(dir, { recursive: true, force: true })
+})
 
 const sample = (id: string, turns = 1): Conversation.ConversationData => ({
   id,
