@@ -284,7 +284,7 @@ export class ToolCallRejected extends Schema.TaggedError<ToolCallRejected>("@llm
 ) {
   override get message(): string {
     const what = this.reason === "unknownTool" || this.reason === "invalidName"
-      ? `called the tool ${JSON.stringify(this.toolName)}, which was not declared`
+      ? `called the tool ${JSON.stringify(this.toolName.slice(0, 64))}, which was not declared`
       : this.reason === "malformed"
       ? `called ${this.toolName} with arguments that are not a JSON object`
       : `called ${this.toolName} with arguments that do not match its Schema (${this.issues.join("; ")})`
