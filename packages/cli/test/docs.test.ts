@@ -75,6 +75,25 @@ const sandbox = () => {
     join(dir, "scenarios.json"),
     JSON.stringify({ scenarios: [{ name: "greeting", reply: "Hello from a scenario file." }] })
   )
+  // The files of the `--schema book.json` and `--tools tools.json` examples, as the docs show them.
+  writeFileSync(
+    join(dir, "book.json"),
+    JSON.stringify({
+      title: "book",
+      type: "object",
+      properties: { title: { type: "string" }, year: { type: ["integer", "null"] } },
+      required: ["title", "year"],
+      additionalProperties: false
+    })
+  )
+  writeFileSync(
+    join(dir, "tools.json"),
+    JSON.stringify([{
+      name: "get_weather",
+      description: "The current weather of a city",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] }
+    }])
+  )
   const env: Record<string, string> = {}
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && !key.startsWith("GENESYS_") && !key.startsWith("LLM_GATEWAY_")) env[key] = value
