@@ -236,6 +236,8 @@ describe("chat --schema", () => {
 
     const mismatch = await runCli(["chat", "--model", "sim:hello", "--schema", schema, "Who wrote Dune?"])
     expect(mismatch.code).toBe(7)
+    // The text that came before the error ends its line.
+    expect(mismatch.stdout).toBe("Hello! How can I help you today?\n")
     expect(lastLine(mismatch.stderr)).toBe("error (ReplySchemaMismatch): The structured reply is not JSON.")
 
     writeFileSync(join(base, "loose.json"), JSON.stringify({ type: "object", properties: { a: { type: "string" } } }))

@@ -348,8 +348,10 @@ export const run = (args: ChatArgs) => {
             const notice = describeNotice(part)
             return notice === undefined ? Effect.void : note(notice)
           }),
-          // Ctrl-C: end the partial reply's line, so the shell prompt starts on its own.
-          Effect.onInterrupt(() => (wroteText ? Output.stdout("\n").pipe(Effect.zipRight(note("[interrupted]"))) : Effect.void))
+          // Ctrl-C or a failure after some text: end the partial reply's line, so the shell
+          // prompt starts on its own.
+          Effect.onInterrupt(() => (wroteText ? Output.stdout("\n").pipe(Effect.zipRight(note("[interrupted]"))) : Effect.void)),
+          Effect.tapError(() => (wroteText ? Output.stdout("\n") : Effect.void))
         )
       }))
     return yield* body.pipe(
