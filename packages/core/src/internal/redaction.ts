@@ -77,6 +77,8 @@ interface Compiled {
   readonly unicode: boolean
   /** Finds the characters every match holds one of (`requiredCharacter`), if known. */
   readonly required: RegExp | undefined
+  /** The one character `required` stands for when it is a single literal (`indexOf` finds it). */
+  readonly requiredChar: string | undefined
   readonly accept: (match: string) => number
   readonly replace: ((match: string) => string) | undefined
 }
@@ -137,6 +139,12 @@ const startGate = (cls: RegExp | undefined): RegExp | undefined => {
   }
 }
 
+/** The character a class such as `/@/` or `/:/` stands for, or `undefined` if it is not one literal. */
+const literalOf = (cls: RegExp | undefined): string | undefined =>
+  cls !== undefined && cls.flags.replace(/[gyuvsmd]/g, "") === "" && /^[^\\^$.*+?()[\]{}|/]$/.test(cls.source)
+    ? cls.source
+    : undefined
+
 const requiredGate = (pattern: RegExp): RegExp | undefined => {
   const cls = requiredCharacter.get(pattern)
   return cls === undefined ? undefined : new RegExp(cls.source, cls.flags.replace(/[gy]/g, "") + "g")
@@ -147,6 +155,11 @@ const requiredGate = (pattern: RegExp): RegExp | undefined => {
  * of the text. A match holding it starts at most `maxLength - 1` before it.
  */
 const requiredAt = (r: Compiled, text: string, at: number): number => {
+  if (r.requiredChar !== undefined) {
+    const found = text.indexOf(r.requiredChar, at)
+    workCounter.steps += (found < 0 ? text.length : found) - at + 1
+    return found < 0 ? text.length : found
+  }
   const gate = r.required!
   gate.lastIndex = at
   const m = gate.exec(text)
@@ -170,6 +183,7 @@ const compile = (spec: RecognizerSpec): Compiled => {
     gate: startGate(spec.start ?? spec.alphabet),
     unicode: sticky.unicode || sticky.flags.includes("v"),
     required: requiredGate(spec.pattern),
+    requiredChar: literalOf(requiredCharacter.get(spec.pattern)),
     replace: spec.replace,
     accept: validate === undefined
       ? (match) => match.length
