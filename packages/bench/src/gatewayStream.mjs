@@ -22,7 +22,8 @@ const reply = sentence.repeat(50)
 const model = "sim:bench"
 const apiKey = "sim-api-key"
 
-const startServer = () =>
+/** The simulator HTTP server in another process, answering every request with `reply`. */
+export const startServer = () =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [
       fileURLToPath(new URL("./simServer.mjs", import.meta.url)),

@@ -12,9 +12,9 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
-import { spawn } from "node:child_process"
 import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
+import { startServer } from "./gatewayStream.mjs"
 import { interleave, median, pairedRatio } from "./stats.mjs"
 
 export const name = "Telemetry"
@@ -24,19 +24,6 @@ const reply = sentence.repeat(50)
 const model = "sim:bench"
 const apiKey = "sim-api-key"
 
-const startServer = () =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [
-      fileURLToPath(new URL("./simServer.mjs", import.meta.url)),
-      JSON.stringify([{ name: "bench", reply }])
-    ], { stdio: ["ignore", "pipe", "inherit"] })
-    let out = ""
-    child.stdout.on("data", (data) => {
-      out += data
-      if (out.includes("\n")) resolve({ child, baseUrl: out.split("\n")[0].trim() })
-    })
-    child.on("exit", (code) => reject(new Error(`simulator server exited with ${code}`)))
-  })
 
 /** An OTLP receiver that reads and discards what it is sent, counting the bytes. */
 const startSink = () =>
